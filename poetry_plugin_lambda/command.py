@@ -1,0 +1,143 @@
+"""`poetry lambda-bundle`: cleo options -> spec; runs the pipeline; prints progress and report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+from typing import Any
+from typing import ClassVar
+
+from cleo.formatters.formatter import Formatter
+from cleo.helpers import option
+from packaging.utils import canonicalize_name
+from poetry.console.commands.command import Command
+
+from poetry_plugin_lambda.errors import BundleError
+from poetry_plugin_lambda.targets import ARCHITECTURES
+from poetry_plugin_lambda.targets import RUNTIMES
+
+if TYPE_CHECKING:
+    from cleo.io.inputs.option import Option
+    from cleo.io.io import IO
+    from poetry.poetry import Poetry
+
+    from poetry_plugin_lambda.spec import ProjectFacts
+
+
+class _Progress:
+    """Progress lines; on stderr when stdout must carry only the JSON report."""
+
+    def __init__(self, io: IO, to_stderr: bool) -> None:
+        self._io = io
+        self._to_stderr = to_stderr
+
+    def line(self, message: str) -> None:
+        if self._to_stderr:
+            self._io.write_error_line(message)
+        else:
+            self._io.write_line(message)
+
+
+def project_facts(poetry: Poetry) -> ProjectFacts:
+    """Read once what the spec needs from the project."""
+    from poetry.core.constraints.version import Version
+
+    from poetry_plugin_lambda.spec import ProjectFacts
+
+    package = poetry.package
+    constraint = package.python_constraint
+    groups = frozenset(canonicalize_name(g) for g in package.dependency_group_names(include_optional=True))
+    default_groups = frozenset(canonicalize_name(g) for g in package.dependency_group_names())
+    return ProjectFacts(
+        root=poetry.pyproject_path.parent.resolve(),
+        name=package.name,
+        version=package.version.text,
+        allows_python=lambda version: constraint.allows(Version.parse(version)),
+        python_constraint=str(package.python_versions),
+        groups=groups | {canonicalize_name("main")},
+        default_groups=default_groups,
+        extras=frozenset(canonicalize_name(e) for e in package.extras),
+    )
+
+
+class LambdaBundleCommand(Command):
+    name = "lambda-bundle"
+    description = "Bundle the project and its locked dependencies into an AWS Lambda ZIP."
+    help = (
+        "Builds a deployment ZIP for AWS Lambda from <comment>poetry.lock</comment>: the"
+        " project's wheel and the locked\npackages of the chosen groups, with wheels chosen for"
+        " the target runtime and architecture\n(not this machine's), verified against the lock's"
+        " hashes, written reproducibly.\n\n"
+        "Settings can live in <comment>[tool.lambda-bundle]</comment> of pyproject.toml; options"
+        " given here win.\n\n"
+        "  <info>poetry lambda-bundle --runtime python3.12 --arch arm64</info>\n"
+        "  <info>poetry lambda-bundle --format json</info>   (one JSON object on stdout)"
+    )
+
+    options: ClassVar[list[Option]] = [
+        option("runtime", None, f"Lambda runtime: {', '.join(RUNTIMES)}.", flag=False),
+        option(
+            "arch",
+            None,
+            f"Architecture: {' or '.join(ARCHITECTURES)} (default: x86_64).",
+            flag=False,
+        ),
+        option("output", "o", "The ZIP to write (default: dist/lambda/<name>-<version>-<runtime>-<arch>.zip).", flag=False),
+        option("target-dir", None, "The folder to install into (default: build/lambda/<runtime>-<arch>).", flag=False),
+        option("layout", None, "bundle (project and dependencies), layer (dependencies under python/) or code (project only).", flag=False),
+        option("with", None, "Optional dependency groups to include.", flag=False, multiple=True),
+        option("without", None, "Dependency groups to leave out.", flag=False, multiple=True),
+        option("only", None, "The only dependency groups to include.", flag=False, multiple=True),
+        option("extras", "E", "Extras of the project to include.", flag=False, multiple=True),
+        option("all-extras", None, "Include all extras of the project."),
+        option("format", None, "Report format: text or json.", flag=False, default="text"),
+    ]
+
+    def _cli_values(self) -> dict[str, Any]:
+        return {
+            "runtime": self.option("runtime"),
+            "architecture": self.option("arch"),
+            "output": self.option("output"),
+            "target-dir": self.option("target-dir"),
+            "layout": self.option("layout"),
+            "with": self.option("with") or None,
+            "without": self.option("without") or None,
+            "only": self.option("only") or None,
+            "extras": self.option("extras") or None,
+            "all-extras": self.option("all-extras") or None,
+            "format": self.option("format"),
+        }
+
+    def handle(self) -> int:
+        fmt = self.option("format")
+        try:
+            report = self._bundle()
+        except BundleError as error:
+            self.line_error(f"<error>{Formatter.escape(str(error))}</error>")
+            return error.exit_code
+        except KeyboardInterrupt:
+            self.line_error("<error>Interrupted: nothing was written at the output.</error>")
+            return 130
+        if fmt == "json":
+            from cleo.io.outputs.output import Verbosity
+
+            # QUIET: `-q` silences progress, never the report a script asked for.
+            self.io.write_line(json.dumps(report.to_json(), indent=2, sort_keys=True), Verbosity.QUIET)
+        else:
+            from poetry_plugin_lambda.report import render_text
+
+            for line in render_text(report):
+                self.line(line)
+        return 0
+
+    def _bundle(self) -> Any:
+        from poetry_plugin_lambda.pipeline import bundle
+        from poetry_plugin_lambda.spec import CONFIG_TABLE
+        from poetry_plugin_lambda.spec import build_spec
+
+        poetry = self.poetry
+        table = poetry.pyproject.data.get("tool", {}).get(CONFIG_TABLE.split(".", 1)[1])
+        spec = build_spec(table, self._cli_values(), project_facts(poetry), Path.cwd())
+        progress = _Progress(self.io, to_stderr=spec.format == "json")
+        return bundle(poetry, spec, self.io, progress)

@@ -1,0 +1,181 @@
+"""Every use of Poetry's private or version-dependent APIs, behind small functions.
+
+Supported: Poetry 2.1 (oldest) to the newest 2.x; CI tests both ends. When Poetry moves a name,
+this is the only file to change.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from typing import Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from collections.abc import Collection
+    from pathlib import Path
+
+    from cleo.io.io import IO
+    from packaging.tags import Tag
+    from packaging.utils import NormalizedName
+    from poetry.config.config import Config
+    from poetry.core.packages.package import Package
+    from poetry.core.packages.utils.link import Link
+    from poetry.poetry import Poetry
+    from poetry.repositories import RepositoryPool
+    from poetry.utils.authenticator import Authenticator
+    from poetry.utils.env import Env
+
+
+def target_env(marker_env: dict[str, str], tags: list[Tag], version: tuple[int, int, int]) -> Env:
+    """A Poetry `Env` describing the target instead of the host (markers, tags); never executed."""
+    from poetry.utils.env import MockEnv
+
+    return MockEnv(
+        version_info=version,
+        platform="linux",
+        platform_machine=marker_env["platform_machine"],
+        os_name="posix",
+        marker_env=dict(marker_env),
+        supported_tags=list(tags),
+    )
+
+
+def lock_file_version_supports_markers(poetry: Poetry) -> bool:
+    """True for lock files (2.1+) that record each package's groups and markers."""
+    return bool(poetry.locker.is_locked_groups_and_markers())
+
+
+def packages_from_lock(
+    poetry: Poetry,
+    env: Env,
+    groups: Collection[NormalizedName],
+    extras: Collection[NormalizedName],
+) -> list[Package]:
+    """The locked packages the target needs, exactly as `poetry install` would select them.
+
+    Lock 2.1 files are walked with their recorded markers; older ones (Poetry 1.8) are resolved
+    again, but only against the packages in the lock (what `poetry install` does too): the index
+    is never consulted.
+    """
+    from poetry.puzzle.transaction import Transaction
+
+    locker = poetry.locker
+    locked_repository = locker.locked_repository()
+    if lock_file_version_supports_markers(poetry):
+        transaction = Transaction(
+            locked_repository.packages,
+            locker.locked_packages(),
+            [],
+            poetry.package,
+            env.marker_env,
+            set(groups),
+        )
+    else:
+        transaction = _resolve_from_lock_only(poetry, env, groups, extras, locked_repository)
+    operations = transaction.calculate_operations(with_uninstalls=False, extras=set(extras))
+    return [op.package for op in operations if op.job_type == "install" and not op.skipped]
+
+
+def _resolve_from_lock_only(
+    poetry: Poetry, env: Env, groups: Collection[NormalizedName], extras: Collection[NormalizedName],
+    locked_repository: Any,
+) -> Any:
+    from cleo.io.null_io import NullIO
+    from poetry.puzzle.solver import Solver
+    from poetry.repositories import RepositoryPool
+
+    root = poetry.package.with_dependency_groups(list(groups), only=True)
+    pool = RepositoryPool.from_packages(locked_repository.packages, poetry.config)
+    solver = Solver(
+        root, pool, [], locked_repository.packages, NullIO(), active_root_extras=list(extras)
+    )
+    solver.provider.load_deferred(False)
+    with solver.use_environment(env):
+        return solver.solve()
+
+
+def choose_link(pool: RepositoryPool, env: Env, config: Config, package: Package) -> Link:
+    """The archive Poetry would pick for `package` on `env` (wheel tags in priority order)."""
+    from poetry.installation.chooser import Chooser
+
+    return Chooser(pool, env, config).choose_for(package)
+
+
+def make_authenticator(config: Config, io: IO, pool_size: int) -> Authenticator:
+    """Poetry's authenticated session: sources' credentials, certificates, retries."""
+    from poetry.utils.authenticator import Authenticator
+
+    return Authenticator(config, io, pool_size=pool_size)
+
+
+def max_workers(config: Config) -> int:
+    return int(getattr(config, "installer_max_workers", 1) or 1)
+
+
+def max_retries(config: Config) -> int:
+    return int(config.get("requests.max-retries", 0) or 0)
+
+
+def download_to_cache(
+    pool: RepositoryPool,
+    link: Link,
+    authenticator: Authenticator,
+    retries: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """The archive behind `link` in Poetry's artifact cache, downloading it once if absent."""
+    try:
+        from poetry.utils.download import Downloader
+    except ImportError:  # Poetry < 2.2
+        from poetry.utils.helpers import Downloader  # type: ignore[no-redef,attr-defined]
+
+    def download(url: str, dest: Path) -> None:
+        downloader = Downloader(url, dest, authenticator, max_retries=retries)
+        total = downloader.total_size or 0
+        for fetched in downloader.download_with_progress(chunk_size=65536):
+            if progress is not None:
+                progress(fetched, total)
+
+    return pool.artifact_cache.get_cached_archive_for_link(
+        link, strict=True, download_func=download
+    )
+
+
+def cached_archive(pool: RepositoryPool, link: Link) -> Path | None:
+    """The cached archive for `link`, if Poetry's artifact cache has it."""
+    return pool.artifact_cache.get_cached_archive_for_link(link, strict=True)
+
+
+def file_hash(path: Path, hash_name: str = "sha256") -> str:
+    from poetry.utils.helpers import get_file_hash
+
+    return str(get_file_hash(path, hash_name))
+
+
+def build_project_wheel(poetry: Poetry, directory: Path) -> Path:
+    """Build the project itself into a wheel with poetry-core's own builder."""
+    from poetry.core.masonry.builders.wheel import WheelBuilder
+
+    return directory / WheelBuilder.make_in(poetry, directory)
+
+
+def build_backend(project: Path) -> str | None:
+    """The build backend a local project names in pyproject.toml (None when it names none)."""
+    from poetry.core.pyproject.toml import PyProjectTOML
+
+    data = PyProjectTOML(project / "pyproject.toml").data
+    backend = data.get("build-system", {}).get("build-backend")
+    return str(backend) if backend else None
+
+
+def build_wheel_of(project: Path, directory: Path) -> Path:
+    """Build the poetry-core project at `project` into a (non-editable) wheel."""
+    from poetry.core.factory import Factory
+
+    poetry = Factory().create_poetry(project)
+    return build_project_wheel(poetry, directory)  # type: ignore[arg-type]
+
+
+def project_is_package(poetry: Poetry) -> bool:
+    """False for Poetry 2's `package-mode = false` projects."""
+    return bool(getattr(poetry, "is_package_mode", True))

@@ -1,0 +1,259 @@
+"""Write the bundle: the target dir and the deterministic ZIP, both atomically.
+
+Both outputs are built beside their final place under a temporary name and renamed into place
+only when complete, so a failure or a kill never leaves a partial ZIP or folder where a deploy
+step would pick it up. The target dir is only ever replaced when it carries our marker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+from typing import BinaryIO
+
+from poetry_plugin_lambda.errors import ConfigError
+from poetry_plugin_lambda.errors import OutputError
+from poetry_plugin_lambda.zipwriter import DOS_EPOCH_MIN
+from poetry_plugin_lambda.zipwriter import DeterministicZipWriter
+
+if TYPE_CHECKING:
+    import zipfile
+    from collections.abc import Iterator
+    from collections.abc import Mapping
+    from collections.abc import Sequence
+
+    from poetry_plugin_lambda.assemble import Entry
+
+try:  # advisory locks tell a dead run's temporary files from a live one's
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+MARKER = ".lambda-bundle-target"
+MARKER_TEXT = "This folder is written by `poetry lambda-bundle`; it replaces it on every run.\n"
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class ZipResult:
+    path: Path
+    sha256: bytes
+    size: int
+
+
+def source_epoch(environ: Mapping[str, str]) -> int:
+    """Every entry's timestamp: SOURCE_DATE_EPOCH when set, else 1980-01-01 (ZIP's earliest)."""
+    value = environ.get("SOURCE_DATE_EPOCH")
+    if value is None or value == "":
+        return DOS_EPOCH_MIN
+    try:
+        return max(int(value), DOS_EPOCH_MIN)
+    except ValueError:
+        raise ConfigError(f"SOURCE_DATE_EPOCH must be an integer, got {value!r}.") from None
+
+
+# -- safety checks on the user's paths -----------------------------------------------------------
+
+
+def check_outputs(output: Path, target_dir: Path, project_root: Path) -> None:
+    """Refuse outputs that could destroy the user's files, before any work is done."""
+    home = Path.home().resolve()
+    protected = {Path("/"), home, project_root, Path.cwd().resolve()}
+    if target_dir in protected or target_dir in project_root.parents:
+        raise OutputError(
+            f"Refusing to use {target_dir} as the target dir: it is the project, its parent,"
+            " your home or the current folder. Choose a folder of its own, such as build/lambda."
+        )
+    if target_dir.exists():
+        if not target_dir.is_dir():
+            raise OutputError(f"The target dir {target_dir} exists and is not a folder.")
+        if not (target_dir / MARKER).is_file() and any(target_dir.iterdir()):
+            raise OutputError(
+                f"Refusing to replace {target_dir}: it is not empty and was not created by"
+                " poetry lambda-bundle. Remove it yourself or choose another --target-dir."
+            )
+    if output == target_dir or target_dir in output.parents:
+        raise OutputError(f"The output {output} must not be inside the target dir {target_dir}.")
+    if output.exists():
+        if output.is_dir():
+            raise OutputError(f"The output {output} is a folder; give a .zip file path.")
+        with output.open("rb") as f:
+            if f.read(4) not in (b"PK\x03\x04", b"PK\x05\x06"):
+                raise OutputError(f"Refusing to overwrite {output}: it is not a ZIP file.")
+
+
+# -- temporary files that survive a kill are cleaned by the next run ------------------------------
+
+
+def _temp_prefix(final: Path) -> str:
+    return f".{final.name}.tmp-"
+
+
+@contextlib.contextmanager
+def _held(path: Path) -> Iterator[int]:
+    """Hold an exclusive advisory lock on `path` while we own it (released on exit or death)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _remove_stale(final: Path) -> None:
+    """Delete temporaries of `final` left by killed runs (their lock is free)."""
+    if fcntl is None or not final.parent.is_dir():
+        return
+    for stray in final.parent.glob(_temp_prefix(final) + "*"):
+        try:
+            fd = os.open(stray, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # a live run owns it
+        finally:
+            os.close(fd)
+        if stray.is_dir():
+            shutil.rmtree(stray, ignore_errors=True)
+        else:
+            stray.unlink(missing_ok=True)
+
+
+# -- reading entry bytes ---------------------------------------------------------------------------
+
+
+class _Sources:
+    """Open each wheel once, however many of its members are written."""
+
+    def __init__(self) -> None:
+        import zipfile
+
+        self._zipfile = zipfile
+        self._open: dict[Path, zipfile.ZipFile] = {}
+
+    def get(self, archive: Path) -> zipfile.ZipFile:
+        zf = self._open.get(archive)
+        if zf is None:
+            zf = self._open[archive] = self._zipfile.ZipFile(archive)
+        return zf
+
+    def stream(self, entry: Entry) -> BinaryIO:
+        assert entry.archive is not None and entry.info is not None
+        return self.get(entry.archive).open(entry.info)  # type: ignore[return-value]
+
+    def close(self) -> None:
+        for zf in self._open.values():
+            zf.close()
+        self._open.clear()
+
+
+def _write_file(root: Path, entry: Entry, sources: _Sources) -> None:
+    dest = root / entry.path
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with dest.open("wb") as out:
+        if entry.data is not None:
+            out.write(entry.data)
+        else:
+            with sources.stream(entry) as src:
+                shutil.copyfileobj(src, out, _CHUNK)
+    dest.chmod(0o755 if entry.executable else 0o644)
+
+
+def write_target_dir(entries: Sequence[Entry], target_dir: Path) -> None:
+    """Replace `target_dir` with exactly `entries` (plus our marker), atomically."""
+    _guard_io(target_dir, lambda: _write_target_dir(entries, target_dir))
+
+
+def _write_target_dir(entries: Sequence[Entry], target_dir: Path) -> None:
+    target_dir.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(target_dir)
+    staging = Path(tempfile.mkdtemp(prefix=_temp_prefix(target_dir), dir=target_dir.parent))
+    (staging / MARKER).write_text(MARKER_TEXT)
+    sources = _Sources()
+    try:
+        with _held(staging):
+            for entry in entries:
+                _write_file(staging, entry, sources)
+            staging.chmod(0o755)
+            old = None
+            if target_dir.exists():
+                old = Path(tempfile.mkdtemp(prefix=_temp_prefix(target_dir), dir=target_dir.parent))
+                os.replace(target_dir, old / "old")
+            os.replace(staging, target_dir)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        sources.close()
+
+
+def write_zip(entries: Sequence[Entry], output: Path, epoch: int) -> ZipResult:
+    """Write the deterministic ZIP to a temporary file beside `output`, then rename it."""
+    return _guard_io(output, lambda: _write_zip(entries, output, epoch))
+
+
+def _write_zip(entries: Sequence[Entry], output: Path, epoch: int) -> ZipResult:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(output)
+    fd, name = tempfile.mkstemp(prefix=_temp_prefix(output), dir=output.parent)
+    temp = Path(name)
+    sources = _Sources()
+    try:
+        with _held(temp), os.fdopen(fd, "w+b") as f:
+            with DeterministicZipWriter(f, epoch=epoch) as writer:
+                for entry in entries:
+                    if entry.data is not None:
+                        writer.add_bytes(entry.path, entry.data, executable=entry.executable)
+                    else:
+                        assert entry.archive is not None and entry.info is not None
+                        writer.add_from_zip(
+                            entry.path,
+                            sources.get(entry.archive),
+                            entry.info,
+                            executable=entry.executable,
+                        )
+            f.flush()
+            os.fsync(f.fileno())
+            digest, size = _sha256_of(f)
+            os.chmod(temp, 0o644)
+            os.replace(temp, output)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    finally:
+        sources.close()
+    return ZipResult(output, digest, size)
+
+
+def _sha256_of(f: BinaryIO) -> tuple[bytes, int]:
+    f.seek(0)
+    digest = hashlib.sha256()
+    size = 0
+    while chunk := f.read(_CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+    return digest.digest(), size
+
+
+def _guard_io(path: Path, work):  # type: ignore[no-untyped-def]
+    """Turn the operating system's refusals into errors that say what to do."""
+    try:
+        return work()
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise OutputError(
+            f"Could not write {path}: {reason}"
+            f"{' (' + str(error.filename) + ')' if error.filename else ''}."
+            " Check that the folder is writable and the disk has space."
+        ) from None

@@ -1,0 +1,101 @@
+"""What a run made: sizes, hashes, packages and warnings, as text or one JSON object.
+
+`code_sha256` is the base64 of the ZIP's sha256 digest: what Lambda's CodeSha256 and
+Terraform's `source_code_hash` compare, so deploy tools can skip unchanged bundles.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from typing import Any
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
+    from poetry_plugin_lambda.assemble import Entry
+
+LARGEST_SHOWN = 10
+
+
+@dataclass(frozen=True)
+class BundleReport:
+    zip: Path
+    target_dir: Path
+    sha256: bytes
+    size: int
+    unzipped_size: int
+    files: int
+    runtime: str
+    architecture: str
+    layout: str
+    packages: tuple[tuple[str, str], ...]
+    largest: tuple[tuple[str, int], ...]
+    warnings: tuple[str, ...]
+
+    @property
+    def code_sha256(self) -> str:
+        return base64.b64encode(self.sha256).decode("ascii")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "zip": str(self.zip),
+            "target_dir": str(self.target_dir),
+            "sha256": self.sha256.hex(),
+            "code_sha256": self.code_sha256,
+            "size": self.size,
+            "unzipped_size": self.unzipped_size,
+            "files": self.files,
+            "runtime": self.runtime,
+            "architecture": self.architecture,
+            "layout": self.layout,
+            "packages": [{"name": n, "version": v} for n, v in self.packages],
+            "largest_packages": [
+                {"name": owner, "unzipped_size": size} for owner, size in self.largest
+            ],
+            "warnings": list(self.warnings),
+        }
+
+
+def largest_packages(entries: Sequence[Entry], count: int = LARGEST_SHOWN) -> tuple[tuple[str, int], ...]:
+    """The distributions with the most unzipped bytes, largest first."""
+    sizes: dict[str, int] = defaultdict(int)
+    for entry in entries:
+        sizes[entry.owner] += entry.size
+    ranked = sorted(sizes.items(), key=lambda item: (-item[1], item[0]))
+    return tuple(ranked[:count])
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{size} B"  # pragma: no cover
+
+
+def render_text(report: BundleReport) -> list[str]:
+    """The summary printed after a run, in Poetry's colour tags."""
+    lines = [
+        "",
+        f"<info>Built</> <c1>{report.zip}</> for <c1>{report.runtime} {report.architecture}</>"
+        f" ({report.layout})",
+        f"  size:      {human_size(report.size)} zipped, {human_size(report.unzipped_size)}"
+        f" unzipped, {report.files} files",
+        f"  sha256:    {report.sha256.hex()}",
+        f"  CodeSha256: {report.code_sha256}",
+        f"  target dir: {report.target_dir}",
+        f"  packages:  {len(report.packages)}",
+    ]
+    if report.largest and report.unzipped_size:
+        lines.append("  largest (unzipped):")
+        for owner, size in report.largest:
+            share = 100 * size / report.unzipped_size
+            lines.append(f"    {human_size(size):>9}  {share:5.1f}%  {owner}")
+    for warning in report.warnings:
+        lines.append(f"<warning>Warning: {warning}</>")
+    return lines

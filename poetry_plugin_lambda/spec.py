@@ -1,0 +1,283 @@
+"""Configuration and CLI options -> one frozen `BundleSpec`; all validation of user input.
+
+`[tool.lambda-bundle]` gives the defaults, CLI options win. Every key is validated here, so the
+stages after it can trust the spec: a bad value fails before anything is downloaded or written.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass
+from dataclasses import field
+from pathlib import Path
+from typing import TYPE_CHECKING
+from typing import Any
+from typing import Callable
+
+from packaging.utils import NormalizedName
+from packaging.utils import canonicalize_name
+
+from poetry_plugin_lambda.errors import ConfigError
+from poetry_plugin_lambda.targets import ARCHITECTURES
+from poetry_plugin_lambda.targets import DEFAULT_ARCHITECTURE
+from poetry_plugin_lambda.targets import RUNTIMES
+from poetry_plugin_lambda.targets import Runtime
+from poetry_plugin_lambda.targets import Target
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from collections.abc import Sequence
+
+LAYOUTS = ("bundle", "layer", "code")
+FORMATS = ("text", "json")
+CONFIG_TABLE = "tool.lambda-bundle"
+
+
+@dataclass(frozen=True)
+class ProjectFacts:
+    """What the spec needs to know about the project, read once from Poetry."""
+
+    root: Path
+    name: str
+    version: str
+    allows_python: Callable[[str], bool]
+    python_constraint: str
+    groups: frozenset[NormalizedName]
+    default_groups: frozenset[NormalizedName]
+    extras: frozenset[NormalizedName]
+
+
+@dataclass(frozen=True)
+class BundleSpec:
+    """One immutable description of the bundle to build."""
+
+    project: ProjectFacts
+    target: Target
+    groups: frozenset[NormalizedName]
+    extras: frozenset[NormalizedName]
+    layout: str
+    output: Path
+    target_dir: Path
+    format: str = "text"
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def includes_project(self) -> bool:
+        return self.layout in ("bundle", "code")
+
+    @property
+    def includes_dependencies(self) -> bool:
+        return self.layout in ("bundle", "layer")
+
+
+# -- value checkers: each returns the clean value or raises ConfigError naming `where` ----------
+
+
+def _string(where: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where} must be a non-empty string, got {value!r}.")
+    return value.strip()
+
+
+def _string_list(where: str, value: Any) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where} must be a list of strings, got {value!r}.")
+    return [part.strip() for v in value for part in v.split(",") if part.strip()]
+
+
+def _boolean(where: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where} must be true or false, got {value!r}.")
+    return value
+
+
+def _choice(choices: Sequence[str]) -> Callable[[str, Any], str]:
+    def check(where: str, value: Any) -> str:
+        text = _string(where, value)
+        if text not in choices:
+            raise ConfigError(f"{where} must be one of {', '.join(choices)}; got {text!r}.")
+        return text
+
+    return check
+
+
+# key in [tool.lambda-bundle] -> checker. The CLI option of the same name (long form) overrides it.
+CONFIG_KEYS: dict[str, Callable[[str, Any], Any]] = {
+    "runtime": _string,
+    "architecture": _choice(tuple(ARCHITECTURES)),
+    "output": _string,
+    "target-dir": _string,
+    "with": _string_list,
+    "without": _string_list,
+    "only": _string_list,
+    "extras": _string_list,
+    "all-extras": _boolean,
+    "layout": _choice(LAYOUTS),
+}
+
+
+def _unwrap(value: Any) -> Any:
+    """tomlkit items -> plain Python values."""
+    unwrap = getattr(value, "unwrap", None)
+    return unwrap() if callable(unwrap) else value
+
+
+def read_config(table: Any) -> dict[str, Any]:
+    """Validate `[tool.lambda-bundle]`: known keys, right types. Returns the clean values."""
+    if table is None:
+        return {}
+    table = _unwrap(table)
+    if not isinstance(table, dict):
+        raise ConfigError(f"[{CONFIG_TABLE}] must be a table, got {table!r}.")
+    clean: dict[str, Any] = {}
+    for key, value in table.items():
+        checker = CONFIG_KEYS.get(key)
+        if checker is None:
+            close = difflib.get_close_matches(key, CONFIG_KEYS, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(
+                f"Unknown key {key!r} in [{CONFIG_TABLE}].{hint}"
+                f" Valid keys: {', '.join(CONFIG_KEYS)}."
+            )
+        clean[key] = checker(f"[{CONFIG_TABLE}] {key}", value)
+    return clean
+
+
+def resolve_runtime(name: str | None, project: ProjectFacts, where: str) -> Runtime:
+    """The runtime asked for, or the only one the project's Python constraint allows."""
+    if name is None:
+        allowed = [r for r in RUNTIMES.values() if project.allows_python(_full(r))]
+        if len(allowed) == 1:
+            return allowed[0]
+        names = ", ".join(r.name for r in allowed) or "none"
+        raise ConfigError(
+            "No Lambda runtime given, and the project's Python constraint"
+            f" ({project.python_constraint}) allows {names}."
+            ' Choose one with --runtime or `runtime = "python3.12"` in'
+            f" [{CONFIG_TABLE}]."
+        )
+    runtime = RUNTIMES.get(name)
+    if runtime is None:
+        raise ConfigError(
+            f"{where}: unknown Lambda runtime {name!r}."
+            f" Supported runtimes: {', '.join(RUNTIMES)}."
+        )
+    if not project.allows_python(_full(runtime)):
+        raise ConfigError(
+            f"The project requires Python {project.python_constraint}, which excludes the"
+            f" {runtime.name} runtime (Python {runtime.python_version}). Choose another runtime"
+            " or widen the `python` constraint of the project."
+        )
+    return runtime
+
+
+def _full(runtime: Runtime) -> str:
+    return ".".join(str(part) for part in runtime.python)
+
+
+def resolve_groups(
+    project: ProjectFacts, with_: list[str], without: list[str], only: list[str], where: str
+) -> frozenset[NormalizedName]:
+    """Poetry's group semantics: `only`, else the default groups plus `with` minus `without`."""
+    for option, names in (("with", with_), ("without", without), ("only", only)):
+        for name in names:
+            if canonicalize_name(name) not in project.groups:
+                raise ConfigError(
+                    f"{where}: group {name!r} (from {option}) is not defined in pyproject.toml."
+                    f" Groups: {', '.join(sorted(project.groups))}."
+                )
+    if only:
+        return frozenset(canonicalize_name(n) for n in only)
+    chosen = set(project.default_groups) | {canonicalize_name(n) for n in with_}
+    return frozenset(chosen - {canonicalize_name(n) for n in without})
+
+
+def resolve_extras(
+    project: ProjectFacts, extras: list[str], all_extras: bool
+) -> frozenset[NormalizedName]:
+    if all_extras:
+        return project.extras
+    chosen = frozenset(canonicalize_name(e) for e in extras)
+    unknown = sorted(chosen - project.extras)
+    if unknown:
+        known = ", ".join(sorted(project.extras)) or "none"
+        raise ConfigError(f"Extra(s) not defined by the project: {', '.join(unknown)}. Extras: {known}.")
+    return chosen
+
+
+def _path(value: str, base: Path) -> Path:
+    path = Path(os.path.expanduser(value))
+    return (path if path.is_absolute() else base / path).resolve()
+
+
+def default_output(project: ProjectFacts, target: Target, layout: str) -> Path:
+    suffix = "" if layout == "bundle" else f"-{layout}"
+    name = f"{project.name.replace('-', '_')}-{project.version}-{target.runtime.name}-{target.architecture}{suffix}.zip"
+    return project.root / "dist" / "lambda" / name
+
+
+def default_target_dir(project: ProjectFacts, target: Target, layout: str) -> Path:
+    suffix = "" if layout == "bundle" else f"-{layout}"
+    return project.root / "build" / "lambda" / f"{target.runtime.name}-{target.architecture}{suffix}"
+
+
+def build_spec(
+    config_table: Any, cli: Mapping[str, Any], project: ProjectFacts, cwd: Path
+) -> BundleSpec:
+    """Merge config and CLI (CLI wins) into a validated spec.
+
+    `cli` maps config key names to values; a value of None (or an empty list) means "not given".
+    Relative paths from the CLI are taken from `cwd`, those from the config from the project root.
+    """
+    config = read_config(config_table)
+
+    def pick(key: str) -> tuple[Any, str, Path]:
+        value = cli.get(key)
+        if value not in (None, [], ()):
+            return value, f"--{key}", cwd
+        return config.get(key), f"[{CONFIG_TABLE}] {key}", project.root
+
+    runtime_name, runtime_where, _ = pick("runtime")
+    runtime = resolve_runtime(runtime_name, project, runtime_where)
+    arch, arch_where, _ = pick("architecture")
+    arch = _choice(tuple(ARCHITECTURES))(arch_where, arch) if arch else DEFAULT_ARCHITECTURE
+    layout, layout_where, _ = pick("layout")
+    layout = _choice(LAYOUTS)(layout_where, layout) if layout else "bundle"
+    fmt = cli.get("format") or "text"
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}; got {fmt!r}.")
+    target = Target(runtime, arch)
+
+    lists = {key: _string_list(pick(key)[1], pick(key)[0] or []) for key in ("with", "without", "only")}
+    groups = resolve_groups(project, lists["with"], lists["without"], lists["only"], "groups")
+    extras_value, extras_where, _ = pick("extras")
+    all_extras = bool(cli.get("all-extras")) or bool(config.get("all-extras", False))
+    extras = resolve_extras(project, _string_list(extras_where, extras_value or []), all_extras)
+
+    output_value, _, output_base = pick("output")
+    output = (
+        _path(output_value, output_base)
+        if output_value
+        else default_output(project, target, layout)
+    )
+    if output.suffix.lower() != ".zip":
+        raise ConfigError(f"The output must be a .zip file, got {output}.")
+    target_value, _, target_base = pick("target-dir")
+    target_dir = (
+        _path(target_value, target_base)
+        if target_value
+        else default_target_dir(project, target, layout)
+    )
+    return BundleSpec(
+        project=project,
+        target=target,
+        groups=groups,
+        extras=extras,
+        layout=layout,
+        output=output,
+        target_dir=target_dir,
+        format=fmt,
+    )

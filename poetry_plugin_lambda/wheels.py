@@ -1,0 +1,196 @@
+"""Read a wheel safely and say where each member goes in a Lambda bundle.
+
+Nothing is extracted here: the result lists zip members and their bundle paths, so the emit
+stage can stream (or raw-copy) them. Lambda wants purelib and platlib at the root, no scripts,
+headers or data files, and no bytecode; `.dist-info` stays so `importlib.metadata` works.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import stat
+import zipfile
+from dataclasses import dataclass
+from email.parser import HeaderParser
+from pathlib import Path
+from pathlib import PurePosixPath
+
+from packaging.utils import InvalidWheelFilename
+from packaging.utils import canonicalize_name
+from packaging.utils import parse_wheel_filename
+
+from poetry_plugin_lambda.errors import WheelError
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_DROPPED_DATA_SCHEMES = ("scripts", "headers", "data")
+
+
+@dataclass(frozen=True)
+class WheelMember:
+    """A file of the wheel and the path it installs to, relative to the bundle's site dir."""
+
+    info: zipfile.ZipInfo
+    path: str
+    executable: bool
+
+
+@dataclass(frozen=True)
+class WheelContents:
+    """What a wheel installs: its members (bytecode and scripts dropped) and a new RECORD."""
+
+    archive: Path
+    name: str
+    version: str
+    dist_info: str
+    members: tuple[WheelMember, ...]
+    record: bytes
+    dropped: tuple[str, ...]
+
+
+def check_member_name(wheel: str, name: str) -> None:
+    """Refuse any member name that could land outside the bundle."""
+    bad = (
+        not name
+        or "\\" in name
+        or "\x00" in name
+        or name.startswith("/")
+        or _DRIVE.match(name) is not None
+        or any(part in ("..", "") for part in name.rstrip("/").split("/"))
+    )
+    if bad:
+        raise WheelError(f"{wheel}: refusing unsafe member name {name!r}.")
+
+
+def _is_link_or_device(info: zipfile.ZipInfo) -> bool:
+    kind = stat.S_IFMT(info.external_attr >> 16)
+    return kind not in (0, stat.S_IFREG, stat.S_IFDIR)
+
+
+def _is_executable(info: zipfile.ZipInfo) -> bool:
+    return bool((info.external_attr >> 16) & 0o111)
+
+
+def _is_bytecode(path: str) -> bool:
+    return path.endswith((".pyc", ".pyo")) or "__pycache__/" in f"/{path}"
+
+
+def _find_dist_info(label: str, names: list[str]) -> str:
+    tops = {n.split("/", 1)[0] for n in names if "/" in n}
+    dist_infos = sorted(t for t in tops if t.endswith(".dist-info"))
+    if len(dist_infos) != 1:
+        raise WheelError(f"{label}: expected exactly one .dist-info folder, found {dist_infos or 'none'}.")
+    dist_info = dist_infos[0]
+    for required in ("METADATA", "WHEEL", "RECORD"):
+        if f"{dist_info}/{required}" not in names:
+            raise WheelError(f"{label}: {dist_info}/{required} is missing.")
+    return dist_info
+
+
+def _install_path(name: str, data_dir: str) -> str | None:
+    """The member's path in the bundle, or None when Lambda has no use for it."""
+    if not name.startswith(f"{data_dir}/"):
+        return name
+    rest = name[len(data_dir) + 1 :]
+    scheme, _, path = rest.partition("/")
+    if scheme in ("purelib", "platlib") and path:
+        return path
+    if scheme in _DROPPED_DATA_SCHEMES:
+        return None
+    raise WheelError(f"unknown data scheme {scheme!r} in member {name!r}.")
+
+
+def _read_record(label: str, zf: zipfile.ZipFile, dist_info: str) -> dict[str, tuple[str, str]]:
+    text = zf.read(f"{dist_info}/RECORD").decode("utf-8")
+    rows: dict[str, tuple[str, str]] = {}
+    for row in csv.reader(io.StringIO(text)):
+        if not row:
+            continue
+        if len(row) != 3:
+            raise WheelError(f"{label}: malformed RECORD line {row!r}.")
+        rows[row[0]] = (row[1], row[2])
+    return rows
+
+
+def read_wheel(archive: Path) -> WheelContents:
+    """Validate `archive` and map its members to bundle paths."""
+    label = archive.name
+    try:
+        name, version, _, _ = parse_wheel_filename(archive.name)
+    except InvalidWheelFilename as error:
+        raise WheelError(f"{label}: not a valid wheel file name ({error}).") from None
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as error:
+        raise WheelError(f"{label}: not a readable wheel ({error}).") from None
+    with zf:
+        infos = zf.infolist()
+        seen: set[str] = set()
+        for info in infos:
+            check_member_name(label, info.filename)
+            if info.filename in seen:
+                raise WheelError(f"{label}: duplicate member {info.filename!r}.")
+            seen.add(info.filename)
+            if _is_link_or_device(info):
+                raise WheelError(f"{label}: refusing member {info.filename!r} (a symlink or device).")
+        names = [i.filename for i in infos if not i.is_dir()]
+        dist_info = _find_dist_info(label, names)
+        _check_metadata(label, zf, dist_info, name)
+        record = _read_record(label, zf, dist_info)
+        data_dir = dist_info[: -len(".dist-info")] + ".data"
+        members: list[WheelMember] = []
+        dropped: list[str] = []
+        record_path = f"{dist_info}/RECORD"
+        for info in infos:
+            if info.is_dir() or info.filename == record_path:
+                continue
+            try:
+                path = _install_path(info.filename, data_dir)
+            except WheelError as error:
+                raise WheelError(f"{label}: {error}") from None
+            if path is None or _is_bytecode(path):
+                dropped.append(info.filename)
+                continue
+            members.append(WheelMember(info, path, _is_executable(info)))
+        members.sort(key=lambda m: m.path)
+        new_record = _new_record(label, members, record, record_path)
+    return WheelContents(
+        archive=archive,
+        name=str(name),
+        version=str(version),
+        dist_info=dist_info,
+        members=tuple(members),
+        record=new_record,
+        dropped=tuple(dropped),
+    )
+
+
+def _check_metadata(label: str, zf: zipfile.ZipFile, dist_info: str, name: str) -> None:
+    headers = HeaderParser().parsestr(zf.read(f"{dist_info}/METADATA").decode("utf-8", "replace"))
+    if not headers.get("Name") or not headers.get("Version"):
+        raise WheelError(f"{label}: {dist_info}/METADATA lacks Name or Version.")
+    if canonicalize_name(headers["Name"]) != canonicalize_name(name):
+        raise WheelError(f"{label}: METADATA names {headers['Name']!r}, the file name {name!r}.")
+
+
+def _new_record(
+    label: str,
+    members: list[WheelMember],
+    record: dict[str, tuple[str, str]],
+    record_path: str,
+) -> bytes:
+    """RECORD as installed: bundle-relative paths, no dropped files, no absolute paths."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for member in members:
+        entry = record.get(member.info.filename)
+        if entry is None:
+            raise WheelError(f"{label}: {member.info.filename!r} is not listed in RECORD.")
+        writer.writerow((member.path, entry[0], entry[1]))
+    writer.writerow((record_path, "", ""))
+    return out.getvalue().encode("utf-8")
+
+
+def record_path(contents: WheelContents) -> str:
+    return str(PurePosixPath(contents.dist_info) / "RECORD")

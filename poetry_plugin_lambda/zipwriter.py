@@ -1,0 +1,519 @@
+"""A ZIP writer for Lambda bundles that is fast and byte-reproducible.
+
+Why not `zipfile.ZipFile` for writing:
+
+* Speed. Most of a bundle comes out of wheels, whose members are already DEFLATE-compressed.
+  `add_from_zip` copies those compressed bytes verbatim (CRC and sizes come from the wheel's
+  central directory), so nothing is decompressed and recompressed. Only stored members and
+  files from disk are deflated, streamed in 1 MiB chunks so no member is ever held in memory.
+* Reproducibility. Every header field that `zipfile` fills from the host (timestamps, "made by"
+  system, data-descriptor flags, extra fields, permission bits) is fixed here: the timestamp comes
+  from one `epoch`, the method is always deflate, permissions are 0644 or 0755, no data
+  descriptors, no comments, and extra fields only when ZIP64 forces them. Identical inputs give
+  identical bytes on any machine using the same zlib.
+
+The archive holds regular files only; the caller decides the order (entries are written in call
+order), so sorting is the caller's job.
+"""
+
+from __future__ import annotations
+
+import calendar
+import io
+import os
+import struct
+import time
+import zipfile
+import zlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from typing import BinaryIO
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from collections.abc import Iterator
+    from types import TracebackType
+
+DOS_EPOCH_MIN: int = 315532800  # 1980-01-01 00:00:00 UTC, the earliest time a ZIP can store
+DOS_EPOCH_MAX: int = calendar.timegm((2107, 12, 31, 23, 59, 59, 0, 0, 0))  # the latest
+
+CHUNK_SIZE = 1 << 20
+ZIP32_LIMIT = 0xFFFFFFFF
+ZIP16_LIMIT = 0xFFFF
+DEFLATE_LEVEL = 6
+
+_VERSION_DEFAULT = 20
+_VERSION_ZIP64 = 45
+_SYSTEM_UNIX = 3
+_METHOD_DEFLATE = 8
+_FLAG_ENCRYPTED = 0x0001
+_FLAG_DATA_DESCRIPTOR = 0x0008
+_FLAG_STRONG_ENCRYPTION = 0x0040
+_FLAG_UTF8 = 0x0800
+_MODE_FILE = 0o100644
+_MODE_EXECUTABLE = 0o100755
+_ZIP64_EXTRA_ID = 0x0001
+
+_LOCAL_SIG = b"PK\x03\x04"
+_CENTRAL_SIG = b"PK\x01\x02"
+_END_SIG = b"PK\x05\x06"
+_END64_SIG = b"PK\x06\x06"
+_LOCATOR64_SIG = b"PK\x06\x07"
+
+# signature, version needed, flags, method, time, date, crc, compressed, uncompressed,
+# name length, extra length
+_LOCAL = struct.Struct("<4sHHHHHLLLHH")
+# signature, made by, version needed, flags, method, time, date, crc, compressed, uncompressed,
+# name length, extra length, comment length, disk, internal attrs, external attrs, offset
+_CENTRAL = struct.Struct("<4sHHHHHHLLLHHHHHLL")
+# signature, disk, disk with central directory, entries on disk, entries, cd size, cd offset,
+# comment length
+_END = struct.Struct("<4sHHHHLLH")
+# signature, record size, made by, version needed, disk, disk with cd, entries on disk,
+# entries, cd size, cd offset
+_END64 = struct.Struct("<4sQHHLLQQQQ")
+# signature, disk with zip64 end record, offset of zip64 end record, total disks
+_LOCATOR64 = struct.Struct("<4sLQL")
+_CRC_AND_SIZES_OFFSET = 14  # where crc/compressed/uncompressed sit inside a local header
+
+
+def dos_date_time(epoch: int) -> tuple[int, int]:
+    """(dos_time, dos_date) for a UTC epoch; clamps to 1980-01-01..2107-12-31; seconds rounded
+    down to even.
+
+    ZIP stores local-time-less DOS stamps with 2 s resolution; using UTC and clamping makes the
+    stamp a pure function of `epoch` (e.g. SOURCE_DATE_EPOCH=0 still gives a valid archive).
+    """
+    clamped = min(max(int(epoch), DOS_EPOCH_MIN), DOS_EPOCH_MAX)
+    t = time.gmtime(clamped)
+    dos_time = (t.tm_hour << 11) | (t.tm_min << 5) | (t.tm_sec // 2)
+    dos_date = ((t.tm_year - 1980) << 9) | (t.tm_mon << 5) | t.tm_mday
+    return dos_time, dos_date
+
+
+@dataclass(frozen=True)
+class WrittenEntry:
+    """What was written for one member, so callers can report or verify the bundle."""
+
+    name: str
+    compressed_size: int
+    file_size: int
+    crc: int
+
+
+class ZipWriteError(Exception):
+    """A source member cannot be copied (malformed, encrypted, unsupported method, too large)."""
+
+
+@dataclass(frozen=True)
+class _Record:
+    """Everything the central directory needs about one written member."""
+
+    entry: WrittenEntry
+    name_bytes: bytes
+    flags: int
+    version: int
+    offset: int
+    external_attr: int
+
+
+def _validate_name(name: str) -> bytes:
+    """The UTF-8 name, after refusing names that are unsafe or not plain file paths."""
+    if not name:
+        raise ValueError("empty member name")
+    if name.startswith("/"):
+        raise ValueError(f"absolute member name: {name!r}")
+    if "\\" in name:
+        raise ValueError(f"backslash in member name: {name!r}")
+    if "\x00" in name:
+        raise ValueError(f"NUL in member name: {name!r}")
+    if name.endswith("/"):
+        raise ValueError(f"directory member name (files only): {name!r}")
+    for segment in name.split("/"):
+        if segment in ("", ".", ".."):
+            raise ValueError(f"bad path segment {segment!r} in member name: {name!r}")
+    encoded = name.encode("utf-8")
+    if len(encoded) > ZIP16_LIMIT:
+        raise ValueError(f"member name too long: {name[:64]!r}...")
+    return encoded
+
+
+def _name_flags(name: str) -> int:
+    """Bit 11 (UTF-8) only when needed, so ASCII names look like every other zip tool's."""
+    return 0 if name.isascii() else _FLAG_UTF8
+
+
+def _external_attr(executable: bool) -> int:
+    """Unix mode in the high 16 bits: regular file, 0755 or 0644, never the host's umask."""
+    return (_MODE_EXECUTABLE if executable else _MODE_FILE) << 16
+
+
+def _sizes_need_zip64(compressed_size: int, file_size: int) -> bool:
+    return compressed_size > ZIP32_LIMIT or file_size > ZIP32_LIMIT
+
+
+def _zip64_extra(values: list[int]) -> bytes:
+    """A ZIP64 extended-information extra field holding `values` (8 bytes each)."""
+    if not values:
+        return b""
+    return struct.pack(f"<HH{len(values)}Q", _ZIP64_EXTRA_ID, 8 * len(values), *values)
+
+
+class _Deflater:
+    """Raw deflate (level 6, no zlib header) of a stream, counting CRC and sizes on the way."""
+
+    def __init__(self) -> None:
+        self.crc = 0
+        self.file_size = 0
+        self.compressed_size = 0
+
+    def chunks(self, stream: BinaryIO) -> Iterator[bytes]:
+        """Compressed blocks of `stream`, read in 1 MiB chunks so memory stays flat."""
+        compressor = zlib.compressobj(DEFLATE_LEVEL, zlib.DEFLATED, -15)
+        while chunk := stream.read(CHUNK_SIZE):
+            self.crc = zlib.crc32(chunk, self.crc)
+            self.file_size += len(chunk)
+            yield from self._counted(compressor.compress(chunk))
+        yield from self._counted(compressor.flush())
+
+    def _counted(self, block: bytes) -> Iterator[bytes]:
+        if block:
+            self.compressed_size += len(block)
+            yield block
+
+
+class DeterministicZipWriter:
+    """Writes a ZIP of regular files whose bytes depend only on the inputs and `epoch`.
+
+    `fileobj` must be a writable and seekable binary file (streamed members get their header
+    patched after the data is written); it is flushed but not closed by `close()`.
+    """
+
+    def __init__(self, fileobj: BinaryIO, *, epoch: int) -> None:
+        self._fp = fileobj
+        self._dos_time, self._dos_date = dos_date_time(epoch)
+        self._records: list[_Record] = []
+        self._names: set[str] = set()
+        self._handles: dict[str, BinaryIO] = {}
+        self._closed = False
+
+    # ----------------------------------------------------------------------- public API
+
+    @property
+    def entries(self) -> list[WrittenEntry]:
+        """The members written so far, in archive order (a copy)."""
+        return [record.entry for record in self._records]
+
+    def add_bytes(self, name: str, data: bytes, *, executable: bool = False) -> WrittenEntry:
+        """Add generated content (small files such as launchers or metadata)."""
+        return self.add_stream(name, io.BytesIO(data), executable=executable)
+
+    def add_stream(self, name: str, stream: BinaryIO, *, executable: bool = False) -> WrittenEntry:
+        """Deflate `stream` (read to EOF in 1 MiB chunks) into a new member.
+
+        The size is unknown up front and we never write data descriptors, so the local header
+        is patched afterwards; it therefore has no room for ZIP64 sizes, and a member larger
+        than 4 GiB raises `ZipWriteError` (a Lambda bundle can never be that big).
+        """
+        name_bytes = self._check_name(name)
+
+        def write(offset: int) -> _Record:
+            return self._write_streamed(name, name_bytes, offset, stream, executable)
+
+        return self._guarded(name, write)
+
+    def add_from_zip(
+        self, name: str, source: zipfile.ZipFile, info: zipfile.ZipInfo, *, executable: bool = False
+    ) -> WrittenEntry:
+        """Copy one member of `source` (e.g. a wheel) into the bundle as `name`.
+
+        Deflated members are copied as raw compressed bytes, trusting the CRC and sizes of the
+        source's central directory (the wheel's hash is verified before it gets here); stored
+        members are streamed through `source.open` and deflated. Encrypted members and other
+        compression methods raise `ZipWriteError`.
+        """
+        name_bytes = self._check_name(name)
+        _check_source_member(info)
+        if info.compress_type == zipfile.ZIP_STORED:
+
+            def write(offset: int) -> _Record:
+                return self._copy_stored(name, name_bytes, offset, source, info, executable)
+
+        else:
+            data_offset = self._locate_raw_data(source, info)
+
+            def write(offset: int) -> _Record:
+                return self._copy_raw(
+                    name, name_bytes, offset, source, info, data_offset, executable
+                )
+
+        return self._guarded(name, write)
+
+    def close(self) -> None:
+        """Write the central directory and end records; safe to call more than once."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._write_central_directory()
+            self._fp.flush()
+        finally:
+            self._release_handles()
+
+    def __enter__(self) -> DeterministicZipWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Finish the archive only on success: a half-built bundle must not look complete."""
+        if exc_type is None:
+            self.close()
+        else:
+            self._release_handles()
+
+    # ----------------------------------------------------------------------- entry writing
+
+    def _check_name(self, name: str) -> bytes:
+        if self._closed:
+            raise ValueError("writer is closed")
+        name_bytes = _validate_name(name)
+        if name in self._names:
+            raise ValueError(f"duplicate member name: {name!r}")
+        return name_bytes
+
+    def _guarded(self, name: str, write: Callable[[int], _Record]) -> WrittenEntry:
+        """Run one entry write; on failure cut the file back so the archive stays consistent."""
+        offset = self._fp.tell()
+        try:
+            record = write(offset)
+        except BaseException:
+            self._rollback(offset)
+            raise
+        self._records.append(record)
+        self._names.add(name)
+        return record.entry
+
+    def _rollback(self, offset: int) -> None:
+        try:
+            self._fp.seek(offset)
+            self._fp.truncate()
+        except OSError:
+            pass  # the original error is the one worth reporting
+
+    def _write_local_header(
+        self, name_bytes: bytes, flags: int, version: int, entry: WrittenEntry
+    ) -> None:
+        """Local header with no data descriptor; ZIP64 extra only when a size overflows."""
+        extra = b""
+        compressed_size, file_size = entry.compressed_size, entry.file_size
+        if _sizes_need_zip64(compressed_size, file_size):
+            # the local ZIP64 field must carry both sizes, uncompressed first
+            extra = _zip64_extra([file_size, compressed_size])
+            compressed_size = file_size = ZIP32_LIMIT
+        header = _LOCAL.pack(
+            _LOCAL_SIG, version, flags, _METHOD_DEFLATE, self._dos_time, self._dos_date,
+            entry.crc, compressed_size, file_size, len(name_bytes), len(extra),
+        )  # fmt: skip
+        self._fp.write(header + name_bytes + extra)
+
+    def _write_streamed(
+        self, name: str, name_bytes: bytes, offset: int, stream: BinaryIO, executable: bool
+    ) -> _Record:
+        flags = _name_flags(name)
+        version = _VERSION_ZIP64 if offset > ZIP32_LIMIT else _VERSION_DEFAULT
+        self._write_local_header(name_bytes, flags, version, WrittenEntry(name, 0, 0, 0))
+        deflater = _Deflater()
+        for block in deflater.chunks(stream):
+            self._fp.write(block)
+        entry = WrittenEntry(name, deflater.compressed_size, deflater.file_size, deflater.crc)
+        if _sizes_need_zip64(entry.compressed_size, entry.file_size):
+            raise ZipWriteError(f"{name}: streamed member larger than 4 GiB")
+        self._patch_local_header(offset, entry)
+        return _Record(entry, name_bytes, flags, version, offset, _external_attr(executable))
+
+    def _patch_local_header(self, offset: int, entry: WrittenEntry) -> None:
+        end = self._fp.tell()
+        self._fp.seek(offset + _CRC_AND_SIZES_OFFSET)
+        self._fp.write(struct.pack("<LLL", entry.crc, entry.compressed_size, entry.file_size))
+        self._fp.seek(end)
+
+    def _copy_stored(
+        self,
+        name: str,
+        name_bytes: bytes,
+        offset: int,
+        source: zipfile.ZipFile,
+        info: zipfile.ZipInfo,
+        executable: bool,
+    ) -> _Record:
+        try:
+            with source.open(info) as member:
+                stream: BinaryIO = member  # type: ignore[assignment]
+                record = self._write_streamed(name, name_bytes, offset, stream, executable)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+            raise ZipWriteError(f"{info.filename}: cannot read stored member: {error}") from error
+        if record.entry.file_size != info.file_size or record.entry.crc != info.CRC:
+            raise ZipWriteError(f"{info.filename}: content disagrees with the central directory")
+        return record
+
+    def _copy_raw(
+        self,
+        name: str,
+        name_bytes: bytes,
+        offset: int,
+        source: zipfile.ZipFile,
+        info: zipfile.ZipInfo,
+        data_offset: int,
+        executable: bool,
+    ) -> _Record:
+        flags = _name_flags(name)
+        entry = WrittenEntry(name, info.compress_size, info.file_size, info.CRC)
+        big_sizes = _sizes_need_zip64(entry.compressed_size, entry.file_size)
+        version = _VERSION_ZIP64 if big_sizes or offset > ZIP32_LIMIT else _VERSION_DEFAULT
+        self._write_local_header(name_bytes, flags, version, entry)
+        handle = self._source_handle(source)
+        handle.seek(data_offset)
+        remaining = info.compress_size
+        while remaining:
+            chunk = handle.read(min(remaining, CHUNK_SIZE))
+            if not chunk:
+                raise ZipWriteError(f"{info.filename}: source archive is truncated")
+            self._fp.write(chunk)
+            remaining -= len(chunk)
+        return _Record(entry, name_bytes, flags, version, offset, _external_attr(executable))
+
+    # ----------------------------------------------------------------------- source access
+
+    def _source_handle(self, source: zipfile.ZipFile) -> BinaryIO:
+        """Our own handle on the source file, so the ZipFile's position is never disturbed.
+
+        Falls back to the ZipFile's own file object when it was opened from one (no path);
+        zipfile re-seeks before every read, so sharing it is safe in a single thread.
+        """
+        path = source.filename
+        if isinstance(path, str) and os.path.isfile(path):
+            key = os.path.abspath(path)
+            if key not in self._handles:
+                # one wheel at a time: keep only the current source open, so a bundle of
+                # hundreds of wheels never runs out of file descriptors (closed by close/__exit__)
+                self._release_handles()
+                self._handles[key] = open(key, "rb")  # noqa: SIM115
+            return self._handles[key]
+        if source.fp is None:
+            raise ZipWriteError(f"source archive {path!r} is closed")
+        return source.fp  # type: ignore[return-value]
+
+    def _locate_raw_data(self, source: zipfile.ZipFile, info: zipfile.ZipInfo) -> int:
+        """Offset of the member's compressed bytes, after checking its local header."""
+        handle = self._source_handle(source)
+        handle.seek(info.header_offset)
+        header = handle.read(_LOCAL.size)
+        if len(header) != _LOCAL.size or header[:4] != _LOCAL_SIG:
+            raise ZipWriteError(f"{info.filename}: bad local header signature")
+        fields = _LOCAL.unpack(header)
+        flags, method, crc, compressed_size, file_size, name_len, extra_len = (
+            fields[2], fields[3], fields[6], fields[7], fields[8], fields[9], fields[10]
+        )  # fmt: skip
+        if method != info.compress_type or flags & _FLAG_ENCRYPTED:
+            raise ZipWriteError(f"{info.filename}: local header disagrees with central directory")
+        encoding = getattr(source, "metadata_encoding", None)
+        _check_local_name(info, handle.read(name_len), flags, encoding)
+        if not flags & _FLAG_DATA_DESCRIPTOR:
+            _check_local_sizes(info, crc, compressed_size, file_size)
+        return info.header_offset + _LOCAL.size + name_len + extra_len
+
+    def _release_handles(self) -> None:
+        handles, self._handles = self._handles, {}
+        for handle in handles.values():
+            handle.close()
+
+    # ----------------------------------------------------------------------- central directory
+
+    def _write_central_directory(self) -> None:
+        cd_offset = self._fp.tell()
+        for record in self._records:
+            self._fp.write(_central_header(record, self._dos_time, self._dos_date))
+        cd_size = self._fp.tell() - cd_offset
+        count = len(self._records)
+        if count > ZIP16_LIMIT or cd_offset > ZIP32_LIMIT or cd_size > ZIP32_LIMIT:
+            self._write_zip64_end(count, cd_size, cd_offset)
+            count = min(count, ZIP16_LIMIT)
+            cd_size = min(cd_size, ZIP32_LIMIT)
+            cd_offset = min(cd_offset, ZIP32_LIMIT)
+        self._fp.write(_END.pack(_END_SIG, 0, 0, count, count, cd_size, cd_offset, 0))
+
+    def _write_zip64_end(self, count: int, cd_size: int, cd_offset: int) -> None:
+        end64_offset = self._fp.tell()
+        made_by = (_SYSTEM_UNIX << 8) | _VERSION_ZIP64
+        record_size = _END64.size - 12  # excludes the signature and this size field
+        end64 = _END64.pack(
+            _END64_SIG, record_size, made_by, _VERSION_ZIP64, 0, 0, count, count, cd_size, cd_offset
+        )
+        self._fp.write(end64)
+        self._fp.write(_LOCATOR64.pack(_LOCATOR64_SIG, 0, end64_offset, 1))
+
+
+def _central_header(record: _Record, dos_time: int, dos_date: int) -> bytes:
+    """One central-directory record; ZIP64 fields only for the values that overflow."""
+    entry = record.entry
+    compressed_size, file_size, offset = entry.compressed_size, entry.file_size, record.offset
+    extra_values: list[int] = []
+    if _sizes_need_zip64(compressed_size, file_size):
+        extra_values += [file_size, compressed_size]
+        compressed_size = file_size = ZIP32_LIMIT
+    if offset > ZIP32_LIMIT:
+        extra_values.append(offset)
+        offset = ZIP32_LIMIT
+    extra = _zip64_extra(extra_values)
+    made_by = (_SYSTEM_UNIX << 8) | record.version
+    header = _CENTRAL.pack(
+        _CENTRAL_SIG, made_by, record.version, record.flags, _METHOD_DEFLATE, dos_time, dos_date,
+        entry.crc, compressed_size, file_size, len(record.name_bytes), len(extra), 0, 0, 0,
+        record.external_attr, offset,
+    )  # fmt: skip
+    return header + record.name_bytes + extra
+
+
+def _check_source_member(info: zipfile.ZipInfo) -> None:
+    """Refuse what we cannot copy: encrypted members and methods other than stored/deflate."""
+    if info.flag_bits & (_FLAG_ENCRYPTED | _FLAG_STRONG_ENCRYPTION):
+        raise ZipWriteError(f"{info.filename}: encrypted member")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise ZipWriteError(f"{info.filename}: unsupported compression method {info.compress_type}")
+    if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size:
+        raise ZipWriteError(f"{info.filename}: stored member sizes disagree")
+    if info.compress_type == zipfile.ZIP_STORED and info.file_size > ZIP32_LIMIT:
+        raise ZipWriteError(f"{info.filename}: stored member larger than 4 GiB")
+
+
+def _check_local_name(info: zipfile.ZipInfo, raw: bytes, flags: int, encoding: str | None) -> None:
+    """The local header must name the same member, or header_offset points somewhere else."""
+    try:
+        local_name = raw.decode("utf-8" if flags & _FLAG_UTF8 else (encoding or "cp437"))
+    except UnicodeDecodeError as error:
+        raise ZipWriteError(f"{info.filename}: undecodable local header name") from error
+    if local_name != info.orig_filename:
+        raise ZipWriteError(f"{info.filename}: local header names {local_name!r}")
+
+
+def _check_local_sizes(
+    info: zipfile.ZipInfo, crc: int, compressed_size: int, file_size: int
+) -> None:
+    """Without a data descriptor the local header must agree with the central directory.
+
+    A size of 0xFFFFFFFF means the real value sits in the local ZIP64 extra field; the central
+    directory's value (already decoded by zipfile) is the one we use, so it is not re-checked.
+    """
+    local = (crc, compressed_size, file_size)
+    central = (info.CRC, info.compress_size, info.file_size)
+    for what, local_value, central_value in zip(("CRC", "compressed size", "size"), local, central):
+        if what != "CRC" and local_value == ZIP32_LIMIT:
+            continue
+        if local_value != central_value:
+            message = f"local header {what} disagrees with the central directory"
+            raise ZipWriteError(f"{info.filename}: {message}")
+
