@@ -48,7 +48,6 @@ def project_facts(poetry: Poetry) -> ProjectFacts:
     package = poetry.package
     constraint = package.python_constraint
     groups = frozenset(canonicalize_name(g) for g in package.dependency_group_names(include_optional=True))
-    default_groups = frozenset(canonicalize_name(g) for g in package.dependency_group_names())
     return ProjectFacts(
         root=poetry.pyproject_path.parent.resolve(),
         name=package.name,
@@ -56,7 +55,8 @@ def project_facts(poetry: Poetry) -> ProjectFacts:
         allows_python=lambda version: constraint.allows(Version.parse(version)),
         python_constraint=str(package.python_versions),
         groups=groups | {canonicalize_name("main")},
-        default_groups=default_groups,
+        # Unlike `poetry install`, a bundle takes only main by default: dev tools never ship.
+        default_groups=frozenset({canonicalize_name("main")}),
         extras=frozenset(canonicalize_name(e) for e in package.extras),
     )
 

@@ -94,11 +94,16 @@ def _resolve_from_lock_only(
         return solver.solve()
 
 
-def choose_link(pool: RepositoryPool, env: Env, config: Config, package: Package) -> Link:
-    """The archive Poetry would pick for `package` on `env` (wheel tags in priority order)."""
-    from poetry.installation.chooser import Chooser
-
-    return Chooser(pool, env, config).choose_for(package)
+def find_links(pool: RepositoryPool, package: Package) -> list[Link]:
+    """The download links the package's locked source offers for its version (as Chooser)."""
+    if package.source_type:
+        assert package.source_reference is not None
+        repository = pool.repository(package.source_reference)
+    elif pool.has_repository("pypi"):
+        repository = pool.repository("pypi")
+    else:
+        repository = pool.repositories[0]
+    return list(repository.find_links_for_package(package))
 
 
 def make_authenticator(config: Config, io: IO, pool_size: int) -> Authenticator:

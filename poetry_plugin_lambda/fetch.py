@@ -21,6 +21,7 @@ from packaging.utils import parse_wheel_filename
 from poetry_plugin_lambda import compat
 from poetry_plugin_lambda.errors import BundleError
 from poetry_plugin_lambda.errors import FetchError
+from poetry_plugin_lambda.targets import wheel_rank
 
 if TYPE_CHECKING:
     from cleo.io.io import IO
@@ -93,6 +94,21 @@ def _wheel_tags(package: Package) -> list[str]:
     return sorted(set(tags))
 
 
+def choose_locked_file(package: Package, target: Target) -> str:
+    """The locked wheel with the target's best tag (the order of `packaging.tags`)."""
+    ranked = []
+    for entry in package.files:
+        name = entry.get("file", "")
+        rank = wheel_rank(name, target) if name.endswith(".whl") else None
+        if rank is not None:
+            ranked.append((rank, name))
+    if ranked:
+        return min(ranked)[1]
+    sdists = [f["file"] for f in package.files if not f.get("file", "").endswith(".whl")]
+    cause = f"only the source archive {sdists[0]} could be built" if sdists else "no file fits"
+    raise _no_wheel_error(package, target, cause)
+
+
 def _no_wheel_error(package: Package, target: Target, cause: str) -> FetchError:
     tags = _wheel_tags(package)
     shown = ", ".join(tags[:12]) + (" …" if len(tags) > 12 else "") if tags else "none"
@@ -140,16 +156,19 @@ class Fetcher:
         return Artifact(package.name, package.version.text, wheel)
 
     def _from_index(self, package: Package) -> Path:
+        """The lock names the files; the target's tags pick one; the source serves it."""
         label = f"{package.pretty_name} ({package.pretty_version})"
+        filename = choose_locked_file(package, self._target)
         try:
-            link = compat.choose_link(self._poetry.pool, self._env, self._poetry.config, package)
-        except BundleError:
-            raise
+            links = compat.find_links(self._poetry.pool, package)
         except Exception as error:
-            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise _no_wheel_error(package, self._target, message) from None
-        if not link.is_wheel:
-            raise _no_wheel_error(package, self._target, f"only the source archive {link.filename} fits")
+            raise FetchError(_index_failure(label, error)) from None
+        link = next((link for link in links if link.filename == filename), None)
+        if link is None:
+            raise FetchError(
+                f"The source of {label} no longer offers {filename}, which poetry.lock chose."
+                " Run `poetry lock` to lock what the source offers now."
+            )
         cached = compat.cached_archive(self._poetry.pool, link)
         if cached is None:
             self._progress.line(f"  - Downloading <c1>{label}</>")
@@ -158,7 +177,7 @@ class Fetcher:
                     self._poetry.pool, link, self._authenticator, self._retries
                 )
             except Exception as error:
-                raise FetchError(_download_failure(label, link.url, error)) from None
+                raise FetchError(_index_failure(label, error, link.url)) from None
         verify_hash(cached, package)
         return cached
 
@@ -224,10 +243,13 @@ def check_wheel_fits(wheel: Path, env: Env, target: Target) -> None:
         )
 
 
-def _download_failure(label: str, url: str, error: Exception) -> str:
+def _index_failure(label: str, error: Exception, url: str | None = None) -> str:
+    """A download or index error, said so that the user knows what to fix (no credentials)."""
     response = getattr(error, "response", None)
     status = getattr(response, "status_code", None)
-    where = redact(url)
+    if url is None:
+        url = str(getattr(response, "url", "") or "")
+    where = redact(url) if url else "its source"
     if status in (401, 403):
         return (
             f"Could not download {label} from {where}: the index answered {status}"
@@ -237,7 +259,14 @@ def _download_failure(label: str, url: str, error: Exception) -> str:
         )
     if status is not None:
         return f"Could not download {label} from {where}: the index answered {status}."
+    reason = str(error).split("\n")[0][:200] if str(error) else type(error).__name__
     return (
-        f"Could not download {label} from {where}: {type(error).__name__}."
+        f"Could not download {label} from {where}: {_strip_credentials(reason)}."
         " Check your network, proxy settings and the source's URL."
     )
+
+
+def _strip_credentials(text: str) -> str:
+    import re
+
+    return re.sub(r"//[^/@\s]+@", "//", text)

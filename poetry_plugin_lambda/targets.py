@@ -117,3 +117,23 @@ def marker_environment(target: Target) -> dict[str, str]:
         "python_version": target.runtime.python_version,
         "sys_platform": "linux",
     }
+
+
+@lru_cache(maxsize=None)
+def tag_priority(target: Target) -> dict[Tag, int]:
+    """Tag -> rank (0 is best), for choosing among a release's wheels."""
+    return {tag: rank for rank, tag in enumerate(supported_tags(target))}
+
+
+def wheel_rank(filename: str, target: Target) -> int | None:
+    """The rank of the best tag of wheel `filename` for the target, or None if none fits."""
+    from packaging.utils import InvalidWheelFilename
+    from packaging.utils import parse_wheel_filename
+
+    try:
+        tags = parse_wheel_filename(filename)[3]
+    except InvalidWheelFilename:
+        return None
+    priority = tag_priority(target)
+    ranks = [priority[tag] for tag in tags if tag in priority]
+    return min(ranks) if ranks else None
