@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from typing import Any
 
+from pathlib import Path
+
 if TYPE_CHECKING:
     from collections.abc import Callable
     from collections.abc import Collection
-    from pathlib import Path
 
     from cleo.io.io import IO
     from packaging.tags import Tag
@@ -184,3 +185,16 @@ def build_wheel_of(project: Path, directory: Path) -> Path:
 def project_is_package(poetry: Poetry) -> bool:
     """False for Poetry 2's `package-mode = false` projects."""
     return bool(getattr(poetry, "is_package_mode", True))
+
+
+def build_isolated(pool: RepositoryPool, source: Path, output_dir: Path) -> Path:
+    """Build an sdist or a source tree into a wheel in an isolated environment (PEP 517).
+
+    Build requirements come from the project's sources through Poetry's own machinery; the
+    host's Python runs the build, so callers must check that the wheel is pure.
+    """
+    from poetry.installation.chef import Chef
+    from poetry.utils.env import EnvManager
+
+    chef = Chef(pool.artifact_cache, EnvManager.get_system_env(naive=True), pool)
+    return Path(chef.prepare(source, output_dir=output_dir))

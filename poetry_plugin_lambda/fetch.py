@@ -8,6 +8,7 @@ before anything reads them. Downloads run in parallel (`installer.max-workers`).
 from __future__ import annotations
 
 import hashlib
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
 
     from poetry_plugin_lambda.plan import Plan
     from poetry_plugin_lambda.targets import Target
+
+
+SDIST_SUFFIXES = (".tar.gz", ".zip", ".tar.bz2", ".tgz")
 
 
 class Progress(Protocol):
@@ -104,9 +108,10 @@ def choose_locked_file(package: Package, target: Target) -> str:
             ranked.append((rank, name))
     if ranked:
         return min(ranked)[1]
-    sdists = [f["file"] for f in package.files if not f.get("file", "").endswith(".whl")]
-    cause = f"only the source archive {sdists[0]} could be built" if sdists else "no file fits"
-    raise _no_wheel_error(package, target, cause)
+    sdists = sorted(f["file"] for f in package.files if f.get("file", "").endswith(SDIST_SUFFIXES))
+    if sdists:
+        return sdists[0]
+    raise _no_wheel_error(package, target, "and no source archive to build")
 
 
 def _no_wheel_error(package: Package, target: Target, cause: str) -> FetchError:
@@ -179,7 +184,19 @@ class Fetcher:
             except Exception as error:
                 raise FetchError(_index_failure(label, error, link.url)) from None
         verify_hash(cached, package)
-        return cached
+        if filename.endswith(".whl"):
+            return cached
+        return self._build_sdist(package, cached)
+
+    def _build_sdist(self, package: Package, sdist: Path) -> Path:
+        """No wheel fits the target: build the sdist once, and cache the pure wheel beside it."""
+        for built in sorted(sdist.parent.glob("*.whl")):
+            if is_pure(built) and wheel_rank(built.name, self._target) is not None:
+                return built
+        wheel = self._build(package, sdist)
+        final = sdist.parent / wheel.name
+        os.replace(wheel, final)  # cached beside the sdist, as Poetry caches its own builds
+        return final
 
     def _local_path(self, package: Package) -> Path:
         assert package.source_url is not None
@@ -191,56 +208,65 @@ class Fetcher:
         return path.resolve()
 
     def _from_directory(self, package: Package) -> Path:
-        """Build a path dependency into a real wheel (never an editable one), for the target."""
+        """A path dependency to a project: built into a real wheel, never an editable one."""
         path = self._local_path(package)
-        if not (path / "pyproject.toml").is_file():
-            raise FetchError(f"{package.pretty_name}: {path} has no pyproject.toml to build from.")
-        self._progress.line(f"  - Building <c1>{package.pretty_name} ({package.pretty_version})</> from {path}")
-        out = self._scratch / f"build-{package.name}"
-        out.mkdir(parents=True, exist_ok=True)
-        wheel = build_local_project(path, out)
-        check_wheel_fits(wheel, self._env, self._target)
-        return wheel
+        if not (path / "pyproject.toml").is_file() and not (path / "setup.py").is_file():
+            raise FetchError(f"{package.pretty_name}: {path} is not a Python project to build.")
+        return self._build(package, path)
 
     def _from_file(self, package: Package) -> Path:
+        """A path dependency to a wheel (used as is) or an sdist (built), both hash-checked."""
         path = self._local_path(package)
         if not path.is_file():
             raise FetchError(f"{package.pretty_name}: the file {path} named in poetry.lock is missing.")
-        if path.suffix != ".whl":
-            raise FetchError(
-                f"{package.pretty_name} {package.pretty_version} is an sdist file dependency,"
-                " which this version of poetry-plugin-lambda cannot bundle yet."
-            )
         verify_hash(path, package)
-        return path
+        if path.suffix == ".whl":
+            if wheel_rank(path.name, self._target) is None:
+                raise _no_wheel_error(package, self._target, f"{path.name} is for another platform")
+            return path
+        return self._build(package, path)
+
+    def _build(self, package: Package, source: Path) -> Path:
+        """Build a source tree or sdist for the target: only a pure-Python wheel is accepted."""
+        label = f"{package.pretty_name} ({package.pretty_version})"
+        self._progress.line(f"  - Building <c1>{label}</> from {source.name}")
+        out = self._scratch / f"build-{package.name}"
+        out.mkdir(parents=True, exist_ok=True)
+        try:
+            if source.is_dir() and compat.build_backend(source) == "poetry.core.masonry.api":
+                wheel = compat.build_wheel_of(source, out)  # in process: fast, offline
+            else:
+                wheel = compat.build_isolated(self._poetry.pool, source, out)
+        except BundleError:
+            raise
+        except Exception as error:
+            raise FetchError(f"Building {label} from {source} failed: {_first_line(error)}") from None
+        if not is_pure(wheel) or wheel_rank(wheel.name, self._target) is None:
+            raise _no_wheel_error(
+                package,
+                self._target,
+                f"building {source.name} gave {wheel.name}, a wheel for this machine, not a"
+                " pure-Python one",
+            )
+        return wheel
 
 
-def build_local_project(path: Path, out: Path) -> Path:
-    """Build a local project with poetry-core, in process (no network, no isolation needed)."""
-    backend = compat.build_backend(path)
-    if backend not in (None, "poetry.core.masonry.api"):
-        raise FetchError(
-            f"{path} builds with {backend!r}; this version of poetry-plugin-lambda builds"
-            " local projects that use poetry-core only."
-        )
-    try:
-        return compat.build_wheel_of(path, out)
-    except BundleError:
-        raise
-    except Exception as error:
-        raise FetchError(f"Building {path} failed: {error}") from None
-
-
-def check_wheel_fits(wheel: Path, env: Env, target: Target) -> None:
-    """A built wheel must be installable on the target: never ship a binary built for the host."""
+def is_pure(wheel: Path) -> bool:
+    """True when every tag of the wheel says: no ABI, any platform."""
     tags = parse_wheel_filename(wheel.name)[3]
-    supported = set(env.supported_tags)
-    if not any(tag in supported for tag in tags):
-        raise FetchError(
-            f"{wheel.name} was built for this machine ({', '.join(sorted(map(str, tags)))}),"
-            f" not for {target.describe()}. Only pure-Python local projects can be built here;"
-            " publish wheels for the target and depend on those instead."
-        )
+    return all(tag.abi == "none" and tag.platform == "any" for tag in tags)
+
+
+def _first_line(error: BaseException) -> str:
+    """The line of a (build) error that says what went wrong, without console markup."""
+    import re
+
+    text = re.sub(r"</?[a-z0-9=;_,]*>", "", str(error)).strip()
+    if not text:
+        return type(error).__name__
+    lines = [line.strip(" |") for line in text.splitlines() if line.strip(" |")]
+    raised = [line for line in lines if re.match(r"^[\w.]+(Error|Exception):", line)]
+    return (raised or lines)[-1]
 
 
 def _index_failure(label: str, error: Exception, url: str | None = None) -> str:
