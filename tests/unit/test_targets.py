@@ -1,0 +1,118 @@
+"""The tag matrix: what each Lambda target accepts, in which order, and what it rejects."""
+
+from __future__ import annotations
+
+import pytest
+
+from poetry_plugin_lambda.targets import RUNTIMES
+from poetry_plugin_lambda.targets import Target
+from poetry_plugin_lambda.targets import marker_environment
+from poetry_plugin_lambda.targets import platform_tags
+from poetry_plugin_lambda.targets import supported_tags
+from poetry_plugin_lambda.targets import wheel_rank
+
+pytestmark = pytest.mark.compat
+
+
+def target(runtime: str = "python3.12", arch: str = "x86_64") -> Target:
+    return Target(RUNTIMES[runtime], arch)
+
+
+def wheel(tag: str) -> str:
+    return f"pkg-1.0-{tag}.whl"
+
+
+@pytest.mark.parametrize(
+    ("runtime", "arch", "tag"),
+    [
+        ("python3.12", "x86_64", "cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64"),
+        ("python3.12", "x86_64", "cp312-cp312-manylinux_2_34_x86_64"),
+        ("python3.12", "arm64", "cp312-cp312-manylinux_2_28_aarch64"),
+        ("python3.12", "arm64", "cp312-cp312-manylinux2014_aarch64"),
+        ("python3.12", "x86_64", "cp312-abi3-manylinux_2_17_x86_64"),
+        ("python3.12", "x86_64", "cp38-abi3-manylinux_2_17_x86_64"),
+        ("python3.12", "x86_64", "cp312-none-manylinux_2_17_x86_64"),
+        ("python3.12", "x86_64", "py312-none-any"),
+        ("python3.12", "x86_64", "py3-none-any"),
+        ("python3.12", "x86_64", "py2.py3-none-any"),
+        ("python3.12", "x86_64", "cp312-none-any"),
+        ("python3.9", "x86_64", "cp39-cp39-manylinux1_x86_64"),
+        ("python3.9", "x86_64", "cp39-cp39-manylinux2010_x86_64"),
+        ("python3.9", "x86_64", "cp39-cp39-manylinux_2_26_x86_64"),
+        ("python3.11", "arm64", "cp311-cp311-manylinux_2_17_aarch64"),
+        ("python3.14", "x86_64", "cp314-cp314-manylinux_2_34_x86_64"),
+        ("python3.13", "arm64", "cp313-cp313-manylinux_2_34_aarch64"),
+    ],
+)
+def test_accepted(runtime: str, arch: str, tag: str) -> None:
+    assert wheel_rank(wheel(tag), target(runtime, arch)) is not None
+
+
+@pytest.mark.parametrize(
+    ("runtime", "arch", "tag", "why"),
+    [
+        ("python3.12", "x86_64", "cp312-cp312-musllinux_1_2_x86_64", "musllinux"),
+        ("python3.13", "x86_64", "cp313-cp313t-manylinux_2_17_x86_64", "free-threaded"),
+        ("python3.11", "x86_64", "cp312-abi3-manylinux_2_17_x86_64", "abi3 newer than runtime"),
+        ("python3.11", "x86_64", "cp311-cp311-manylinux_2_28_x86_64", "glibc newer than AL2's 2.26"),
+        ("python3.12", "x86_64", "cp312-cp312-manylinux_2_35_x86_64", "glibc newer than AL2023's 2.34"),
+        ("python3.12", "x86_64", "cp312-cp312-manylinux_2_17_aarch64", "other architecture"),
+        ("python3.12", "arm64", "cp312-cp312-manylinux_2_17_x86_64", "other architecture"),
+        ("python3.12", "arm64", "cp312-cp312-manylinux1_aarch64", "no manylinux1 on aarch64"),
+        ("python3.12", "x86_64", "cp312-cp312-macosx_11_0_arm64", "macOS"),
+        ("python3.12", "x86_64", "cp312-cp312-macosx_10_9_x86_64", "macOS"),
+        ("python3.12", "x86_64", "cp312-cp312-win_amd64", "Windows"),
+        ("python3.12", "x86_64", "cp312-cp312-linux_x86_64", "a host build, not manylinux"),
+        ("python3.12", "x86_64", "cp311-cp311-manylinux_2_17_x86_64", "another CPython ABI"),
+        ("python3.12", "x86_64", "pp310-pypy310_pp73-manylinux_2_17_x86_64", "PyPy"),
+        ("python3.12", "x86_64", "py2-none-any", "Python 2 only"),
+        ("python3.9", "x86_64", "py310-none-any", "newer Python"),
+    ],
+)
+def test_rejected(runtime: str, arch: str, tag: str, why: str) -> None:
+    assert wheel_rank(wheel(tag), target(runtime, arch)) is None, why
+
+
+def test_priority_follows_packaging_order() -> None:
+    t = target()
+    order = [
+        "cp312-cp312-manylinux_2_34_x86_64",
+        "cp312-cp312-manylinux_2_17_x86_64",
+        "cp312-abi3-manylinux_2_17_x86_64",
+        "cp312-none-manylinux_2_17_x86_64",
+        "cp38-abi3-manylinux_2_17_x86_64",
+        "py3-none-manylinux_2_17_x86_64",
+        "cp312-none-any",
+        "py312-none-any",
+        "py3-none-any",
+    ]
+    ranks = [wheel_rank(wheel(tag), t) for tag in order]
+    assert ranks == sorted(ranks)
+    assert len(set(ranks)) == len(ranks)
+
+
+def test_platform_tags_include_legacy_aliases_next_to_their_glibc() -> None:
+    x86 = platform_tags((2, 26), "x86_64")
+    assert x86[0] == "manylinux_2_26_x86_64"
+    assert x86.index("manylinux2014_x86_64") == x86.index("manylinux_2_17_x86_64") + 1
+    assert "manylinux2010_x86_64" in x86 and "manylinux1_x86_64" in x86
+    arm = platform_tags((2, 34), "aarch64")
+    assert arm[-2:] == ["manylinux_2_17_aarch64", "manylinux2014_aarch64"]
+    assert not [p for p in arm if "manylinux1" in p or "2010" in p]
+
+
+def test_every_runtime_has_tags_and_markers() -> None:
+    for runtime in RUNTIMES.values():
+        for arch in ("x86_64", "arm64"):
+            t = Target(runtime, arch)
+            tags = supported_tags(t)
+            assert str(tags[0]).startswith(f"{runtime.interpreter}-{runtime.interpreter}-manylinux_")
+            env = marker_environment(t)
+            assert env["python_version"] == runtime.python_version
+            assert env["sys_platform"] == "linux" and env["platform_system"] == "Linux"
+            assert env["platform_machine"] == ("aarch64" if arch == "arm64" else "x86_64")
+
+
+def test_glibc_follows_the_runtime_os() -> None:
+    assert {r.glibc for n, r in RUNTIMES.items() if n in ("python3.9", "python3.10", "python3.11")} == {(2, 26)}
+    assert {r.glibc for n, r in RUNTIMES.items() if n in ("python3.12", "python3.13", "python3.14")} == {(2, 34)}
