@@ -91,6 +91,9 @@ class LambdaBundleCommand(Command):
         option("only", None, "The only dependency groups to include.", flag=False, multiple=True),
         option("extras", "E", "Extras of the project to include.", flag=False, multiple=True),
         option("all-extras", None, "Include all extras of the project."),
+        option("exclude", None, "A package to leave out, with what only it needs (the runtime or a layer provides it).", flag=False, multiple=True),
+        option("exclude-files", None, "A glob of bundle paths to leave out (e.g. '*/tests/*').", flag=False, multiple=True),
+        option("max-unzipped-size", None, "Fail above this unzipped size: bytes or e.g. 200MB (default: 262144000).", flag=False),
         option("format", None, "Report format: text or json.", flag=False, default="text"),
     ]
 
@@ -106,6 +109,9 @@ class LambdaBundleCommand(Command):
             "only": self.option("only") or None,
             "extras": self.option("extras") or None,
             "all-extras": self.option("all-extras") or None,
+            "exclude": self.option("exclude") or None,
+            "exclude-files": self.option("exclude-files") or None,
+            "max-unzipped-size": self.option("max-unzipped-size"),
             "format": self.option("format"),
         }
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from poetry_plugin_lambda import compat
 from poetry_plugin_lambda.assemble import assemble
+from poetry_plugin_lambda.assemble import file_filter
 from poetry_plugin_lambda.assemble import unzipped_size
 from poetry_plugin_lambda.emit import check_outputs
 from poetry_plugin_lambda.emit import source_epoch
@@ -19,7 +20,9 @@ from poetry_plugin_lambda.fetch import Fetcher
 from poetry_plugin_lambda.plan import check_lock
 from poetry_plugin_lambda.plan import make_plan
 from poetry_plugin_lambda.report import BundleReport
+from poetry_plugin_lambda.report import check_unzipped_size
 from poetry_plugin_lambda.report import largest_packages
+from poetry_plugin_lambda.report import size_warnings
 from poetry_plugin_lambda.targets import marker_environment
 from poetry_plugin_lambda.targets import supported_tags
 from poetry_plugin_lambda.wheels import read_wheel
@@ -58,13 +61,16 @@ def bundle(poetry: Poetry, spec: BundleSpec, io: IO, progress: Progress) -> Bund
 
         progress.line("  - Assembling")
         prefix = "python/" if spec.layout == "layer" else ""
-        entries = assemble((read_wheel(w) for w in wheels), prefix)
+        drop = file_filter(spec.exclude_files, prefix)
+        entries = assemble((read_wheel(w, drop) for w in wheels), prefix)
+        check_unzipped_size(entries, spec.max_unzipped_size)
 
         progress.line(f"  - Writing <c1>{spec.target_dir}</>")
         write_target_dir(entries, spec.target_dir)
         progress.line(f"  - Writing <c1>{spec.output}</>")
         result = write_zip(entries, spec.output, source_epoch(os.environ))
 
+    warnings = [*spec.warnings, *plan.warnings, *size_warnings(result.size)]
     packages = [(a.name, a.version) for a in artifacts]
     if spec.includes_project:
         packages.append((spec.project.name, spec.project.version))
@@ -80,5 +86,5 @@ def bundle(poetry: Poetry, spec: BundleSpec, io: IO, progress: Progress) -> Bund
         layout=spec.layout,
         packages=tuple(sorted(packages)),
         largest=largest_packages(entries),
-        warnings=spec.warnings,
+        warnings=tuple(warnings),
     )

@@ -7,13 +7,19 @@ index: only what poetry.lock holds can be planned.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from typing import Any
 
 from poetry_plugin_lambda import compat
+from poetry_plugin_lambda.errors import ConfigError
 from poetry_plugin_lambda.errors import LockError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from poetry.core.packages.dependency import Dependency
     from poetry.core.packages.package import Package
     from poetry.poetry import Poetry
     from poetry.utils.env import Env
@@ -23,9 +29,11 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Plan:
-    """The locked packages to bundle, sorted by name."""
+    """The locked packages to bundle, sorted by name, and what exclusions left out."""
 
     packages: tuple[Package, ...]
+    excluded: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
     def names(self) -> list[str]:
         return [p.name for p in self.packages]
@@ -63,4 +71,88 @@ def make_plan(poetry: Poetry, spec: BundleSpec, env: Env) -> Plan:
             " Run `poetry lock` and try again."
         ) from None
     own = spec.project.name
-    return Plan(tuple(sorted((p for p in packages if p.name != own), key=lambda p: p.name)))
+    packages = sorted((p for p in packages if p.name != own), key=lambda p: p.name)
+    if not spec.exclude:
+        return Plan(tuple(packages))
+    roots = _root_names(poetry, spec, env)
+    # The walk above does not carry each package's requirements; the lock's own packages do.
+    requires = {(p.name, p.version): p.requires for p in poetry.locker.locked_repository().packages}
+    return apply_exclusions(packages, roots, spec.exclude, env.marker_env, requires)
+
+
+def _root_names(poetry: Poetry, spec: BundleSpec, env: Env) -> list[Dependency]:
+    """The project's direct dependencies in the chosen groups and extras, for the target."""
+    root = poetry.package.with_dependency_groups(list(spec.groups), only=True)
+    marker_env = {**env.marker_env, "extra": set(spec.extras)}
+    return [dep for dep in root.all_requires if dep.marker.validate(marker_env)]
+
+
+def apply_exclusions(
+    packages: list[Package],
+    root_deps: list[Dependency],
+    exclude: frozenset[str],
+    marker_env: dict[str, Any],
+    requires: Mapping[tuple[str, Any], list[Dependency]],
+) -> Plan:
+    """Leave out `exclude` and every package that only excluded packages need.
+
+    Walks the dependency graph from the project's direct dependencies without entering an
+    excluded package; whatever the walk does not reach is left out. A kept package that needs
+    an excluded one is allowed (the runtime or a layer must provide it) and warned about.
+    """
+    by_name = {p.name: p for p in packages}
+    unknown = sorted(exclude - by_name.keys())
+    if unknown:
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, list(by_name), n=3)
+            hints.append(f"{name} (did you mean {', '.join(close)}?)" if close else name)
+        raise ConfigError(
+            f"Cannot exclude {'; '.join(hints)}: not among the packages bundled for this target."
+        )
+    roots = {dep.name for dep in root_deps}
+    needs = {p.name: requires.get((p.name, p.version), []) for p in packages}
+    wanted_extras = _requested_extras(needs, root_deps)
+    edges = {
+        name: _needs(deps, by_name, marker_env, wanted_extras.get(name, set()))
+        for name, deps in needs.items()
+    }
+    kept: set[str] = set()
+    todo = [name for name in roots if name in by_name and name not in exclude]
+    while todo:
+        name = todo.pop()
+        if name in kept:
+            continue
+        kept.add(name)
+        todo.extend(n for n in edges[name] if n not in exclude and n not in kept)
+    warnings = []
+    for name in sorted(exclude):
+        needed_by = sorted(k for k in kept if name in edges[k])
+        if needed_by:
+            warnings.append(
+                f"{name} is excluded, but {', '.join(needed_by)} need it: it must come from the"
+                " Lambda runtime or a layer."
+            )
+    return Plan(
+        packages=tuple(p for p in packages if p.name in kept),
+        excluded=tuple(sorted(set(by_name) - kept)),
+        warnings=tuple(warnings),
+    )
+
+
+def _requested_extras(
+    needs: Mapping[str, list[Dependency]], root_deps: list[Dependency]
+) -> dict[str, set[str]]:
+    """Every extra the project or a locked package asks of another (e.g. psycopg[binary])."""
+    extras: dict[str, set[str]] = {}
+    for dep in [*root_deps, *(d for deps in needs.values() for d in deps)]:
+        extras.setdefault(dep.name, set()).update(str(e) for e in dep.extras)
+    return extras
+
+
+def _needs(
+    deps: list[Dependency], by_name: Mapping[str, Package], marker_env: dict[str, Any], extras: set[str]
+) -> set[str]:
+    """The planned packages among `deps` on the target (markers and extras evaluated)."""
+    env = {**marker_env, "extra": extras}
+    return {dep.name for dep in deps if dep.name in by_name and dep.marker.validate(env)}

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from typing import Any
 
+from poetry_plugin_lambda.errors import BundleError
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from pathlib import Path
@@ -19,6 +21,8 @@ if TYPE_CHECKING:
     from poetry_plugin_lambda.assemble import Entry
 
 LARGEST_SHOWN = 10
+# Lambda's limit for a ZIP uploaded directly (larger ones go through S3).
+DIRECT_UPLOAD_LIMIT = 50 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -99,3 +103,26 @@ def render_text(report: BundleReport) -> list[str]:
     for warning in report.warnings:
         lines.append(f"<warning>Warning: {warning}</>")
     return lines
+
+
+def check_unzipped_size(entries: Sequence[Entry], limit: int) -> None:
+    """Refuse, before writing anything, a bundle Lambda would refuse at deploy time."""
+    total = sum(e.size for e in entries)
+    if total <= limit:
+        return
+    largest = ", ".join(f"{owner} ({human_size(size)})" for owner, size in largest_packages(entries, 5))
+    raise BundleError(
+        f"The bundle is {human_size(total)} ({total:,} bytes) unzipped, over the limit of"
+        f" {human_size(limit)} ({limit:,} bytes). Largest packages: {largest}. Leave out what the"
+        " runtime or a layer provides (--exclude), filter files (exclude-files), or raise"
+        " max-unzipped-size."
+    )
+
+
+def size_warnings(zipped: int) -> list[str]:
+    if zipped <= DIRECT_UPLOAD_LIMIT:
+        return []
+    return [
+        f"The ZIP is {human_size(zipped)}, over Lambda's 50 MB limit for a direct upload:"
+        " upload it through S3, or move dependencies to a layer (--layout layer)."
+    ]

@@ -30,6 +30,12 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 LAYOUTS = ("bundle", "layer", "code")
+# Lambda's quota for a function and all its layers, unzipped.
+DEFAULT_MAX_UNZIPPED_SIZE = 262_144_000
+_SIZE_UNITS = {
+    "": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3,
+    "kib": 1024, "mib": 1024**2, "gib": 1024**3,
+}
 FORMATS = ("text", "json")
 CONFIG_TABLE = "tool.lambda-bundle"
 
@@ -60,6 +66,9 @@ class BundleSpec:
     output: Path
     target_dir: Path
     format: str = "text"
+    exclude: frozenset[NormalizedName] = frozenset()
+    exclude_files: tuple[str, ...] = ()
+    max_unzipped_size: int = DEFAULT_MAX_UNZIPPED_SIZE
     warnings: tuple[str, ...] = field(default=())
 
     @property
@@ -104,6 +113,29 @@ def _choice(choices: Sequence[str]) -> Callable[[str, Any], str]:
     return check
 
 
+def _size(where: str, value: Any) -> int:
+    """Bytes, as an integer or a string with a unit ("200MB", "250 MiB")."""
+    import re
+
+    if isinstance(value, bool):
+        raise ConfigError(f"{where} must be a size in bytes or a string such as \"200MB\", got {value!r}.")
+    if isinstance(value, int):
+        size = value
+    elif isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", value)
+        unit = match.group(2).lower() if match else None
+        if match is None or unit not in _SIZE_UNITS:
+            raise ConfigError(
+                f"{where} must be a size such as 262144000, \"200MB\" or \"250MiB\"; got {value!r}."
+            )
+        size = int(float(match.group(1)) * _SIZE_UNITS[unit])
+    else:
+        raise ConfigError(f"{where} must be a size in bytes or a string such as \"200MB\", got {value!r}.")
+    if size <= 0:
+        raise ConfigError(f"{where} must be positive, got {value!r}.")
+    return size
+
+
 # key in [tool.lambda-bundle] -> checker. The CLI option of the same name (long form) overrides it.
 CONFIG_KEYS: dict[str, Callable[[str, Any], Any]] = {
     "runtime": _string,
@@ -116,6 +148,9 @@ CONFIG_KEYS: dict[str, Callable[[str, Any], Any]] = {
     "extras": _string_list,
     "all-extras": _boolean,
     "layout": _choice(LAYOUTS),
+    "exclude": _string_list,
+    "exclude-files": _string_list,
+    "max-unzipped-size": _size,
 }
 
 
@@ -271,6 +306,12 @@ def build_spec(
         if target_value
         else default_target_dir(project, target, layout)
     )
+    exclude_value, exclude_where, _ = pick("exclude")
+    exclude = frozenset(canonicalize_name(n) for n in _string_list(exclude_where, exclude_value or []))
+    files_value, files_where, _ = pick("exclude-files")
+    exclude_files = tuple(_string_list(files_where, files_value or []))
+    size_value, size_where, _ = pick("max-unzipped-size")
+    max_size = _size(size_where, size_value) if size_value is not None else DEFAULT_MAX_UNZIPPED_SIZE
     return BundleSpec(
         project=project,
         target=target,
@@ -280,4 +321,7 @@ def build_spec(
         output=output,
         target_dir=target_dir,
         format=fmt,
+        exclude=exclude,
+        exclude_files=exclude_files,
+        max_unzipped_size=max_size,
     )

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from email.parser import HeaderParser
 from pathlib import Path
 from pathlib import PurePosixPath
+from typing import Callable
 
 from packaging.utils import InvalidWheelFilename
 from packaging.utils import canonicalize_name
@@ -113,8 +114,11 @@ def _read_record(label: str, zf: zipfile.ZipFile, dist_info: str) -> dict[str, t
     return rows
 
 
-def read_wheel(archive: Path) -> WheelContents:
-    """Validate `archive` and map its members to bundle paths."""
+def read_wheel(archive: Path, drop: Callable[[str], bool] | None = None) -> WheelContents:
+    """Validate `archive` and map its members to bundle paths.
+
+    `drop` (a user's file filter) gets each installed path; what it drops leaves RECORD too.
+    """
     label = archive.name
     try:
         name, version, _, _ = parse_wheel_filename(archive.name)
@@ -149,7 +153,7 @@ def read_wheel(archive: Path) -> WheelContents:
                 path = _install_path(info.filename, data_dir)
             except WheelError as error:
                 raise WheelError(f"{label}: {error}") from None
-            if path is None or _is_bytecode(path):
+            if path is None or _is_bytecode(path) or (drop is not None and drop(path)):
                 dropped.append(info.filename)
                 continue
             members.append(WheelMember(info, path, _is_executable(info)))

@@ -1,0 +1,486 @@
+"""build_spec / read_config: every key validated, CLI over config, paths, groups, extras, runtimes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomlkit
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from poetry_plugin_lambda.errors import BundleError
+from poetry_plugin_lambda.errors import ConfigError
+from poetry_plugin_lambda.spec import CONFIG_KEYS
+from poetry_plugin_lambda.spec import BundleSpec
+from poetry_plugin_lambda.spec import ProjectFacts
+from poetry_plugin_lambda.spec import build_spec
+from poetry_plugin_lambda.spec import read_config
+from poetry_plugin_lambda.targets import RUNTIMES
+
+
+def facts(
+    root: Path,
+    *,
+    python: str = ">=3.9,<4.0",
+    name: str = "my-service",
+    version: str = "0.1.0",
+    groups: tuple[str, ...] = ("dev", "test", "docs"),
+    extras: tuple[str, ...] = ("fast", "aws"),
+) -> ProjectFacts:
+    """ProjectFacts the way command.project_facts builds them, without Poetry."""
+    specifier = SpecifierSet(python)
+    return ProjectFacts(
+        root=root.resolve(),
+        name=name,
+        version=version,
+        allows_python=lambda v: Version(v) in specifier,
+        python_constraint=python,
+        groups=frozenset(canonicalize_name(g) for g in (*groups, "main")),
+        default_groups=frozenset({canonicalize_name("main")}),
+        extras=frozenset(canonicalize_name(e) for e in extras),
+    )
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> ProjectFacts:
+    root = tmp_path / "project"
+    root.mkdir()
+    return facts(root)
+
+
+@pytest.fixture
+def cwd(tmp_path: Path) -> Path:
+    path = tmp_path / "elsewhere"
+    path.mkdir()
+    return path.resolve()
+
+
+def spec_of(project: ProjectFacts, cwd: Path, config: Any = None, **cli: Any) -> BundleSpec:
+    """build_spec with CLI keys written as Python names (target_dir -> target-dir)."""
+    cli_values = {key.replace("_", "-"): value for key, value in cli.items()}
+    if "with-" in cli_values:
+        cli_values["with"] = cli_values.pop("with-")
+    return build_spec(config, cli_values, project, cwd)
+
+
+# -- read_config: table shape, known keys, types ----------------------------------------------
+
+
+def test_read_config_none_and_empty() -> None:
+    assert read_config(None) == {}
+    assert read_config({}) == {}
+
+
+@pytest.mark.parametrize("table", ["runtime", 3, ["runtime"], True])
+def test_read_config_table_must_be_a_table(table: Any) -> None:
+    with pytest.raises(ConfigError, match=r"\[tool\.lambda-bundle\] must be a table"):
+        read_config(table)
+
+
+def test_read_config_accepts_every_key_with_a_good_value() -> None:
+    table = {
+        "runtime": " python3.12 ",
+        "architecture": "arm64",
+        "output": "dist/fn.zip",
+        "target-dir": "build/fn",
+        "with": ["dev", "test,docs"],
+        "without": "docs",
+        "only": [],
+        "extras": ["fast"],
+        "all-extras": True,
+        "layout": "layer",
+    }
+    assert set(table) == set(CONFIG_KEYS), "a config key was added: extend this test"
+    assert read_config(table) == {
+        "runtime": "python3.12",
+        "architecture": "arm64",
+        "output": "dist/fn.zip",
+        "target-dir": "build/fn",
+        "with": ["dev", "test", "docs"],
+        "without": ["docs"],
+        "only": [],
+        "extras": ["fast"],
+        "all-extras": True,
+        "layout": "layer",
+    }
+
+
+def test_read_config_unwraps_tomlkit_tables() -> None:
+    doc = tomlkit.parse(
+        '[tool.lambda-bundle]\nruntime = "python3.12"\narchitecture = "arm64"\n'
+        'with = ["dev"]\nall-extras = false\n'
+    )
+    table = doc["tool"]["lambda-bundle"]
+    assert read_config(table) == {
+        "runtime": "python3.12",
+        "architecture": "arm64",
+        "with": ["dev"],
+        "all-extras": False,
+    }
+
+
+BAD_VALUES = [
+    ("runtime", 3.12, "must be a non-empty string"),
+    ("runtime", "", "must be a non-empty string"),
+    ("runtime", "   ", "must be a non-empty string"),
+    ("runtime", ["python3.12"], "must be a non-empty string"),
+    ("architecture", "ppc64le", "must be one of x86_64, arm64"),
+    ("architecture", "aarch64", "must be one of x86_64, arm64"),
+    ("architecture", "ARM64", "must be one of x86_64, arm64"),
+    ("architecture", 64, "must be a non-empty string"),
+    ("output", 1, "must be a non-empty string"),
+    ("output", {"path": "x.zip"}, "must be a non-empty string"),
+    ("output", "", "must be a non-empty string"),
+    ("target-dir", True, "must be a non-empty string"),
+    ("target-dir", ["build"], "must be a non-empty string"),
+    ("with", 1, "must be a list of strings"),
+    ("with", ["dev", 1], "must be a list of strings"),
+    ("with", {"dev": True}, "must be a list of strings"),
+    ("without", [["dev"]], "must be a list of strings"),
+    ("only", True, "must be a list of strings"),
+    ("extras", [None], "must be a list of strings"),
+    ("all-extras", "true", "must be true or false"),
+    ("all-extras", 1, "must be true or false"),
+    ("all-extras", ["x"], "must be true or false"),
+    ("layout", "zip", "must be one of bundle, layer, code"),
+    ("layout", "Bundle", "must be one of bundle, layer, code"),
+    ("layout", 0, "must be a non-empty string"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "message"), BAD_VALUES)
+def test_read_config_rejects_bad_values_naming_the_key(key: str, value: Any, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        read_config({key: value})
+    text = str(caught.value)
+    assert f"[tool.lambda-bundle] {key} " in text
+    assert message in text
+    assert isinstance(caught.value, BundleError)
+
+
+def test_every_config_key_has_a_rejection_case() -> None:
+    assert {key for key, _, _ in BAD_VALUES} == set(CONFIG_KEYS)
+
+
+@pytest.mark.parametrize(
+    ("typo", "closest"),
+    [
+        ("runtim", "runtime"),
+        ("Runtime", "runtime"),
+        ("architectur", "architecture"),
+        ("target_dir", "target-dir"),
+        ("targetdir", "target-dir"),
+        ("all_extras", "all-extras"),
+        ("extra", "extras"),
+        ("layouts", "layout"),
+        ("without-groups", "without"),
+        ("outputs", "output"),
+    ],
+)
+def test_unknown_key_names_the_closest_valid_key(typo: str, closest: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        read_config({typo: "x"})
+    text = str(caught.value)
+    assert f"Unknown key {typo!r}" in text
+    assert f"Did you mean {closest!r}?" in text
+    assert "Valid keys: runtime, architecture" in text
+
+
+def test_unknown_key_far_from_any_key_lists_the_valid_keys() -> None:
+    with pytest.raises(ConfigError) as caught:
+        read_config({"zzzzzz": 1})
+    text = str(caught.value)
+    assert "Unknown key 'zzzzzz'" in text
+    assert "Did you mean" not in text
+    for key in CONFIG_KEYS:
+        assert key in text
+
+
+@pytest.mark.xfail(
+    reason="product bug: `arch` (the CLI option's name) gets no 'Did you mean' hint: difflib's"
+    " ratio for arch/architecture is 0.5, below get_close_matches' 0.6 cutoff",
+    strict=True,
+)
+def test_unknown_key_arch_suggests_architecture() -> None:
+    with pytest.raises(ConfigError, match="Did you mean 'architecture'"):
+        read_config({"arch": "arm64"})
+
+
+def test_first_bad_key_wins_even_when_later_keys_are_fine() -> None:
+    with pytest.raises(ConfigError, match="Unknown key 'bogus'"):
+        read_config({"bogus": 1, "runtime": "python3.12"})
+
+
+# -- CLI wins over config ------------------------------------------------------------------------
+
+
+def test_cli_wins_over_config(project: ProjectFacts, cwd: Path) -> None:
+    config = {
+        "runtime": "python3.11",
+        "architecture": "arm64",
+        "layout": "layer",
+        "with": ["dev"],
+        "extras": ["fast"],
+        "output": "from-config.zip",
+        "target-dir": "from-config",
+    }
+    spec = spec_of(
+        project,
+        cwd,
+        config,
+        runtime="python3.12",
+        architecture="x86_64",
+        layout="code",
+        with_=["test"],
+        extras=["aws"],
+        output="from-cli.zip",
+        target_dir="from-cli",
+    )
+    assert spec.target.runtime.name == "python3.12"
+    assert spec.target.architecture == "x86_64"
+    assert spec.layout == "code"
+    assert spec.groups == {"main", "test"}
+    assert spec.extras == {"aws"}
+    assert spec.output == cwd / "from-cli.zip"
+    assert spec.target_dir == cwd / "from-cli"
+
+
+def test_config_is_used_when_the_cli_gives_nothing(project: ProjectFacts, cwd: Path) -> None:
+    config = {"runtime": "python3.11", "architecture": "arm64", "layout": "layer", "with": "dev"}
+    # None and empty lists mean "not given" on the command line
+    spec = spec_of(project, cwd, config, runtime=None, architecture=None, with_=[], extras=())
+    assert spec.target.runtime.name == "python3.11"
+    assert spec.target.architecture == "arm64"
+    assert spec.layout == "layer"
+    assert spec.groups == {"main", "dev"}
+
+
+def test_defaults(project: ProjectFacts, cwd: Path) -> None:
+    spec = spec_of(project, cwd, None, runtime="python3.12")
+    assert spec.target.architecture == "x86_64"
+    assert spec.layout == "bundle"
+    assert spec.format == "text"
+    assert spec.groups == {"main"}
+    assert spec.extras == frozenset()
+    assert spec.includes_project and spec.includes_dependencies
+    assert spec.output == project.root / "dist" / "lambda" / "my_service-0.1.0-python3.12-x86_64.zip"
+    assert spec.target_dir == project.root / "build" / "lambda" / "python3.12-x86_64"
+
+
+@pytest.mark.parametrize(
+    ("layout", "project_in", "deps_in"),
+    [("bundle", True, True), ("layer", False, True), ("code", True, False)],
+)
+def test_layout_default_paths_and_parts(
+    project: ProjectFacts, cwd: Path, layout: str, project_in: bool, deps_in: bool
+) -> None:
+    spec = spec_of(project, cwd, None, runtime="python3.13", architecture="arm64", layout=layout)
+    suffix = "" if layout == "bundle" else f"-{layout}"
+    assert spec.output.name == f"my_service-0.1.0-python3.13-arm64{suffix}.zip"
+    assert spec.target_dir.name == f"python3.13-arm64{suffix}"
+    assert (spec.includes_project, spec.includes_dependencies) == (project_in, deps_in)
+
+
+def test_cli_architecture_and_layout_are_validated(project: ProjectFacts, cwd: Path) -> None:
+    with pytest.raises(ConfigError, match="--architecture must be one of x86_64, arm64; got 'ppc64le'"):
+        spec_of(project, cwd, None, runtime="python3.12", architecture="ppc64le")
+    with pytest.raises(ConfigError, match="--layout must be one of bundle, layer, code"):
+        spec_of(project, cwd, None, runtime="python3.12", layout="lambda")
+
+
+def test_format(project: ProjectFacts, cwd: Path) -> None:
+    assert spec_of(project, cwd, None, runtime="python3.12", format="json").format == "json"
+    with pytest.raises(ConfigError, match="--format must be one of text, json; got 'xml'"):
+        spec_of(project, cwd, None, runtime="python3.12", format="xml")
+
+
+def test_bad_config_value_fails_even_when_the_cli_overrides_it(project: ProjectFacts, cwd: Path) -> None:
+    with pytest.raises(ConfigError, match=r"\[tool\.lambda-bundle\] architecture"):
+        spec_of(project, cwd, {"architecture": "sparc"}, runtime="python3.12", architecture="arm64")
+
+
+# -- paths -------------------------------------------------------------------------------------
+
+
+def test_relative_config_paths_are_taken_from_the_project_root(project: ProjectFacts, cwd: Path) -> None:
+    spec = spec_of(project, cwd, {"output": "out/fn.zip", "target-dir": "build/fn"}, runtime="python3.12")
+    assert spec.output == project.root / "out" / "fn.zip"
+    assert spec.target_dir == project.root / "build" / "fn"
+
+
+def test_relative_cli_paths_are_taken_from_the_cwd(project: ProjectFacts, cwd: Path) -> None:
+    spec = spec_of(project, cwd, None, runtime="python3.12", output="out/fn.zip", target_dir="build/fn")
+    assert spec.output == cwd / "out" / "fn.zip"
+    assert spec.target_dir == cwd / "build" / "fn"
+
+
+def test_paths_are_normalised(project: ProjectFacts, cwd: Path) -> None:
+    spec = spec_of(project, cwd, {"output": "a/../b/./fn.zip"}, runtime="python3.12", target_dir="x/../y")
+    assert spec.output == project.root / "b" / "fn.zip"
+    assert spec.target_dir == cwd / "y"
+
+
+def test_absolute_and_home_paths(project: ProjectFacts, cwd: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = (tmp_path / "home").resolve()
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    absolute = (tmp_path / "abs" / "fn.zip").resolve()
+    spec = spec_of(project, cwd, {"output": str(absolute), "target-dir": "~/lambda-build"}, runtime="python3.12")
+    assert spec.output == absolute
+    assert spec.target_dir == home / "lambda-build"
+
+
+@pytest.mark.parametrize("output", ["dist/fn", "dist/fn.tar.gz", "dist/fn.zip/", "dist/.zip", "fn.zip.bak"])
+def test_output_must_be_a_zip(project: ProjectFacts, cwd: Path, output: str) -> None:
+    with pytest.raises(ConfigError, match="must be a .zip file"):
+        spec_of(project, cwd, {"output": output}, runtime="python3.12")
+    with pytest.raises(ConfigError, match="must be a .zip file"):
+        spec_of(project, cwd, None, runtime="python3.12", output=output)
+
+
+def test_output_zip_suffix_is_case_insensitive(project: ProjectFacts, cwd: Path) -> None:
+    assert spec_of(project, cwd, None, runtime="python3.12", output="FN.ZIP").output == cwd / "FN.ZIP"
+
+
+# -- groups ------------------------------------------------------------------------------------
+
+
+def test_groups_with_without_only(project: ProjectFacts, cwd: Path) -> None:
+    def groups(config: Any = None, **cli: Any) -> frozenset[str]:
+        return spec_of(project, cwd, config, runtime="python3.12", **cli).groups
+
+    assert groups() == {"main"}
+    assert groups(with_=["dev", "test"]) == {"main", "dev", "test"}
+    assert groups(with_=["dev,test"]) == {"main", "dev", "test"}
+    assert groups(with_=["Dev"]) == {"main", "dev"}
+    assert groups(without=["main"]) == frozenset()
+    assert groups(with_=["dev"], without=["dev"]) == {"main"}
+    assert groups(only=["dev"]) == {"dev"}
+    assert groups(only=["dev", "main"]) == {"dev", "main"}
+    assert groups({"with": ["docs"]}) == {"main", "docs"}
+    assert groups({"only": "test"}) == {"test"}
+    assert groups({"without": ["main"]}, with_=["dev"]) == {"dev"}
+
+
+@pytest.mark.parametrize("option", ["with", "without", "only"])
+def test_unknown_group_is_an_error_naming_it(project: ProjectFacts, cwd: Path, option: str) -> None:
+    key = "with_" if option == "with" else option
+    with pytest.raises(ConfigError) as caught:
+        spec_of(project, cwd, None, runtime="python3.12", **{key: ["dev", "lint"]})
+    text = str(caught.value)
+    assert "'lint'" in text and f"(from {option})" in text
+    assert "Groups: dev, docs, main, test" in text
+    with pytest.raises(ConfigError, match="'lint'"):
+        spec_of(project, cwd, {option: ["lint"]}, runtime="python3.12")
+
+
+# -- extras ------------------------------------------------------------------------------------
+
+
+def test_extras(project: ProjectFacts, cwd: Path) -> None:
+    def extras(config: Any = None, **cli: Any) -> frozenset[str]:
+        return spec_of(project, cwd, config, runtime="python3.12", **cli).extras
+
+    assert extras() == frozenset()
+    assert extras(extras=["fast"]) == {"fast"}
+    assert extras(extras=["Fast,AWS"]) == {"fast", "aws"}
+    assert extras({"extras": "aws"}) == {"aws"}
+    assert extras(all_extras=True) == {"fast", "aws"}
+    assert extras({"all-extras": True}) == {"fast", "aws"}
+    assert extras({"all-extras": False}, extras=["fast"]) == {"fast"}
+
+
+def test_unknown_extra_is_an_error_naming_it(project: ProjectFacts, cwd: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        spec_of(project, cwd, None, runtime="python3.12", extras=["fast", "turbo"])
+    assert "turbo" in str(caught.value)
+    assert "Extras: aws, fast" in str(caught.value)
+    with pytest.raises(ConfigError, match="turbo"):
+        spec_of(project, cwd, {"extras": ["turbo"]}, runtime="python3.12")
+
+
+def test_unknown_extra_in_a_project_without_extras(tmp_path: Path, cwd: Path) -> None:
+    bare = facts(tmp_path, extras=())
+    with pytest.raises(ConfigError, match="Extras: none"):
+        spec_of(bare, cwd, None, runtime="python3.12", extras=["x"])
+    assert spec_of(bare, cwd, None, runtime="python3.12", all_extras=True).extras == frozenset()
+
+
+# -- runtimes ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("python", "runtime"),
+    [
+        ("~3.12", "python3.12"),
+        (">=3.11,<3.12", "python3.11"),
+        ("==3.13.*", "python3.13"),
+        (">=3.14", "python3.14"),
+        ("<3.10", "python3.9"),
+    ],
+)
+def test_runtime_default_is_the_only_one_the_constraint_allows(
+    tmp_path: Path, cwd: Path, python: str, runtime: str
+) -> None:
+    spec = spec_of(facts(tmp_path, python=python), cwd, None)
+    assert spec.target.runtime is RUNTIMES[runtime]
+    assert spec.output.name == f"my_service-0.1.0-{runtime}-x86_64.zip"
+
+
+def test_runtime_default_with_several_allowed_lists_them(tmp_path: Path, cwd: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        spec_of(facts(tmp_path, python=">=3.12,<4.0"), cwd, None)
+    text = str(caught.value)
+    assert "No Lambda runtime given" in text
+    assert "allows python3.12, python3.13, python3.14." in text
+    assert "python3.11" not in text
+    assert "--runtime" in text
+
+
+def test_runtime_default_with_none_allowed(tmp_path: Path, cwd: Path) -> None:
+    with pytest.raises(ConfigError, match="allows none"):
+        spec_of(facts(tmp_path, python=">=4.0"), cwd, None)
+
+
+@pytest.mark.parametrize("where", ["cli", "config"])
+def test_unknown_runtime(project: ProjectFacts, cwd: Path, where: str) -> None:
+    if where == "cli":
+        args: dict[str, Any] = {"runtime": "python2.7"}
+        config = None
+        label = "--runtime"
+    else:
+        args = {}
+        config = {"runtime": "python2.7"}
+        label = "[tool.lambda-bundle] runtime"
+    with pytest.raises(ConfigError) as caught:
+        spec_of(project, cwd, config, **args)
+    text = str(caught.value)
+    assert text.startswith(f"{label}: unknown Lambda runtime 'python2.7'")
+    assert ", ".join(RUNTIMES) in text
+
+
+@pytest.mark.parametrize("where", ["cli", "config"])
+def test_requires_python_excluding_the_runtime(tmp_path: Path, cwd: Path, where: str) -> None:
+    project = facts(tmp_path, python=">=3.12")
+    config = {"runtime": "python3.11"} if where == "config" else None
+    cli = {"runtime": "python3.11"} if where == "cli" else {}
+    with pytest.raises(ConfigError) as caught:
+        spec_of(project, cwd, config, **cli)
+    text = str(caught.value)
+    assert "requires Python >=3.12" in text
+    assert "excludes the python3.11 runtime (Python 3.11)" in text
+
+
+def test_runtime_check_uses_the_runtime_patch_version(tmp_path: Path, cwd: Path) -> None:
+    # python3.12 is 3.12.11 in the table: a project needing >=3.12.5 still fits it
+    spec = spec_of(facts(tmp_path, python=">=3.12.5,<3.13"), cwd, None)
+    assert spec.target.runtime.name == "python3.12"
+
+
+def test_validation_order_never_touches_the_filesystem(project: ProjectFacts, cwd: Path) -> None:
+    before = sorted(p.name for p in project.root.parent.rglob("*"))
+    spec_of(project, cwd, {"output": "deep/er/fn.zip"}, runtime="python3.12", target_dir="t/d")
+    assert sorted(p.name for p in project.root.parent.rglob("*")) == before
