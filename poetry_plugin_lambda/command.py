@@ -43,14 +43,17 @@ def project_facts(poetry: Poetry) -> ProjectFacts:
     """Read once what the spec needs from the project."""
     from poetry.core.constraints.version import Version
 
+    from poetry_plugin_lambda import compat
     from poetry_plugin_lambda.spec import ProjectFacts
 
     package = poetry.package
     constraint = package.python_constraint
     groups = frozenset(canonicalize_name(g) for g in package.dependency_group_names(include_optional=True))
+    root = poetry.pyproject_path.parent.resolve()
+    named = compat.project_is_package(poetry) or package.name != "non-package-mode"
     return ProjectFacts(
-        root=poetry.pyproject_path.parent.resolve(),
-        name=package.name,
+        root=root,
+        name=package.name if named else canonicalize_name(root.name),
         version=package.version.text,
         allows_python=lambda version: constraint.allows(Version.parse(version)),
         python_constraint=str(package.python_versions),
@@ -58,6 +61,7 @@ def project_facts(poetry: Poetry) -> ProjectFacts:
         # Unlike `poetry install`, a bundle takes only main by default: dev tools never ship.
         default_groups=frozenset({canonicalize_name("main")}),
         extras=frozenset(canonicalize_name(e) for e in package.extras),
+        package_mode=compat.project_is_package(poetry),
     )
 
 
@@ -93,6 +97,10 @@ class LambdaBundleCommand(Command):
         option("all-extras", None, "Include all extras of the project."),
         option("exclude", None, "A package to leave out, with what only it needs (the runtime or a layer provides it).", flag=False, multiple=True),
         option("exclude-files", None, "A glob of bundle paths to leave out (e.g. '*/tests/*').", flag=False, multiple=True),
+        option("include", None, "Project files to bundle (globs from the project root; '!' excludes).", flag=False, multiple=True),
+        option("compile", None, "Ship bytecode compiled for the target's Python (faster cold starts)."),
+        option("compile-with", None, "The python3.X to compile with (default: found on PATH, pyenv, uv).", flag=False),
+        option("check-handler", None, "After bundling, import this module.function from the bundle with the target's Python.", flag=False),
         option("max-unzipped-size", None, "Fail above this unzipped size: bytes or e.g. 200MB (default: 262144000).", flag=False),
         option("format", None, "Report format: text or json.", flag=False, default="text"),
     ]
@@ -112,6 +120,10 @@ class LambdaBundleCommand(Command):
             "exclude": self.option("exclude") or None,
             "exclude-files": self.option("exclude-files") or None,
             "max-unzipped-size": self.option("max-unzipped-size"),
+            "include": self.option("include") or None,
+            "compile": self.option("compile") or None,
+            "compile-with": self.option("compile-with"),
+            "handler": self.option("check-handler"),
             "format": self.option("format"),
         }
 
@@ -135,7 +147,7 @@ class LambdaBundleCommand(Command):
 
             for line in render_text(report):
                 self.line(line)
-        return 0
+        return 3 if report.failed else 0
 
     def _bundle(self) -> Any:
         from poetry_plugin_lambda.pipeline import bundle

@@ -198,3 +198,15 @@ def build_isolated(pool: RepositoryPool, source: Path, output_dir: Path) -> Path
 
     chef = Chef(pool.artifact_cache, EnvManager.get_system_env(naive=True), pool)
     return Path(chef.prepare(source, output_dir=output_dir))
+
+
+def project_python(poetry: Poetry) -> Path | None:
+    """The Python of the project's existing virtualenv, if it has one (never creates one)."""
+    try:
+        from cleo.io.null_io import NullIO
+        from poetry.utils.env import EnvManager
+
+        env = EnvManager(poetry, io=NullIO()).get()
+    except Exception:
+        return None
+    return Path(env.python) if env.is_venv() else None

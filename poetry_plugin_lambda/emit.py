@@ -147,6 +147,8 @@ class _Sources:
         return zf
 
     def stream(self, entry: Entry) -> BinaryIO:
+        if entry.file is not None:
+            return entry.file.open("rb")
         assert entry.archive is not None and entry.info is not None
         return self.get(entry.archive).open(entry.info)  # type: ignore[return-value]
 
@@ -168,6 +170,16 @@ def _write_file(root: Path, entry: Entry, sources: _Sources) -> None:
     dest.chmod(0o755 if entry.executable else 0o644)
 
 
+def materialize(entries: Sequence[Entry], root: Path) -> None:
+    """Write `entries` as files under `root` (streamed, never held in memory)."""
+    sources = _Sources()
+    try:
+        for entry in entries:
+            _write_file(root, entry, sources)
+    finally:
+        sources.close()
+
+
 def write_target_dir(entries: Sequence[Entry], target_dir: Path) -> None:
     """Replace `target_dir` with exactly `entries` (plus our marker), atomically."""
     _guard_io(target_dir, lambda: _write_target_dir(entries, target_dir))
@@ -178,11 +190,9 @@ def _write_target_dir(entries: Sequence[Entry], target_dir: Path) -> None:
     _remove_stale(target_dir)
     staging = Path(tempfile.mkdtemp(prefix=_temp_prefix(target_dir), dir=target_dir.parent))
     (staging / MARKER).write_text(MARKER_TEXT)
-    sources = _Sources()
     try:
         with _held(staging):
-            for entry in entries:
-                _write_file(staging, entry, sources)
+            materialize(entries, staging)
             staging.chmod(0o755)
             old = None
             if target_dir.exists():
@@ -194,8 +204,6 @@ def _write_target_dir(entries: Sequence[Entry], target_dir: Path) -> None:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    finally:
-        sources.close()
 
 
 def write_zip(entries: Sequence[Entry], output: Path, epoch: int) -> ZipResult:
@@ -215,6 +223,9 @@ def _write_zip(entries: Sequence[Entry], output: Path, epoch: int) -> ZipResult:
                 for entry in entries:
                     if entry.data is not None:
                         writer.add_bytes(entry.path, entry.data, executable=entry.executable)
+                    elif entry.file is not None:
+                        with entry.file.open("rb") as stream:
+                            writer.add_stream(entry.path, stream, executable=entry.executable)
                     else:
                         assert entry.archive is not None and entry.info is not None
                         writer.add_from_zip(

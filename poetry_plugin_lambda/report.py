@@ -12,10 +12,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from typing import Any
 
+from cleo.formatters.formatter import Formatter
+
 from poetry_plugin_lambda.errors import BundleError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from poetry_plugin_lambda.handler_check import HandlerCheck
     from pathlib import Path
 
     from poetry_plugin_lambda.assemble import Entry
@@ -39,6 +43,13 @@ class BundleReport:
     packages: tuple[tuple[str, str], ...]
     largest: tuple[tuple[str, int], ...]
     warnings: tuple[str, ...]
+    compiled_modules: int | None = None
+    bytecode_size: int | None = None
+    handler_check: HandlerCheck | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.handler_check is not None and self.handler_check.status == "failed"
 
     @property
     def code_sha256(self) -> str:
@@ -61,6 +72,9 @@ class BundleReport:
                 {"name": owner, "unzipped_size": size} for owner, size in self.largest
             ],
             "warnings": list(self.warnings),
+            "compiled_modules": self.compiled_modules,
+            "bytecode_size": self.bytecode_size,
+            "handler_check": self.handler_check.to_json() if self.handler_check else None,
         }
 
 
@@ -82,6 +96,10 @@ def human_size(size: int) -> str:
     return f"{size} B"  # pragma: no cover
 
 
+def escape(text: str) -> str:
+    return Formatter.escape(text)
+
+
 def render_text(report: BundleReport) -> list[str]:
     """The summary printed after a run, in Poetry's colour tags."""
     lines = [
@@ -100,8 +118,17 @@ def render_text(report: BundleReport) -> list[str]:
         for owner, size in report.largest:
             share = 100 * size / report.unzipped_size
             lines.append(f"    {human_size(size):>9}  {share:5.1f}%  {owner}")
+    if report.compiled_modules is not None:
+        lines.append(
+            f"  bytecode:  {report.compiled_modules} modules compiled,"
+            f" {human_size(report.bytecode_size or 0)} added"
+        )
+    if report.handler_check is not None:
+        style = {"passed": "info", "failed": "error", "skipped": "comment"}[report.handler_check.status]
+        message = escape(report.handler_check.message)
+        lines.append(f"  handler:   <{style}>{report.handler_check.status}</>: {message}")
     for warning in report.warnings:
-        lines.append(f"<warning>Warning: {warning}</>")
+        lines.append(f"<warning>Warning: {escape(warning)}</>")
     return lines
 
 

@@ -52,6 +52,7 @@ class ProjectFacts:
     groups: frozenset[NormalizedName]
     default_groups: frozenset[NormalizedName]
     extras: frozenset[NormalizedName]
+    package_mode: bool = True
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,11 @@ class BundleSpec:
     exclude: frozenset[NormalizedName] = frozenset()
     exclude_files: tuple[str, ...] = ()
     max_unzipped_size: int = DEFAULT_MAX_UNZIPPED_SIZE
+    include: tuple[str, ...] = ()
+    compile: bool = False
+    compile_with: Path | None = None
+    handler: str | None = None
+    package_mode: bool = True
     warnings: tuple[str, ...] = field(default=())
 
     @property
@@ -151,6 +157,10 @@ CONFIG_KEYS: dict[str, Callable[[str, Any], Any]] = {
     "exclude": _string_list,
     "exclude-files": _string_list,
     "max-unzipped-size": _size,
+    "include": _string_list,
+    "compile": _boolean,
+    "compile-with": _string,
+    "handler": _string,
 }
 
 
@@ -312,6 +322,14 @@ def build_spec(
     exclude_files = tuple(_string_list(files_where, files_value or []))
     size_value, size_where, _ = pick("max-unzipped-size")
     max_size = _size(size_where, size_value) if size_value is not None else DEFAULT_MAX_UNZIPPED_SIZE
+    include_value, include_where, _ = pick("include")
+    include = tuple(_include_list(include_where, include_value or []))
+    compile_flag = bool(cli.get("compile")) or bool(config.get("compile", False))
+    compile_value, _, compile_base = pick("compile-with")
+    compile_with = _path(compile_value, compile_base) if compile_value else None
+    handler_value, handler_where, _ = pick("handler")
+    handler = _handler(handler_where, handler_value) if handler_value else None
+    _check_content(project, layout, include)
     return BundleSpec(
         project=project,
         target=target,
@@ -324,4 +342,38 @@ def build_spec(
         exclude=exclude,
         exclude_files=exclude_files,
         max_unzipped_size=max_size,
+        include=include,
+        compile=compile_flag or compile_with is not None,
+        compile_with=compile_with,
+        handler=handler,
+        package_mode=project.package_mode,
+    )
+
+
+def _include_list(where: str, value: Any) -> list[str]:
+    """Like a string list, but globs may contain commas, so no splitting."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(f"{where} must be a list of glob patterns, got {value!r}.")
+    from poetry_plugin_lambda.includes import check_pattern
+
+    return [check_pattern(v.strip()) for v in value]
+
+
+def _handler(where: str, value: Any) -> str:
+    from poetry_plugin_lambda.handler_check import check_handler_name
+
+    return check_handler_name(_string(where, value), where)
+
+
+def _check_content(project: ProjectFacts, layout: str, include: tuple[str, ...]) -> None:
+    """A non-package project must name its files, or the bundle would hold no code at all."""
+    if project.package_mode or layout == "layer" or any(not p.startswith("!") for p in include):
+        return
+    raise ConfigError(
+        "This project is not a package (package-mode = false), so nothing of its own would be"
+        " bundled. Name its files in [tool.lambda-bundle], e.g."
+        ' `include = ["lambda_function.py", "config/*.json"]` (or --include), or use'
+        " --layout layer for a dependencies-only ZIP."
     )

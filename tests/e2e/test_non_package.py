@@ -1,0 +1,179 @@
+"""Projects that are not packages, extra project files, and the handler check."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+import tomlkit
+
+from tests.e2e.helpers import bundle
+from tests.e2e.helpers import zip_files
+from tests.fixtures.index import LoopbackIndex
+from tests.fixtures.interpreters import find_python
+from tests.fixtures.projects import poetry_lock
+from tests.fixtures.projects import write_project
+from tests.fixtures.wheelfactory import build_wheel
+
+LAMBDA_FUNCTION = '''\
+import json
+import os
+
+import alpha
+import beta
+
+HERE = os.path.dirname(__file__)
+
+
+def lambda_handler(event, context):
+    with open(os.path.join(HERE, "config", "settings.json")) as f:
+        settings = json.load(f)
+    return {"greeting": settings["greeting"], "alpha": alpha.hello(), "beta": beta.hello()}
+'''
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory):
+    base = tmp_path_factory.mktemp("nonpkg")
+    root = base / "index"
+    root.mkdir()
+    build_wheel(root, "alpha", "1.0")
+    build_wheel(root, "beta", "2.0")
+    with LoopbackIndex(root) as index:
+        project = write_project(base / "fn", "fn", dependencies={"alpha": "1.0", "beta": "2.0"},
+                                index_url=index.url, requires_python=">=3.12,<3.13", package_mode=False)
+        (project / "lambda_function.py").write_text(LAMBDA_FUNCTION)
+        (project / "config").mkdir()
+        (project / "config" / "settings.json").write_text('{"greeting": "hi"}\n')
+        (project / "config" / "notes.txt").write_text("not shipped\n")
+        (project / "app" / "tests").mkdir(parents=True)
+        (project / "app" / "__init__.py").write_text("")
+        (project / "app" / "logic.py").write_text("X = 1\n")
+        (project / "app" / "tests" / "test_logic.py").write_text("def test(): pass\n")
+        (project / "app" / "secret.py").write_text("IGNORED = True\n")
+        (project / ".gitignore").write_text("app/secret.py\n")
+        subprocess.run(["git", "init", "-q", str(project)], check=True)
+        cache = base / "cache"
+        cache.mkdir()
+        poetry_lock(project, cache)
+        yield {"project": project, "cache": cache}
+
+
+def _configure(project: Path, **table) -> str:
+    pyproject = project / "pyproject.toml"
+    original = pyproject.read_text()
+    doc = tomlkit.parse(original)
+    doc["tool"]["lambda-bundle"] = table
+    pyproject.write_text(tomlkit.dumps(doc))
+    return original
+
+
+def test_non_package_project_bundles_dependencies_and_included_files(world, tmp_path: Path) -> None:
+    project = world["project"]
+    original = _configure(project, include=["lambda_function.py", "config/*.json"])
+    try:
+        result = bundle(project, world["cache"], "--format", "json", "-o", str(tmp_path / "fn.zip"))
+    finally:
+        (project / "pyproject.toml").write_text(original)
+    assert result.returncode == 0, result.stderr
+    files = zip_files(Path(result.report["zip"]))
+    assert {"lambda_function.py", "config/settings.json", "alpha/__init__.py", "beta/__init__.py"} <= set(files)
+    assert "config/notes.txt" not in files
+    assert not [n for n in files if n.startswith("non_package_mode")]
+    python = find_python("3.12")
+    if python is None:
+        pytest.skip("no python3.12")
+    unzipped = tmp_path / "unzipped"
+    with zipfile.ZipFile(result.report["zip"]) as zf:
+        zf.extractall(unzipped)
+    code = "import json, lambda_function; print(json.dumps(lambda_function.lambda_handler({}, None)))"
+    out = subprocess.run([str(python), "-I", "-c", "import sys; sys.path.insert(0, '.'); " + code],
+                         cwd=unzipped, capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == {"greeting": "hi", "alpha": "alpha 1.0", "beta": "beta 2.0"}
+
+
+def test_non_package_project_without_include_explains_what_to_add(world) -> None:
+    result = bundle(world["project"], world["cache"])
+    assert result.returncode == 1
+    assert "package-mode = false" in result.stderr and "include = [" in result.stderr
+    assert "--layout layer" in result.stderr
+    layer = bundle(world["project"], world["cache"], "--layout", "layer", "--format", "json")
+    assert layer.returncode == 0, layer.stderr
+
+
+def test_globs_negation_gitignore_and_errors(world, tmp_path: Path) -> None:
+    project = world["project"]
+    result = bundle(project, world["cache"], "--include", "lambda_function.py", "--include", "app/**/*.py",
+                    "--include", "!app/tests/*", "--format", "json", "-o", str(tmp_path / "a.zip"))
+    assert result.returncode == 0, result.stderr
+    files = set(zip_files(Path(result.report["zip"])))
+    assert {"app/__init__.py", "app/logic.py"} <= files
+    assert "app/tests/test_logic.py" not in files
+    assert "app/secret.py" not in files  # git-ignored
+    none = bundle(project, world["cache"], "--include", "nothing/*.sql", "-o", str(tmp_path / "b.zip"))
+    assert none.returncode == 1 and "'nothing/*.sql' matches no file" in none.stderr
+    outside = bundle(project, world["cache"], "--include", "../x.py", "-o", str(tmp_path / "c.zip"))
+    assert outside.returncode == 1 and "inside the project" in outside.stderr
+
+
+def test_include_colliding_with_a_dependency_names_both(world, tmp_path: Path) -> None:
+    project = world["project"]
+    (project / "alpha").mkdir(exist_ok=True)
+    (project / "alpha" / "__init__.py").write_text("SHADOW = 1\n")
+    try:
+        result = bundle(project, world["cache"], "--include", "lambda_function.py",
+                        "--include", "alpha/__init__.py", "-o", str(tmp_path / "x.zip"))
+    finally:
+        (project / "alpha" / "__init__.py").unlink()
+        (project / "alpha").rmdir()
+    assert result.returncode == 1
+    assert "alpha 1.0 and fn (include) both install 'alpha/__init__.py'" in result.stderr
+    assert not (tmp_path / "x.zip").exists()
+
+
+@pytest.fixture
+def check_args(world, tmp_path: Path) -> list[str]:
+    if find_python("3.12") is None:
+        pytest.skip("no python3.12 to check the handler with")
+    return ["--include", "lambda_function.py", "--include", "config/*.json", "-o", str(tmp_path / "h.zip"),
+            "--format", "json"]
+
+
+def test_check_handler_passes_on_a_correct_bundle(world, check_args: list[str]) -> None:
+    result = bundle(world["project"], world["cache"], *check_args, "--check-handler", "lambda_function.lambda_handler")
+    assert result.returncode == 0, result.stderr
+    assert result.report["handler_check"]["status"] == "passed"
+
+
+def test_check_handler_explains_a_misspelt_module_and_keeps_the_bundle(world, check_args: list[str], tmp_path: Path) -> None:
+    result = bundle(world["project"], world["cache"], *check_args, "--check-handler", "lambda_functon.lambda_handler")
+    assert result.returncode == 3
+    check = result.report["handler_check"]
+    assert check["status"] == "failed"
+    assert "No module 'lambda_functon' in the bundle" in check["message"]
+    assert (tmp_path / "h.zip").exists()
+    wrong_function = bundle(world["project"], world["cache"], *check_args, "--check-handler", "lambda_function.handler")
+    assert wrong_function.returncode == 3
+    assert "has no function 'handler'" in wrong_function.report["handler_check"]["message"]
+
+
+def test_check_handler_explains_a_missing_dependency(world, check_args: list[str]) -> None:
+    result = bundle(world["project"], world["cache"], *check_args, "--exclude", "beta",
+                    "--check-handler", "lambda_function.lambda_handler")
+    assert result.returncode == 3
+    assert "The bundle lacks 'beta'" in result.report["handler_check"]["message"]
+
+
+def test_check_handler_is_skipped_for_another_architecture(world, tmp_path: Path) -> None:
+    result = bundle(world["project"], world["cache"], "--include", "lambda_function.py", "--arch", "arm64",
+                    "--check-handler", "lambda_function.lambda_handler", "-o", str(tmp_path / "arm.zip"))
+    assert result.returncode == 0, result.stderr
+    assert "skipped" in result.stdout and "arm64" in result.stdout and "cannot run here" in result.stdout
+
+
+def test_bad_handler_name_is_a_config_error(world) -> None:
+    result = bundle(world["project"], world["cache"], "--include", "lambda_function.py", "--check-handler", "nodot")
+    assert result.returncode == 1 and "module.function" in result.stderr

@@ -1,0 +1,140 @@
+"""assemble: one sorted list of entries; two owners of a path, or a file where a folder goes, fail."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from poetry_plugin_lambda.assemble import assemble
+from poetry_plugin_lambda.assemble import entries_for_wheel
+from poetry_plugin_lambda.assemble import unzipped_size
+from poetry_plugin_lambda.errors import BundleError
+from poetry_plugin_lambda.wheels import WheelContents
+from poetry_plugin_lambda.wheels import read_wheel
+from tests.fixtures.wheelfactory import build_wheel
+
+
+def wheel(tmp_path: Path, name: str, version: str = "1.0", **files: str) -> WheelContents:
+    """A read wheel whose members are `files` (keyword names use __ for /)."""
+    members = {path.replace("__", "/"): text for path, text in files.items()}
+    return read_wheel(build_wheel(tmp_path / name, name, version, files=members))
+
+
+def test_entries_are_sorted_and_complete(tmp_path: Path) -> None:
+    zeta = read_wheel(build_wheel(tmp_path, "zeta", "1.0", files={"zeta/z.py": "Z", "zeta/a.py": "A"}))
+    alpha = read_wheel(build_wheel(tmp_path, "alpha", "2.0", files={"alpha/__init__.py": "", "Alpha.py": "X"}))
+    entries = assemble([zeta, alpha])
+    paths = [e.path for e in entries]
+    assert paths == sorted(paths)
+    assert paths == [
+        "Alpha.py",
+        "alpha-2.0.dist-info/METADATA",
+        "alpha-2.0.dist-info/RECORD",
+        "alpha-2.0.dist-info/WHEEL",
+        "alpha/__init__.py",
+        "zeta-1.0.dist-info/METADATA",
+        "zeta-1.0.dist-info/RECORD",
+        "zeta-1.0.dist-info/WHEEL",
+        "zeta/a.py",
+        "zeta/z.py",
+    ]
+    owners = {e.path: e.owner for e in entries}
+    assert owners["zeta/a.py"] == "zeta 1.0"
+    assert owners["alpha-2.0.dist-info/RECORD"] == "alpha 2.0"
+    record = next(e for e in entries if e.path == "zeta-1.0.dist-info/RECORD")
+    assert record.data == zeta.record and record.archive is None and record.size == len(zeta.record)
+    member = next(e for e in entries if e.path == "zeta/a.py")
+    assert member.data is None and member.archive == zeta.archive and member.info is not None
+    assert unzipped_size(entries) == sum(e.size for e in entries)
+
+
+def test_order_of_wheels_does_not_matter(tmp_path: Path) -> None:
+    a = read_wheel(build_wheel(tmp_path, "a", "1.0"))
+    b = read_wheel(build_wheel(tmp_path, "b", "1.0"))
+    assert [e.path for e in assemble([a, b])] == [e.path for e in assemble([b, a])]
+
+
+def test_sorting_is_by_code_point(tmp_path: Path) -> None:
+    contents = read_wheel(build_wheel(tmp_path, "p", "1.0", files={
+        "p/b.py": "", "p/B.py": "", "p/a_b.py": "", "p/a-b.py": "", "p/é.py": "", "p/z.py": "",
+    }))
+    paths = [e.path for e in assemble([contents]) if e.path.startswith("p/")]
+    assert paths == ["p/B.py", "p/a-b.py", "p/a_b.py", "p/b.py", "p/z.py", "p/é.py"]
+
+
+def test_two_wheels_writing_the_same_file_is_an_error_naming_both(tmp_path: Path) -> None:
+    first = read_wheel(build_wheel(tmp_path / "1", "first-pkg", "1.0", files={"shared/__init__.py": "A"}))
+    second = read_wheel(build_wheel(tmp_path / "2", "second", "2.5", files={"shared/__init__.py": "B"}))
+    with pytest.raises(BundleError) as caught:
+        assemble([first, second])
+    text = str(caught.value)
+    assert "first-pkg 1.0" in text and "second 2.5" in text
+    assert "'shared/__init__.py'" in text
+
+
+def test_same_file_through_data_purelib_is_a_conflict(tmp_path: Path) -> None:
+    first = read_wheel(build_wheel(tmp_path / "1", "one", "1.0", files={"common.py": "A"}))
+    second = read_wheel(build_wheel(tmp_path / "2", "two", "1.0", files={"two/__init__.py": ""},
+                                    data_purelib={"common.py": "B"}))
+    with pytest.raises(BundleError, match=r"one 1\.0 and two 1\.0 both install 'common\.py'"):
+        assemble([first, second])
+
+
+def test_same_dist_info_twice_is_a_conflict(tmp_path: Path) -> None:
+    first = read_wheel(build_wheel(tmp_path / "1", "dup", "1.0", files={"dup/a.py": ""}))
+    again = read_wheel(build_wheel(tmp_path / "2", "dup", "1.0", files={"dup/b.py": ""}))
+    with pytest.raises(BundleError, match="both install 'dup-1.0.dist-info/"):
+        assemble([first, again])
+
+
+@pytest.mark.parametrize(("file_first"), [True, False])
+def test_file_where_another_wheel_needs_a_folder(tmp_path: Path, file_first: bool) -> None:
+    as_file = read_wheel(build_wheel(tmp_path / "1", "filer", "1.0", files={"thing": "I am a file"}))
+    as_dir = read_wheel(build_wheel(tmp_path / "2", "folder", "3.0", files={"thing/sub/mod.py": ""}))
+    wheels = [as_file, as_dir] if file_first else [as_dir, as_file]
+    with pytest.raises(BundleError) as caught:
+        assemble(wheels)
+    text = str(caught.value)
+    assert "filer 1.0 installs a file at 'thing'" in text
+    assert "folder 3.0 needs a folder" in text
+    assert "'thing/sub/mod.py'" in text
+
+
+def test_file_folder_clash_inside_one_wheel(tmp_path: Path) -> None:
+    contents = read_wheel(build_wheel(tmp_path, "self", "1.0", files={"x": "file", "x/y.py": ""}))
+    with pytest.raises(BundleError, match="a file at 'x'"):
+        assemble([contents])
+
+
+def test_similar_names_are_not_clashes(tmp_path: Path) -> None:
+    a = read_wheel(build_wheel(tmp_path / "1", "a", "1.0", files={"pkg.py": "", "pkg2/x.py": ""}))
+    b = read_wheel(build_wheel(tmp_path / "2", "b", "1.0", files={"pkg/x.py": "", "pk/x.py": ""}))
+    paths = [e.path for e in assemble([a, b])]
+    assert {"pkg.py", "pkg/x.py", "pkg2/x.py", "pk/x.py"} <= set(paths)
+
+
+def test_layer_prefix(tmp_path: Path) -> None:
+    a = read_wheel(build_wheel(tmp_path / "1", "a", "1.0", files={"a/__init__.py": ""}))
+    b = read_wheel(build_wheel(tmp_path / "2", "b", "1.0", files={"b.py": ""}))
+    entries = assemble([a, b], prefix="python/")
+    paths = [e.path for e in entries]
+    assert paths == sorted(paths)
+    assert all(p.startswith("python/") for p in paths)
+    assert "python/a-1.0.dist-info/RECORD" in paths and "python/b.py" in paths
+    # RECORD stays relative to the site folder (python/), as an installer would write it
+    record = next(e for e in entries if e.path == "python/a-1.0.dist-info/RECORD")
+    assert record.data is not None and b"python/" not in record.data
+    assert b"a/__init__.py," in record.data
+    assert [e.path for e in entries_for_wheel(a, "python/")][-1] == "python/a-1.0.dist-info/RECORD"
+
+
+def test_layer_prefix_conflicts_still_detected(tmp_path: Path) -> None:
+    a = read_wheel(build_wheel(tmp_path / "1", "a", "1.0", files={"same.py": ""}))
+    b = read_wheel(build_wheel(tmp_path / "2", "b", "1.0", files={"same.py": ""}))
+    with pytest.raises(BundleError, match="'python/same.py'"):
+        assemble([a, b], prefix="python/")
+
+
+def test_empty(tmp_path: Path) -> None:
+    assert assemble([]) == []
