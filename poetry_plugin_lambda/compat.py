@@ -210,3 +210,8 @@ def project_python(poetry: Poetry) -> Path | None:
     except Exception:
         return None
     return Path(env.python) if env.is_venv() else None
+
+
+def cache_dir(config: Config) -> Path:
+    """Poetry's cache directory (`cache-dir`, POETRY_CACHE_DIR)."""
+    return Path(config.get("cache-dir")).expanduser()

@@ -20,6 +20,7 @@ from urllib.parse import urlunsplit
 from packaging.utils import parse_wheel_filename
 
 from poetry_plugin_lambda import compat
+from poetry_plugin_lambda.archive_index import ArchiveIndex
 from poetry_plugin_lambda.errors import BundleError
 from poetry_plugin_lambda.errors import FetchError
 from poetry_plugin_lambda.targets import wheel_rank
@@ -86,6 +87,22 @@ def verify_hash(archive: Path, package: Package, lock_name: str | None = None) -
         )
 
 
+def locked_sha256(package: Package, filename: str) -> str | None:
+    """The sha256 the lock records for `filename`, if any."""
+    for entry in package.files:
+        if entry.get("file") == filename and str(entry.get("hash", "")).startswith("sha256:"):
+            return str(entry["hash"]).split(":", 1)[1]
+    return None
+
+
+def _matches_lock(archive: Path, package: Package) -> bool:
+    try:
+        verify_hash(archive, package)
+    except FetchError:
+        return False
+    return True
+
+
 def _wheel_tags(package: Package) -> list[str]:
     tags = []
     for f in package.files:
@@ -138,6 +155,7 @@ class Fetcher:
         self._workers = compat.max_workers(poetry.config)
         self._authenticator = compat.make_authenticator(poetry.config, io, self._workers)
         self._retries = compat.max_retries(poetry.config)
+        self._index = ArchiveIndex(compat.cache_dir(poetry.config) / "lambda-bundle" / "archives")
 
     def fetch_all(self, plan: Plan) -> list[Artifact]:
         if not plan.packages:
@@ -164,6 +182,10 @@ class Fetcher:
         """The lock names the files; the target's tags pick one; the source serves it."""
         label = f"{package.pretty_name} ({package.pretty_version})"
         filename = choose_locked_file(package, self._target)
+        digest = locked_sha256(package, filename)
+        known = self._index.lookup(digest) if digest else None
+        if known is not None and known.name == filename and _matches_lock(known, package):
+            return known if filename.endswith(".whl") else self._build_sdist(package, known)
         try:
             links = compat.find_links(self._poetry.pool, package)
         except Exception as error:
@@ -184,6 +206,8 @@ class Fetcher:
             except Exception as error:
                 raise FetchError(_index_failure(label, error, link.url)) from None
         verify_hash(cached, package)
+        if digest:
+            self._index.record(digest, cached)
         if filename.endswith(".whl"):
             return cached
         return self._build_sdist(package, cached)

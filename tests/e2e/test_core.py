@@ -310,3 +310,24 @@ def test_target_dir_is_replaced_when_it_is_ours(world, service: Path) -> None:
     assert second.returncode == 0, second.stderr
     assert not (target / "stale.py").exists()
     assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]
+
+
+DEAD_PROXY = "http://127.0.0.1:9"
+
+
+def test_warm_rebundle_makes_no_network_request(world, service: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    first = bundle(service, cache, "--runtime", "python3.11", "--format", "json")
+    assert first.returncode == 0, first.stderr
+    shutil.rmtree(service / "dist")
+    shutil.rmtree(service / "build")
+    index: LoopbackIndex = world["index"]
+    before = len(index.requests)
+    proxies = {k: DEAD_PROXY for k in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")}
+    proxies.update(NO_PROXY="", no_proxy="")
+    second = bundle(service, cache, "--runtime", "python3.11", "--format", "json", extra_env=proxies)
+    assert second.returncode == 0, second.stderr
+    assert index.requests[before:] == []
+    assert second.report["sha256"] == first.report["sha256"]
+    assert "Downloading" not in second.stderr
