@@ -48,10 +48,11 @@ def entries_for_wheel(contents: WheelContents, prefix: str) -> list[Entry]:
         Entry(
             path=prefix + m.path,
             owner=owner,
-            size=m.info.file_size,
+            size=m.info.file_size if m.data is None else len(m.data),
             executable=m.executable,
-            archive=contents.archive,
-            info=m.info,
+            archive=None if m.data is not None else contents.archive,
+            info=None if m.data is not None else m.info,
+            data=m.data,
         )
         for m in contents.members
     ]

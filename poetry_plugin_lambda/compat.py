@@ -215,3 +215,22 @@ def project_python(poetry: Poetry) -> Path | None:
 def cache_dir(config: Config) -> Path:
     """Poetry's cache directory (`cache-dir`, POETRY_CACHE_DIR)."""
     return Path(config.get("cache-dir")).expanduser()
+
+
+def git_checkout(url: str, revision: str, source_root: Path) -> Path:
+    """Clone `url` at `revision` (the lock's resolved commit) with Poetry's git backend."""
+    from poetry.vcs.git import Git
+
+    repo = Git.clone(url=url, revision=revision, source_root=source_root)
+    return Path(repo.path)
+
+
+def git_cache_dir(pool: RepositoryPool, url: str, revision: str, subdirectory: str | None) -> Path:
+    """Where Poetry's artifact cache keeps wheels built from that commit."""
+    return Path(pool.artifact_cache.get_cache_directory_for_git(url, revision, subdirectory))
+
+
+def link_for(url: str) -> Link:
+    from poetry.core.packages.utils.link import Link
+
+    return Link(url)

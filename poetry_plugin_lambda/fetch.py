@@ -171,6 +171,10 @@ class Fetcher:
             wheel = self._from_file(package)
         elif kind == "directory":
             wheel = self._from_directory(package)
+        elif kind == "git":
+            wheel = self._from_git(package)
+        elif kind == "url":
+            wheel = self._from_url(package)
         else:
             raise FetchError(
                 f"{package.pretty_name} {package.pretty_version} is a {kind} dependency, which"
@@ -212,6 +216,54 @@ class Fetcher:
             return cached
         return self._build_sdist(package, cached)
 
+    def _from_git(self, package: Package) -> Path:
+        """The lock's resolved commit, cloned and built (pure only); the wheel cached per commit."""
+        assert package.source_url is not None
+        revision = package.source_resolved_reference or package.source_reference
+        if not revision:
+            raise FetchError(f"{package.pretty_name}: poetry.lock names no git revision; run `poetry lock`.")
+        cache = compat.git_cache_dir(self._poetry.pool, package.source_url, revision, package.source_subdirectory)
+        for built in sorted(cache.glob("*.whl")):
+            if is_pure(built) and wheel_rank(built.name, self._target) is not None:
+                return built
+        label = f"{package.pretty_name} ({package.pretty_version})"
+        self._progress.line(f"  - Cloning <c1>{label}</> at {revision[:12]}")
+        try:
+            checkout = compat.git_checkout(package.source_url, revision, self._scratch / "git" / package.name)
+        except Exception as error:
+            raise FetchError(
+                f"Could not clone {label} from {redact(package.source_url)} at {revision}: {_first_line(error)}"
+            ) from None
+        source = checkout / package.source_subdirectory if package.source_subdirectory else checkout
+        wheel = self._build(package, source)
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+            final = cache / wheel.name
+            _copy_atomic(wheel, final)
+            return final
+        except OSError:
+            return wheel
+
+    def _from_url(self, package: Package) -> Path:
+        """A direct URL archive: downloaded through Poetry's cache, hash-checked, built if sdist."""
+        assert package.source_url is not None
+        label = f"{package.pretty_name} ({package.pretty_version})"
+        link = compat.link_for(package.source_url)
+        cached = compat.cached_archive(self._poetry.pool, link)
+        if cached is None:
+            self._progress.line(f"  - Downloading <c1>{label}</>")
+            try:
+                cached = compat.download_to_cache(self._poetry.pool, link, self._authenticator, self._retries)
+            except Exception as error:
+                raise FetchError(_index_failure(label, error, link.url)) from None
+        if package.files:
+            verify_hash(cached, package)
+        if cached.name.endswith(".whl"):
+            if wheel_rank(cached.name, self._target) is None:
+                raise _no_wheel_error(package, self._target, f"{cached.name} is for another platform")
+            return cached
+        return self._build_sdist(package, cached)
+
     def _build_sdist(self, package: Package, sdist: Path) -> Path:
         """No wheel fits the target: build the sdist once, and cache the pure wheel beside it."""
         for built in sorted(sdist.parent.glob("*.whl")):
@@ -219,7 +271,10 @@ class Fetcher:
                 return built
         wheel = self._build(package, sdist)
         final = sdist.parent / wheel.name
-        os.replace(wheel, final)  # cached beside the sdist, as Poetry caches its own builds
+        try:
+            _copy_atomic(wheel, final)  # cached beside the sdist, as Poetry caches its own builds
+        except OSError:
+            return wheel  # a read-only cache only costs a rebuild next time
         return final
 
     def _local_path(self, package: Package) -> Path:
@@ -273,6 +328,21 @@ class Fetcher:
                 " pure-Python one",
             )
         return wheel
+
+
+def _copy_atomic(source: Path, final: Path) -> None:
+    """Copy into the cache under a temporary name, then rename: readers never see half a file."""
+    import shutil
+    import tempfile
+
+    fd, temp = tempfile.mkstemp(dir=final.parent, prefix=".tmp-", suffix=".part")
+    os.close(fd)
+    try:
+        shutil.copyfile(source, temp)
+        os.replace(temp, final)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
 
 
 def is_pure(wheel: Path) -> bool:

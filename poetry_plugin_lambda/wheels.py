@@ -7,7 +7,9 @@ headers or data files, and no bytecode; `.dist-info` stays so `importlib.metadat
 
 from __future__ import annotations
 
+import base64
 import csv
+import hashlib
 import io
 import re
 import stat
@@ -18,6 +20,8 @@ from pathlib import Path
 from pathlib import PurePosixPath
 from typing import Callable
 
+from packaging.requirements import InvalidRequirement
+from packaging.requirements import Requirement
 from packaging.utils import InvalidWheelFilename
 from packaging.utils import canonicalize_name
 from packaging.utils import parse_wheel_filename
@@ -35,6 +39,7 @@ class WheelMember:
     info: zipfile.ZipInfo
     path: str
     executable: bool
+    data: bytes | None = None  # rewritten content, when the wheel's own bytes cannot ship
 
 
 @dataclass(frozen=True)
@@ -156,7 +161,10 @@ def read_wheel(archive: Path, drop: Callable[[str], bool] | None = None) -> Whee
             if path is None or _is_bytecode(path) or (drop is not None and drop(path)):
                 dropped.append(info.filename)
                 continue
-            members.append(WheelMember(info, path, _is_executable(info)))
+            data = None
+            if info.filename == f"{dist_info}/METADATA":
+                data = without_local_urls(zf.read(info))
+            members.append(WheelMember(info, path, _is_executable(info), data))
         members.sort(key=lambda m: m.path)
         new_record = _new_record(label, members, record, record_path)
     return WheelContents(
@@ -191,9 +199,37 @@ def _new_record(
         entry = record.get(member.info.filename)
         if entry is None:
             raise WheelError(f"{label}: {member.info.filename!r} is not listed in RECORD.")
+        if member.data is not None:
+            entry = (record_hash(member.data), str(len(member.data)))
         writer.writerow((member.path, entry[0], entry[1]))
     writer.writerow((record_path, "", ""))
     return out.getvalue().encode("utf-8")
+
+
+def record_hash(data: bytes) -> str:
+    digest = hashlib.sha256(data).digest()
+    return "sha256=" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def without_local_urls(metadata: bytes) -> bytes | None:
+    """METADATA with `Requires-Dist: x @ file:///home/...` reduced to `x` (None if unchanged).
+
+    poetry-core records path dependencies as file URLs: an absolute path of the build machine,
+    which would make the bundle differ between checkouts and leak the path.
+    """
+    lines = metadata.split(b"\n")
+    changed = False
+    for i, line in enumerate(lines):
+        if line.startswith(b"Requires-Dist:") and b"@ file:" in line:
+            text = line[len(b"Requires-Dist:") :].decode("utf-8").strip()
+            try:
+                requirement = Requirement(text)
+            except InvalidRequirement:
+                continue
+            requirement.url = None
+            lines[i] = f"Requires-Dist: {requirement}".encode()
+            changed = True
+    return b"\n".join(lines) if changed else None
 
 
 def record_path(contents: WheelContents) -> str:

@@ -215,6 +215,7 @@ def _empty_cache(tmp_path: Path, name: str = "empty-cache") -> Path:
     return cache
 
 
+@pytest.mark.slow  # Poetry retries a refused connection 5 times (7.5 s of back-off)
 def test_index_unreachable(tmp_path: Path) -> None:
     with small_world(tmp_path) as (project, index):
         url = index.url
@@ -227,15 +228,21 @@ def test_index_unreachable(tmp_path: Path) -> None:
     assert not list(project.rglob("*.zip"))
 
 
-def test_one_503_is_retried_with_max_retries(tmp_path: Path) -> None:
+@pytest.mark.parametrize("retries", ["2", None], ids=["max-retries-2", "default"])
+def test_one_503_is_retried(tmp_path: Path, retries: str | None) -> None:
+    """Poetry's session retries 5xx answers (up to 5 times, whatever requests.max-retries says)."""
+    env = {"POETRY_REQUESTS_MAX_RETRIES": retries} if retries else {}
     with small_world(tmp_path) as (project, index):
+        start = len(index.requests)
         index.fail_next(503, count=1)
-        result = bundle(project, _empty_cache(tmp_path), *RUNTIME, "--format", "json",
-                        extra_env={"POETRY_REQUESTS_MAX_RETRIES": "2"})
+        result = bundle(project, _empty_cache(tmp_path), *RUNTIME, "--format", "json", extra_env=env)
         assert result.returncode == 0, result.stderr
         assert {p["name"] for p in result.report["packages"]} == {"leaf", "tiny-dep", "service"}
+        seen = index.requests[start:]
+    assert len(seen) > len(set(seen)), f"the failed request was not repeated: {seen}"
 
 
+@pytest.mark.slow  # 5 retries with back-off
 def test_many_503s_fail_cleanly_naming_the_status(tmp_path: Path) -> None:
     with small_world(tmp_path) as (project, index):
         index.fail_next(503, count=50)
@@ -246,25 +253,38 @@ def test_many_503s_fail_cleanly_naming_the_status(tmp_path: Path) -> None:
     assert len(_error_lines(stderr)) == 1, stderr
 
 
-def test_503_on_the_download_itself(tmp_path: Path) -> None:
-    """Pages come from a warm cache, so the injected failures hit the wheel download."""
+@pytest.mark.slow  # 5 retries with back-off
+def test_503_on_the_wheel_download(tmp_path: Path) -> None:
+    """Pages are served, every file download answers 503."""
     with small_world(tmp_path) as (project, index):
-        cache = _empty_cache(tmp_path)
-        warm = bundle(project, cache, *RUNTIME, "--layout", "code")  # fills page caches only
-        assert warm.returncode == 0, warm.stderr
-        index.fail_next(503, count=50)
-        result = bundle(project, cache, *RUNTIME)
+        record = index._record
+
+        def fail_files(path: str) -> int | None:
+            record(path)
+            return 503 if path.startswith("/files/") else None
+
+        index._record = fail_files  # type: ignore[method-assign]
+        result = bundle(project, _empty_cache(tmp_path), *RUNTIME)
     stderr = _assert_clean_failure(result, "503")
-    assert "leaf" in stderr or "tiny-dep" in stderr, stderr
+    assert "leaf (2.0)" in stderr or "tiny-dep (1.0)" in stderr, stderr
+    assert "/files/" in stderr  # the URL of the download, not of the page
+    assert len(_error_lines(stderr)) == 1, stderr
 
 
+AUTH_BUG = (
+    "product bug: Poetry's HTTPRepository._get_response turns a 401/403 on the simple page into"
+    " 'not found' (a warning, no links), and fetch.Fetcher._from_index then reports 'The source"
+    " of X no longer offers <file> ... Run `poetry lock`', blaming the lock, not the credentials"
+)
+
+
+@pytest.mark.xfail(reason=AUTH_BUG, strict=True)
 def test_401_without_credentials_says_credentials(tmp_path: Path) -> None:
     with small_world(tmp_path, auth=(USER, PASSWORD)) as (project, _):
         result = bundle(project, _empty_cache(tmp_path), *RUNTIME)
     stderr = _assert_clean_failure(result, "credentials")
-    assert "401" in stderr
     assert "leaf" in stderr or "tiny-dep" in stderr, stderr
-    assert len(_error_lines(stderr)) == 1, stderr
+    assert "poetry lock" not in stderr, stderr
 
 
 def test_401_with_credentials_succeeds_and_never_prints_the_password(tmp_path: Path) -> None:
@@ -281,6 +301,7 @@ def test_401_with_credentials_succeeds_and_never_prints_the_password(tmp_path: P
         assert PASSWORD.encode() not in data
 
 
+@pytest.mark.xfail(reason=AUTH_BUG, strict=True)
 def test_wrong_credentials_say_credentials_and_hide_the_password(tmp_path: Path) -> None:
     wrong = "not-the-pa55word-31337"
     creds = {"POETRY_HTTP_BASIC_LOOPBACK_USERNAME": USER, "POETRY_HTTP_BASIC_LOOPBACK_PASSWORD": wrong}
@@ -315,14 +336,31 @@ def test_cache_folder_that_is_a_file(tmp_path: Path) -> None:
         (cache / "artifacts").write_text("not a folder\n")
         result = bundle(project, cache, *RUNTIME)
     stderr = _assert_clean_failure(result)
-    assert "leaf" in stderr or "tiny-dep" in stderr or "artifacts" in stderr, stderr
+    assert "leaf" in stderr or "tiny-dep" in stderr, stderr
+    assert str(cache / "artifacts") in stderr, stderr
     assert len(_error_lines(stderr)) == 1, stderr
     assert (cache / "artifacts").read_text() == "not a folder\n"
 
 
 @pytest.mark.xfail(
-    reason="product bug: a wheel member with a '.' path segment passes wheels.check_member_name,"
-    " then zipwriter._validate_name raises ValueError, which the command does not catch",
+    reason="product bug: fetch._index_failure ends every non-HTTP error with 'Check your network,"
+    " proxy settings and the source's URL', also for a local cache error (ENOTDIR/EACCES in"
+    " Poetry's artifact cache)",
+    strict=True,
+)
+def test_cache_error_advice_does_not_blame_the_network(tmp_path: Path) -> None:
+    with small_world(tmp_path) as (project, _):
+        cache = _empty_cache(tmp_path)
+        (cache / "artifacts").write_text("not a folder\n")
+        result = bundle(project, cache, *RUNTIME)
+    stderr = _assert_clean_failure(result)
+    assert "network" not in stderr, stderr
+
+
+@pytest.mark.xfail(
+    reason="product bug: a wheel member with a '.' path segment passes wheels.check_member_name;"
+    " the target dir is written, then zipwriter._validate_name raises a ValueError that cleo"
+    " prints bare ('bad path segment ...'), naming neither the wheel nor the package",
     strict=True,
 )
 def test_wheel_with_a_dot_segment_fails_cleanly(tmp_path: Path) -> None:
@@ -331,4 +369,5 @@ def test_wheel_with_a_dot_segment_fails_cleanly(tmp_path: Path) -> None:
         result = bundle(project, _empty_cache(tmp_path), *RUNTIME)
     if result.returncode == 0:
         return  # bundling it under a clean path is fine too
-    _assert_clean_failure(result, "tiny")
+    _assert_clean_failure(result, "tiny_dep-1.0-py3-none-any.whl")
+    assert not (project / "build" / "lambda").exists(), "the target dir was written for a refused bundle"
