@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+from typing import Any
 from typing import BinaryIO
 
 from poetry_plugin_lambda.errors import ConfigError
@@ -180,19 +182,72 @@ def materialize(entries: Sequence[Entry], root: Path) -> None:
         sources.close()
 
 
+def entry_key(entry: Entry) -> str:
+    """What identifies an entry's bytes, cheaply: a wheel member's name, CRC and size, or a hash."""
+    if entry.info is not None:
+        return f"zip:{entry.info.filename}:{entry.info.CRC:08x}:{entry.info.file_size}"
+    if entry.data is not None:
+        return "sha256:" + hashlib.sha256(entry.data).hexdigest()
+    assert entry.file is not None
+    digest = hashlib.sha256()
+    with entry.file.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return "sha256:" + digest.hexdigest()
+
+
+def _read_manifest(target_dir: Path) -> dict[str, list[Any]]:
+    """The previous run's {path: [key, size, mtime_ns, executable]}, if the target dir is ours."""
+    try:
+        data = json.loads((target_dir / MARKER).read_text(encoding="utf-8"))
+        files = data["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return files if isinstance(files, dict) else {}
+
+
+def _reuse(old_root: Path, new_root: Path, entry: Entry, key: str, previous: list[Any] | None) -> bool:
+    """Hard-link an unchanged file from the previous target dir instead of writing it again."""
+    if not previous or previous[0] != key or previous[3] != entry.executable:
+        return False
+    old = old_root / entry.path
+    try:
+        st = old.stat()
+        if st.st_size != previous[1] or st.st_mtime_ns != previous[2]:
+            return False  # changed since we wrote it: write it afresh
+        (new_root / entry.path).parent.mkdir(parents=True, exist_ok=True)
+        os.link(old, new_root / entry.path)
+    except OSError:
+        return False
+    return True
+
+
 def write_target_dir(entries: Sequence[Entry], target_dir: Path) -> None:
-    """Replace `target_dir` with exactly `entries` (plus our marker), atomically."""
+    """Replace `target_dir` with exactly `entries` (plus our marker), atomically.
+
+    Files unchanged since the previous run (per the manifest in the marker) are hard-linked
+    from it rather than extracted again; a file edited in the target dir is always rewritten.
+    """
     _guard_io(target_dir, lambda: _write_target_dir(entries, target_dir))
 
 
 def _write_target_dir(entries: Sequence[Entry], target_dir: Path) -> None:
     target_dir.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale(target_dir)
+    manifest = _read_manifest(target_dir) if target_dir.is_dir() else {}
     staging = Path(tempfile.mkdtemp(prefix=_temp_prefix(target_dir), dir=target_dir.parent))
     (staging / MARKER).write_text(MARKER_TEXT)
+    sources = _Sources()
     try:
         with _held(staging):
-            materialize(entries, staging)
+            files: dict[str, list[Any]] = {}
+            for entry in entries:
+                key = entry_key(entry)
+                if not _reuse(target_dir, staging, entry, key, manifest.get(entry.path)):
+                    _write_file(staging, entry, sources)
+                st = (staging / entry.path).stat()
+                files[entry.path] = [key, st.st_size, st.st_mtime_ns, entry.executable]
+            (staging / MARKER).write_text(json.dumps({"note": MARKER_TEXT.strip(), "files": files}))
             staging.chmod(0o755)
             old = None
             if target_dir.exists():
@@ -204,6 +259,8 @@ def _write_target_dir(entries: Sequence[Entry], target_dir: Path) -> None:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    finally:
+        sources.close()
 
 
 def write_zip(entries: Sequence[Entry], output: Path, epoch: int) -> ZipResult:

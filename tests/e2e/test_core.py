@@ -331,3 +331,23 @@ def test_warm_rebundle_makes_no_network_request(world, service: Path, tmp_path: 
     assert index.requests[before:] == []
     assert second.report["sha256"] == first.report["sha256"]
     assert "Downloading" not in second.stderr
+
+
+def test_target_dir_stays_exact_across_incremental_runs(world, service: Path) -> None:
+    first = bundle(service, world["cache"], "--runtime", "python3.11", "--format", "json")
+    assert first.returncode == 0, first.stderr
+    target = Path(first.report["target_dir"])
+    handler = service / "service" / "handler.py"
+    handler.write_text(handler.read_text() + "\nCHANGED = True\n")
+    idna = target / "idna" / "__init__.py"
+    idna.write_bytes(b"X" * idna.stat().st_size)  # an edit inside the target dir, same size
+    second = bundle(service, world["cache"], "--runtime", "python3.11", "--format", "json")
+    assert second.returncode == 0, second.stderr
+    assert dir_files(target) == zip_files(Path(second.report["zip"]))
+    assert b"CHANGED = True" in (target / "service" / "handler.py").read_bytes()
+    third = bundle(service, world["cache"], "--runtime", "python3.11", "--with", "dev", "--format", "json")
+    assert third.returncode == 0, third.stderr
+    assert dir_files(target) == zip_files(Path(third.report["zip"]))
+    fourth = bundle(service, world["cache"], "--runtime", "python3.11", "--format", "json")
+    assert dir_files(target) == zip_files(Path(fourth.report["zip"]))
+    assert not (target / "boto3").exists()

@@ -185,7 +185,12 @@ def test_two_runs_at_once_on_the_same_output(big_world: dict, big_service: Path,
     with zipfile.ZipFile(out) as zf:
         assert zf.testzip() is None
     assert dir_files(target_parent / "python3.11-x86_64") == zip_files(out)
-    assert not _temporaries(out.parent, target_parent)
+    if len(successes) == 2:
+        assert not _temporaries(out.parent, target_parent)
+    else:  # the loser's leftovers (if any) go with the next run
+        again = bundle(big_service, big_world["cache"], *RUNTIME, "--output", str(out))
+        assert again.returncode == 0, again.stderr
+        assert not _temporaries(out.parent, target_parent)
 
 
 # -- small worlds: one index per test, so faults never leak between tests ----------------------------

@@ -10,15 +10,8 @@ from poetry_plugin_lambda.assemble import assemble
 from poetry_plugin_lambda.assemble import entries_for_wheel
 from poetry_plugin_lambda.assemble import unzipped_size
 from poetry_plugin_lambda.errors import BundleError
-from poetry_plugin_lambda.wheels import WheelContents
 from poetry_plugin_lambda.wheels import read_wheel
 from tests.fixtures.wheelfactory import build_wheel
-
-
-def wheel(tmp_path: Path, name: str, version: str = "1.0", **files: str) -> WheelContents:
-    """A read wheel whose members are `files` (keyword names use __ for /)."""
-    members = {path.replace("__", "/"): text for path, text in files.items()}
-    return read_wheel(build_wheel(tmp_path / name, name, version, files=members))
 
 
 def test_entries_are_sorted_and_complete(tmp_path: Path) -> None:

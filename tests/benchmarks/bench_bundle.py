@@ -1,0 +1,755 @@
+"""Benchmark `poetry lambda-bundle` against the manual uv and pip pipelines on a data-heavy project.
+
+Run it from the repository root with the project's venv (it is a script, not a pytest test)::
+
+    .venv/bin/python tests/benchmarks/bench_bundle.py [--runs N] [--runtime python3.12]
+        [--arch x86_64] [--workdir DIR] [--json OUT]
+
+The data-heavy project of `tests/fixtures/dataheavy.py` (numpy, pandas, pydantic, cryptography,
+psycopg[binary], orjson, SQLAlchemy, Powertools) is written into the work dir and locked once
+against the public index's simple API (its URL is read from pip at run time, never written down).
+Every case is then timed as wall time (`time.perf_counter`) around its subprocesses, and reported
+as the median of its runs.
+
+What "warm" and "cold" mean here:
+
+- **warm**: the tool's download cache (POETRY_CACHE_DIR, UV_CACHE_DIR or PIP_CACHE_DIR, each
+  inside the work dir) was filled by one unmeasured run first, but every output (the ZIP, the
+  target/install dir) is deleted before each measured run. This is a CI job on a fresh clone
+  with a restored cache.
+- **re-bundle** (ours only): warm, and the previous run's ZIP and target dir are left in place;
+  only one project source file changes between runs. This is a developer's edit-and-rebuild loop.
+- **cold**: an empty cache dir (a fresh one per run) and no outputs, so every wheel (~60 MB) is
+  downloaded again. The lock file stays: nothing is re-locked. Network speed dominates these.
+
+The cases:
+
+- ours warm / re-bundle / cold: `python -m poetry lambda-bundle --runtime R --arch A`.
+- uv pipeline warm / cold: `uv pip install --target DIR --python-platform <machine>-manylinux_2_34
+  --python-version X.Y --only-binary :all: --no-deps -r requirements.txt` (the exact pins our
+  bundle holds), `poetry build -f wheel`, `uv pip install --target DIR --no-deps <wheel>`, then
+  `zip -r -6 -q` of DIR (Python's zipfile at level 6 if there is no `zip` on PATH).
+- pip pipeline warm: `poetry build -f wheel`, `pip install --target DIR --platform ...
+  --python-version X.Y --only-binary=:all: --implementation cp --upgrade <wheel>` (pip resolves
+  the dependencies against the index itself), then the same zip step. pip runs with
+  PIP_CONFIG_FILE=/dev/null, and without PIP_CONSTRAINT/PIP_FIND_LINKS and the like. pip 23.2
+  checks the project wheel's Requires-Python against the interpreter running pip, not against
+  `--python-version`, so `--ignore-requires-python` is added (as users of that pipeline do); pip
+  23.2 also does not expand `manylinux_2_34` to older glibc tags, so every tag is spelled out.
+
+Also recorded: our ZIP's size against `zip -r -6 -q -X -D` of our own target dir (same files, no
+directory entries or extra attributes; the ratio should be at most 1.03), the peak RSS of one warm
+run, the bundle's file count and unzipped size, and whether a warm run works with every proxy
+variable pointing at a closed port (i.e. whether a warm run needs the network at all).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import asdict
+from dataclasses import dataclass
+from dataclasses import field
+from pathlib import Path
+from typing import Any
+from typing import TypeVar
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from packaging.utils import canonicalize_name  # noqa: E402
+
+from tests.fixtures.dataheavy import DATA_HEAVY_PACKAGE  # noqa: E402
+from tests.fixtures.dataheavy import DATA_HEAVY_PROJECT  # noqa: E402
+from tests.fixtures.dataheavy import public_simple_url  # noqa: E402
+from tests.fixtures.dataheavy import write_data_heavy_project  # noqa: E402
+from tests.fixtures.projects import poetry_env  # noqa: E402
+from tests.fixtures.projects import run_poetry  # noqa: E402
+
+ARCH_MACHINES = {"x86_64": "x86_64", "arm64": "aarch64"}
+# Lambda's python3.12+ runtimes run on Amazon Linux 2023: glibc 2.34.
+LAMBDA_GLIBC_MINOR = 34
+OLDEST_MANYLINUX_MINOR = 17
+BLACKHOLE_PROXY = "http://127.0.0.1:9"
+PROXY_NAMES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+# pip settings of this machine's environment that would change what pip installs or from where.
+PIP_VARIABLES_DROPPED = ("PIP_CONSTRAINT", "PIP_FIND_LINKS", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL",
+                         "PIP_NO_INDEX", "PIP_REQUIREMENT", "PIP_TARGET", "PIP_USER")
+MAX_ZIP_RATIO = 1.03
+# The file that marks a target dir as ours: the only one not in the ZIP.
+TARGET_MARKER = ".lambda-bundle-target"
+
+T = TypeVar("T")
+
+QUICK_TIMEOUT = 600
+DOWNLOAD_TIMEOUT = 1800
+
+
+# -- running and timing -----------------------------------------------------------------------
+
+
+class BenchError(RuntimeError):
+    """A step of the benchmark failed; the message holds the command and its output."""
+
+
+def _failure(what: str, result: subprocess.CompletedProcess[str]) -> BenchError:
+    return BenchError(
+        f"{what} failed (exit {result.returncode})\n"
+        f"--- stdout ---\n{result.stdout[-4000:]}\n--- stderr ---\n{result.stderr[-4000:]}"
+    )
+
+
+def run(
+    cmd: Sequence[str], cwd: Path, env: Mapping[str, str], timeout: float = QUICK_TIMEOUT
+) -> subprocess.CompletedProcess[str]:
+    """Run `cmd`; raise BenchError with its output unless it exits 0."""
+    result = subprocess.run(
+        list(cmd), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )
+    if result.returncode != 0:
+        raise _failure(" ".join(cmd), result)
+    return result
+
+
+def timed(step: Callable[[], object]) -> float:
+    """Wall seconds `step` takes."""
+    start = time.perf_counter()
+    step()
+    return time.perf_counter() - start
+
+
+def lap(steps: dict[str, float], name: str, step: Callable[[], T]) -> T:
+    """Run `step`, add its wall seconds to `steps[name]`, return its result."""
+    start = time.perf_counter()
+    result = step()
+    steps[name] = steps.get(name, 0.0) + time.perf_counter() - start
+    return result
+
+
+def remove(*paths: Path) -> None:
+    for path in paths:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+
+
+@dataclass
+class Case:
+    """One benchmark case: its wall times, one per measured run (and per step, for pipelines)."""
+
+    name: str
+    description: str
+    seconds: list[float] = field(default_factory=list)
+    steps: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    def step_medians(self) -> dict[str, float]:
+        names = list(dict.fromkeys(name for run in self.steps for name in run))
+        return {name: statistics.median(run.get(name, 0.0) for run in self.steps) for name in names}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "description": self.description,
+            "runs": len(self.seconds),
+            "seconds": [round(s, 4) for s in self.seconds],
+            "median": round(self.median, 4),
+            "min": round(min(self.seconds), 4),
+            "max": round(max(self.seconds), 4),
+            "step_medians": {name: round(s, 4) for name, s in self.step_medians().items()},
+        }
+
+
+def measure(
+    name: str,
+    description: str,
+    runs: int,
+    step: Callable[[int], object],
+    prepare: Callable[[int], object] | None = None,
+    cleanup: Callable[[int], object] | None = None,
+) -> Case:
+    """Time `step(i)` `runs` times; `prepare(i)` before and `cleanup(i)` after are not timed.
+
+    A step that returns a dict of per-step seconds (see `lap`) has those recorded too.
+    """
+    case = Case(name, description)
+    for i in range(runs):
+        if prepare is not None:
+            prepare(i)
+        start = time.perf_counter()
+        laps = step(i)
+        seconds = time.perf_counter() - start
+        if cleanup is not None:
+            cleanup(i)
+        case.seconds.append(seconds)
+        if isinstance(laps, dict):
+            case.steps.append(laps)
+        print(f"    {name} run {i + 1}/{runs}: {seconds:.2f} s", flush=True)
+    return case
+
+
+# -- zipping --------------------------------------------------------------------------------
+
+
+def zip_command() -> str | None:
+    """Path of Info-ZIP's `zip`, or None (then Python's zipfile is used)."""
+    return shutil.which("zip")
+
+
+def zip_dir(source: Path, dest: Path, *, strict: bool = False, exclude: Sequence[str] = ()) -> None:
+    """`cd source && zip -r -6 -q dest .`; `strict` adds -X -D (no extra fields, no dir entries).
+
+    `exclude` names top-level files to leave out. Without `zip` on PATH, Python's zipfile at
+    compresslevel 6 writes the same file set (no directory entries).
+    """
+    tool = zip_command()
+    if tool is not None:
+        flags = ["-r", "-6", "-q", *(["-X", "-D"] if strict else [])]
+        excluded = ["-x", *exclude] if exclude else []
+        run([tool, *flags, str(dest), ".", *excluded], cwd=source, env=os.environ)
+        return
+    with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+        for path in sorted(source.rglob("*")):
+            name = path.relative_to(source).as_posix()
+            if path.is_file() and name not in exclude:
+                zf.write(path, name)
+
+
+# -- the project and our command ------------------------------------------------------------
+
+
+@dataclass
+class Workspace:
+    base: Path
+    project: Path
+    poetry_cache: Path
+    index_url: str
+    runtime: str
+    arch: str
+
+    @property
+    def python_version(self) -> str:
+        return self.runtime.removeprefix("python")
+
+    @property
+    def machine(self) -> str:
+        return ARCH_MACHINES[self.arch]
+
+    @property
+    def handler(self) -> Path:
+        return self.project / DATA_HEAVY_PACKAGE / "handler.py"
+
+    def bundle_args(self, *extra: str) -> list[str]:
+        return ["lambda-bundle", "--no-ansi", "--runtime", self.runtime, "--arch", self.arch, *extra]
+
+
+def set_up(base: Path, runtime: str, arch: str) -> tuple[Workspace, float]:
+    """Write the data-heavy project under `base` and lock it; return it and the lock's seconds."""
+    base.mkdir(parents=True, exist_ok=True)
+    cache = base / "poetry-cache"
+    cache.mkdir(exist_ok=True)
+    index_url = public_simple_url()
+    project = write_data_heavy_project(base / "project", index_url)
+    ws = Workspace(base, project, cache, index_url, runtime, arch)
+
+    def lock() -> None:
+        result = run_poetry(project, cache, "lock", "--no-ansi", timeout=DOWNLOAD_TIMEOUT)
+        if result.returncode != 0:
+            raise _failure("poetry lock", result)
+
+    return ws, timed(lock)
+
+
+def ours(ws: Workspace, cache: Path, *extra: str, extra_env: Mapping[str, str] | None = None,
+         timeout: float = QUICK_TIMEOUT) -> subprocess.CompletedProcess[str]:
+    """`python -m poetry lambda-bundle --runtime R --arch A` in the project; raise on failure."""
+    result = run_poetry(ws.project, cache, *ws.bundle_args(*extra), extra_env=extra_env, timeout=timeout)
+    if result.returncode != 0:
+        raise _failure("poetry lambda-bundle", result)
+    return result
+
+
+@dataclass
+class BundleFacts:
+    """What the unmeasured first run of ours reported."""
+
+    zip: Path
+    target_dir: Path
+    size: int
+    unzipped_size: int
+    files: int
+    pins: list[str]
+
+
+def prime_ours(ws: Workspace) -> BundleFacts:
+    """One unmeasured warm-up run with `--format json`: fills Poetry's cache; returns the report."""
+    result = ours(ws, ws.poetry_cache, "--format", "json", timeout=DOWNLOAD_TIMEOUT)
+    report = json.loads(result.stdout)
+    own = canonicalize_name(DATA_HEAVY_PROJECT)
+    pins = sorted(
+        f"{canonicalize_name(p['name'])}=={p['version']}"
+        for p in report["packages"] if canonicalize_name(p["name"]) != own
+    )
+    return BundleFacts(
+        zip=(ws.project / report["zip"]).resolve(),
+        target_dir=(ws.project / report["target_dir"]).resolve(),
+        size=int(report["size"]),
+        unzipped_size=int(report["unzipped_size"]),
+        files=int(report["files"]),
+        pins=pins,
+    )
+
+
+def case_ours_warm(ws: Workspace, facts: BundleFacts, runs: int) -> Case:
+    return measure(
+        "ours warm", "Poetry's cache filled; ZIP and target dir deleted before each run", runs,
+        step=lambda i: ours(ws, ws.poetry_cache),
+        prepare=lambda i: remove(facts.zip, facts.target_dir),
+    )
+
+
+def case_ours_rebundle(ws: Workspace, facts: BundleFacts, runs: int) -> Case:
+    original = ws.handler.read_text(encoding="utf-8")
+
+    def edit(i: int) -> None:
+        ws.handler.write_text(f"{original}\n# benchmark edit {i}\n", encoding="utf-8")
+
+    try:
+        ours(ws, ws.poetry_cache)  # the outputs the first measured run starts from
+        return measure(
+            "ours re-bundle",
+            "warm, previous ZIP and target dir left in place, one source file changed",
+            runs, step=lambda i: ours(ws, ws.poetry_cache), prepare=edit,
+        )
+    finally:
+        ws.handler.write_text(original, encoding="utf-8")
+
+
+def case_ours_cold(ws: Workspace, facts: BundleFacts, runs: int) -> Case:
+    def cache(i: int) -> Path:
+        return ws.base / "cold" / f"poetry-cache-{i}"
+
+    def prepare(i: int) -> None:
+        remove(facts.zip, facts.target_dir, cache(i))
+        cache(i).mkdir(parents=True)
+
+    return measure(
+        "ours cold", "empty POETRY_CACHE_DIR (a fresh one each run); lock kept; outputs deleted",
+        runs, step=lambda i: ours(ws, cache(i), timeout=DOWNLOAD_TIMEOUT),
+        prepare=prepare, cleanup=lambda i: remove(cache(i)),
+    )
+
+
+def peak_rss(ws: Workspace, facts: BundleFacts) -> dict[str, Any]:
+    """Peak RSS of one warm run of ours (outputs deleted first), in KiB."""
+    remove(facts.zip, facts.target_dir)
+    cmd = [sys.executable, "-m", "poetry", *ws.bundle_args()]
+    env = poetry_env(ws.poetry_cache)
+    gnu_time = Path("/usr/bin/time")
+    if gnu_time.is_file():
+        result = run([str(gnu_time), "-v", *cmd], cwd=ws.project, env=env)
+        match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", result.stderr)
+        if match:
+            return {"kib": int(match.group(1)), "method": "/usr/bin/time -v"}
+    # A fresh parent, so that RUSAGE_CHILDREN holds only this run.
+    probe = (
+        "import resource, subprocess, sys\n"
+        "code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode\n"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+        "sys.exit(code)\n"
+    )
+    result = run([sys.executable, "-c", probe, *cmd], cwd=ws.project, env=env)
+    return {"kib": int(result.stdout.split()[-1]), "method": "getrusage(RUSAGE_CHILDREN) in a probe process"}
+
+
+def zip_ratio(facts: BundleFacts, scratch: Path) -> dict[str, Any]:
+    """Our ZIP's size against `zip -6` of our own target dir (without its marker file)."""
+    reference = scratch / "reference.zip"
+    remove(reference)
+    zip_dir(facts.target_dir, reference, strict=True, exclude=[TARGET_MARKER])
+    ours_size = facts.zip.stat().st_size
+    ref_size = reference.stat().st_size
+    with zipfile.ZipFile(facts.zip) as zf:
+        names = zf.namelist()
+    remove(reference)
+    return {
+        "ours_bytes": ours_size,
+        "zip6_bytes": ref_size,
+        "ratio": round(ours_size / ref_size, 4),
+        "ok": ours_size / ref_size <= MAX_ZIP_RATIO,
+        "reference": "zip -r -6 -q -X -D" if zip_command() else "python zipfile, compresslevel 6",
+        "ours_entries": len(names),
+        "ours_dir_entries": sum(n.endswith("/") for n in names),
+    }
+
+
+def offline_run(ws: Workspace, facts: BundleFacts) -> dict[str, Any]:
+    """One warm run with every proxy variable on a closed port: does a warm run need the network?"""
+    remove(facts.zip, facts.target_dir)
+    proxies = {}
+    for name in PROXY_NAMES:
+        proxies[name] = proxies[name.lower()] = BLACKHOLE_PROXY
+    start = time.perf_counter()
+    try:
+        result = run_poetry(ws.project, ws.poetry_cache, *ws.bundle_args(), extra_env=proxies,
+                            timeout=QUICK_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "seconds": round(time.perf_counter() - start, 3),
+                "exit": None, "error": f"timed out after {QUICK_TIMEOUT} s"}
+    seconds = time.perf_counter() - start
+    error = "\n".join((result.stderr.strip() or result.stdout.strip()).splitlines()[-6:])
+    return {"ok": result.returncode == 0, "exit": result.returncode, "seconds": round(seconds, 3),
+            "error": "" if result.returncode == 0 else error}
+
+
+# -- the uv pipeline ------------------------------------------------------------------------
+
+
+def uv_binary() -> str:
+    try:
+        from uv import find_uv_bin
+
+        return find_uv_bin()
+    except (ImportError, FileNotFoundError):
+        found = shutil.which("uv")
+        if found is None:
+            raise BenchError("uv is not installed: `.venv/bin/python -m pip install uv`") from None
+        return found
+
+
+def uv_env(cache: Path) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.upper().startswith("UV_")}
+    env["UV_CACHE_DIR"] = str(cache)
+    env["UV_NO_PROGRESS"] = "1"
+    return env
+
+
+def build_wheel(ws: Workspace, out: Path) -> Path:
+    """`poetry build -f wheel --output out`; the one wheel it wrote."""
+    remove(out)
+    result = run_poetry(ws.project, ws.poetry_cache, "build", "-f", "wheel", "--no-ansi",
+                        "--output", str(out))
+    if result.returncode != 0:
+        raise _failure("poetry build", result)
+    wheels = sorted(out.glob("*.whl"))
+    if len(wheels) != 1:
+        raise BenchError(f"poetry build wrote {wheels} into {out}")
+    return wheels[0]
+
+
+@dataclass
+class Pipeline:
+    """A manual pipeline's working paths (all under one folder of the work dir)."""
+
+    root: Path
+
+    @property
+    def target(self) -> Path:
+        return self.root / "package"
+
+    @property
+    def zip(self) -> Path:
+        return self.root / "bundle.zip"
+
+    @property
+    def dist(self) -> Path:
+        return self.root / "dist"
+
+    def clean(self) -> None:
+        remove(self.target, self.zip)
+
+
+def uv_pipeline(ws: Workspace, pipe: Pipeline, uv: str, requirements: Path, cache: Path) -> dict[str, float]:
+    """The pipeline once; returns its steps' wall seconds."""
+    env = uv_env(cache)
+    target = ["--target", str(pipe.target), "--python-platform", f"{ws.machine}-manylinux_2_{LAMBDA_GLIBC_MINOR}",
+              "--python-version", ws.python_version]
+    steps: dict[str, float] = {}
+    lap(steps, "uv pip install -r requirements.txt", lambda: run(
+        [uv, "pip", "install", "--no-config", *target, "--only-binary", ":all:", "--no-deps",
+         "--index-url", ws.index_url, "-r", str(requirements)],
+        cwd=pipe.root, env=env, timeout=DOWNLOAD_TIMEOUT))
+    wheel = lap(steps, "poetry build -f wheel", lambda: build_wheel(ws, pipe.dist))
+    lap(steps, "uv pip install <project wheel>", lambda: run(
+        [uv, "pip", "install", "--no-config", *target, "--no-deps", str(wheel)], cwd=pipe.root, env=env))
+    lap(steps, "zip", lambda: zip_dir(pipe.target, pipe.zip))
+    return steps
+
+
+def set_up_uv(ws: Workspace, facts: BundleFacts) -> tuple[Pipeline, str, Path]:
+    pipe = Pipeline(ws.base / "uv-pipeline")
+    pipe.root.mkdir(parents=True, exist_ok=True)
+    requirements = pipe.root / "requirements.txt"
+    requirements.write_text("".join(f"{pin}\n" for pin in facts.pins), encoding="utf-8")
+    return pipe, uv_binary(), requirements
+
+
+def case_uv_warm(ws: Workspace, facts: BundleFacts, runs: int) -> Case:
+    pipe, uv, requirements = set_up_uv(ws, facts)
+    cache = ws.base / "uv-cache"
+    pipe.clean()
+    uv_pipeline(ws, pipe, uv, requirements, cache)  # fills uv's cache
+    return measure(
+        "uv pipeline warm", "uv's cache filled; install dir and bundle.zip deleted before each run",
+        runs, step=lambda i: uv_pipeline(ws, pipe, uv, requirements, cache),
+        prepare=lambda i: pipe.clean(),
+    )
+
+
+def case_uv_cold(ws: Workspace, facts: BundleFacts, runs: int) -> Case:
+    pipe, uv, requirements = set_up_uv(ws, facts)
+
+    def cache(i: int) -> Path:
+        return ws.base / "cold" / f"uv-cache-{i}"
+
+    def prepare(i: int) -> None:
+        pipe.clean()
+        remove(cache(i))
+
+    return measure(
+        "uv pipeline cold", "empty UV_CACHE_DIR (a fresh one each run); outputs deleted", runs,
+        step=lambda i: uv_pipeline(ws, pipe, uv, requirements, cache(i)),
+        prepare=prepare, cleanup=lambda i: remove(cache(i)),
+    )
+
+
+# -- the pip pipeline -----------------------------------------------------------------------
+
+
+def pip_platforms(machine: str) -> list[str]:
+    """Every manylinux tag glibc 2.34 accepts, newest first, spelled out (pip 23 does not expand
+    `manylinux_2_34` to the older tags by itself), with the legacy aliases."""
+    tags = [f"manylinux_2_{minor}_{machine}"
+            for minor in range(LAMBDA_GLIBC_MINOR, OLDEST_MANYLINUX_MINOR - 1, -1)]
+    tags.append(f"manylinux2014_{machine}")
+    if machine == "x86_64":
+        tags += [f"manylinux_2_12_{machine}", f"manylinux2010_{machine}",
+                 f"manylinux_2_5_{machine}", f"manylinux1_{machine}"]
+    return tags
+
+
+def pip_env(cache: Path) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key.upper() not in PIP_VARIABLES_DROPPED}
+    env["PIP_CONFIG_FILE"] = os.devnull
+    env["PIP_CACHE_DIR"] = str(cache)
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    env["PIP_NO_INPUT"] = "1"
+    return env
+
+
+def pip_pipeline(ws: Workspace, pipe: Pipeline, cache: Path) -> dict[str, float]:
+    """The pipeline once; returns its steps' wall seconds."""
+    steps: dict[str, float] = {}
+    wheel = lap(steps, "poetry build -f wheel", lambda: build_wheel(ws, pipe.dist))
+    platforms = [arg for tag in pip_platforms(ws.machine) for arg in ("--platform", tag)]
+    lap(steps, "pip install --target <project wheel>", lambda: run(
+        [sys.executable, "-m", "pip", "install", "-q", "--target", str(pipe.target), *platforms,
+         "--python-version", ws.python_version, "--only-binary=:all:", "--implementation", "cp",
+         "--upgrade", "--ignore-requires-python", "--index-url", ws.index_url, str(wheel)],
+        cwd=pipe.root, env=pip_env(cache), timeout=DOWNLOAD_TIMEOUT))
+    lap(steps, "zip", lambda: zip_dir(pipe.target, pipe.zip))
+    return steps
+
+
+def case_pip_warm(ws: Workspace, facts: BundleFacts, runs: int) -> Case:
+    pipe = Pipeline(ws.base / "pip-pipeline")
+    pipe.root.mkdir(parents=True, exist_ok=True)
+    cache = ws.base / "pip-cache"
+    pipe.clean()
+    pip_pipeline(ws, pipe, cache)  # fills pip's cache
+    return measure(
+        "pip pipeline warm", "pip's cache filled; install dir and bundle.zip deleted before each run",
+        runs, step=lambda i: pip_pipeline(ws, pipe, cache), prepare=lambda i: pipe.clean(),
+    )
+
+
+# -- machine info and report ----------------------------------------------------------------
+
+
+def _first_line(cmd: Sequence[str], env: Mapping[str, str] | None = None) -> str:
+    try:
+        result = subprocess.run(list(cmd), capture_output=True, text=True, timeout=120,
+                                env=dict(env or os.environ), check=False, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"unavailable ({error})"
+    lines = (result.stdout or result.stderr).strip().splitlines()
+    return lines[0].strip() if lines else "unknown"
+
+
+def machine_info(ws: Workspace) -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.lower().startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram = "unknown"
+    try:
+        meminfo = Path("/proc/meminfo").read_text(encoding="utf-8")
+        match = re.search(r"^MemTotal:\s+(\d+) kB", meminfo, re.MULTILINE)
+        if match:
+            ram = f"{int(match.group(1)) / 1024 / 1024:.1f} GiB"
+    except OSError:
+        pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count() or 0
+    zip_tool = zip_command()
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "nproc": usable,
+        "cpu": cpu,
+        "ram": ram,
+        "platform": platform.platform(),
+        "python": f"{platform.python_implementation()} {platform.python_version()} ({sys.executable})",
+        "poetry": _first_line([sys.executable, "-m", "poetry", "--version", "--no-ansi"],
+                              poetry_env(ws.poetry_cache)),
+        "uv": _first_line([uv_binary(), "--version"]),
+        "pip": _first_line([sys.executable, "-m", "pip", "--version"]).split(" from ")[0],
+        "zip": (_first_line([zip_tool, "-v"]) if zip_tool else "none: python zipfile, compresslevel 6"),
+    }
+
+
+def ratio(a: Case | None, b: Case | None) -> float | None:
+    return round(a.median / b.median, 3) if a and b else None
+
+
+def print_report(results: dict[str, Any], cases: dict[str, Case]) -> None:
+    machine = results["machine"]
+    print()
+    print(f"poetry lambda-bundle benchmark: {results['project']} for {results['runtime']} {results['arch']}")
+    for key in ("date", "nproc", "cpu", "ram", "platform", "python", "poetry", "uv", "pip", "zip"):
+        print(f"  {key + ':':10} {machine[key]}")
+    print(f"  {'lock:':10} {results['lock_seconds']:.2f} s (once, not a case)")
+    print()
+    print(f"  {'case':20} {'runs':>4} {'median s':>9} {'min s':>8} {'max s':>8}")
+    print(f"  {'-' * 20} {'-' * 4} {'-' * 9} {'-' * 8} {'-' * 8}")
+    for case in cases.values():
+        print(f"  {case.name:20} {len(case.seconds):>4} {case.median:>9.2f} "
+              f"{min(case.seconds):>8.2f} {max(case.seconds):>8.2f}")
+        for step, seconds in case.step_medians().items():
+            print(f"      {step:36} {seconds:>7.2f}")
+    print()
+    for label, value in results["ratios"].items():
+        shown = "n/a" if value is None else f"{value:.2f}x"
+        print(f"  {label:32} {shown}")
+    bundle = results["bundle"]
+    zr = results["zip_ratio"]
+    print()
+    print(f"  our ZIP:           {bundle['size'] / 1e6:.1f} MB zipped, {bundle['unzipped_size'] / 1e6:.1f} MB "
+          f"unzipped, {bundle['files']} files, {len(bundle['pins'])} locked dependencies")
+    print(f"  vs {zr['reference']} of our target dir: {zr['zip6_bytes'] / 1e6:.2f} MB -> ratio "
+          f"{zr['ratio']:.4f} ({'ok' if zr['ok'] else 'ABOVE'} <= {MAX_ZIP_RATIO})")
+    rss = results["peak_rss"]
+    print(f"  peak RSS (warm):   {rss['kib'] / 1024:.0f} MiB ({rss['method']})")
+    off = results["offline"]
+    state = "succeeded" if off["ok"] else f"FAILED (exit {off['exit']})"
+    print(f"  warm run, proxies on {BLACKHOLE_PROXY}: {state} in {off['seconds']:.2f} s")
+    if not off["ok"]:
+        for line in off["error"].splitlines():
+            print(f"      {line}")
+    print(f"  pipelines zipped with: {results['zip_tool']}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=5, help="measured runs per case (cold: max(1, N//2))")
+    parser.add_argument("--runtime", default="python3.12")
+    parser.add_argument("--arch", default="x86_64", choices=sorted(ARCH_MACHINES))
+    parser.add_argument("--workdir", type=Path, help="work dir (kept); default: a temp dir, removed at the end")
+    parser.add_argument("--json", type=Path, help="write all results as JSON here")
+    args = parser.parse_args(argv)
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+    cold_runs = max(1, args.runs // 2)
+
+    temp: Path | None = None
+    if args.workdir is not None:
+        base = args.workdir.resolve()
+    else:
+        base = temp = Path(tempfile.mkdtemp(prefix="bench-bundle-"))
+    try:
+        print(f"Work dir: {base}", flush=True)
+        print("Writing and locking the data-heavy project ...", flush=True)
+        ws, lock_seconds = set_up(base, args.runtime, args.arch)
+        print(f"  locked in {lock_seconds:.1f} s; warming Poetry's cache (unmeasured run) ...", flush=True)
+        facts = prime_ours(ws)
+
+        cases: dict[str, Case] = {}
+        print("ours warm ...", flush=True)
+        cases["ours_warm"] = case_ours_warm(ws, facts, args.runs)
+        print("peak RSS, ZIP size, offline run ...", flush=True)
+        rss = peak_rss(ws, facts)
+        sizes = zip_ratio(facts, base)
+        offline = offline_run(ws, facts)
+        print("ours re-bundle ...", flush=True)
+        cases["ours_rebundle"] = case_ours_rebundle(ws, facts, args.runs)
+        print("ours cold ...", flush=True)
+        cases["ours_cold"] = case_ours_cold(ws, facts, cold_runs)
+        print("uv pipeline warm (plus one unmeasured run) ...", flush=True)
+        cases["uv_warm"] = case_uv_warm(ws, facts, args.runs)
+        print("uv pipeline cold ...", flush=True)
+        cases["uv_cold"] = case_uv_cold(ws, facts, cold_runs)
+        print("pip pipeline warm (plus one unmeasured run) ...", flush=True)
+        cases["pip_warm"] = case_pip_warm(ws, facts, args.runs)
+
+        results: dict[str, Any] = {
+            "project": DATA_HEAVY_PROJECT,
+            "runtime": ws.runtime,
+            "arch": ws.arch,
+            "runs": args.runs,
+            "cold_runs": cold_runs,
+            "machine": machine_info(ws),
+            "lock_seconds": round(lock_seconds, 3),
+            "cases": {key: case.to_json() for key, case in cases.items()},
+            "ratios": {
+                "ours warm / uv warm": ratio(cases["ours_warm"], cases["uv_warm"]),
+                "ours re-bundle / uv warm": ratio(cases["ours_rebundle"], cases["uv_warm"]),
+                "ours cold / uv cold": ratio(cases["ours_cold"], cases["uv_cold"]),
+                "ours warm / pip warm": ratio(cases["ours_warm"], cases["pip_warm"]),
+            },
+            "bundle": {**asdict(facts), "zip": str(facts.zip), "target_dir": str(facts.target_dir)},
+            "zip_ratio": sizes,
+            "peak_rss": rss,
+            "offline": offline,
+            "zip_tool": "zip -r -6 -q" if zip_command() else "python zipfile, compresslevel 6 (no `zip` on PATH;"
+                        " `apt-get install -y zip` for Info-ZIP)",
+        }
+        print_report(results, cases)
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+            print(f"\nJSON written to {args.json}")
+        return 0
+    except BenchError as error:
+        print(f"\nbenchmark failed: {error}", file=sys.stderr)
+        return 1
+    finally:
+        if temp is not None:
+            shutil.rmtree(temp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
