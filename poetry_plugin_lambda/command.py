@@ -135,7 +135,7 @@ class LambdaBundleCommand(Command):
             self.line_error(f"<error>{Formatter.escape(str(error))}</error>")
             return error.exit_code
         except KeyboardInterrupt:
-            self.line_error("<error>Interrupted: nothing was written at the output.</error>")
+            self.line_error("<error>Interrupted: no partial ZIP was left at the output.</error>")
             return 130
         if fmt == "json":
             from cleo.io.outputs.output import Verbosity

@@ -95,16 +95,36 @@ def _resolve_from_lock_only(
         return solver.solve()
 
 
-def find_links(pool: RepositoryPool, package: Package) -> list[Link]:
-    """The download links the package's locked source offers for its version (as Chooser)."""
+def _repository(pool: RepositoryPool, package: Package) -> Any:
+    """The repository the lock says the package came from (as Poetry's Chooser finds it)."""
     if package.source_type:
         assert package.source_reference is not None
-        repository = pool.repository(package.source_reference)
-    elif pool.has_repository("pypi"):
-        repository = pool.repository("pypi")
-    else:
-        repository = pool.repositories[0]
-    return list(repository.find_links_for_package(package))
+        return pool.repository(package.source_reference)
+    if pool.has_repository("pypi"):
+        return pool.repository("pypi")
+    return pool.repositories[0]
+
+
+def find_links(pool: RepositoryPool, package: Package) -> list[Link]:
+    """The download links the package's locked source offers for its version."""
+    return list(_repository(pool, package).find_links_for_package(package))
+
+
+def source_answer(pool: RepositoryPool, package: Package, authenticator: Authenticator) -> tuple[str, str, int | None]:
+    """(source name, page URL, HTTP status) of the package's page at its source.
+
+    Poetry reads a 401/403 as "no such package"; asking again tells a refusal from absence.
+    """
+    repository = _repository(pool, package)
+    base = getattr(repository, "url", None)
+    if not base:
+        return repository.name, "", None
+    url = f"{str(base).rstrip('/')}/{package.name}/"
+    try:
+        response = authenticator.request("get", url, raise_for_status=False)
+    except Exception:
+        return repository.name, url, None
+    return repository.name, url, response.status_code
 
 
 def make_authenticator(config: Config, io: IO, pool_size: int) -> Authenticator:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from poetry_plugin_lambda.errors import ConfigError
 from poetry_plugin_lambda.errors import OutputError
 from poetry_plugin_lambda.zipwriter import DOS_EPOCH_MIN
 from poetry_plugin_lambda.zipwriter import DeterministicZipWriter
+from poetry_plugin_lambda.zipwriter import ZipWriteError
 
 if TYPE_CHECKING:
     import zipfile
@@ -196,8 +198,14 @@ def entry_key(entry: Entry) -> str:
     return "sha256:" + digest.hexdigest()
 
 
+def _fingerprint(path: Path) -> list[int]:
+    """What changes whenever anyone touches a file: size, mode, mtime, ctime and inode."""
+    st = path.stat()
+    return [st.st_size, stat.S_IMODE(st.st_mode), st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
 def _read_manifest(target_dir: Path) -> dict[str, list[Any]]:
-    """The previous run's {path: [key, size, mtime_ns, executable]}, if the target dir is ours."""
+    """The previous run's {path: [key, executable, *fingerprint]}, if the target dir is ours."""
     try:
         data = json.loads((target_dir / MARKER).read_text(encoding="utf-8"))
         files = data["files"]
@@ -208,13 +216,12 @@ def _read_manifest(target_dir: Path) -> dict[str, list[Any]]:
 
 def _reuse(old_root: Path, new_root: Path, entry: Entry, key: str, previous: list[Any] | None) -> bool:
     """Hard-link an unchanged file from the previous target dir instead of writing it again."""
-    if not previous or previous[0] != key or previous[3] != entry.executable:
+    if not previous or previous[:2] != [key, entry.executable]:
         return False
     old = old_root / entry.path
     try:
-        st = old.stat()
-        if st.st_size != previous[1] or st.st_mtime_ns != previous[2]:
-            return False  # changed since we wrote it: write it afresh
+        if _fingerprint(old) != previous[2:]:
+            return False  # touched since we wrote it: write it afresh
         (new_root / entry.path).parent.mkdir(parents=True, exist_ok=True)
         os.link(old, new_root / entry.path)
     except OSError:
@@ -245,8 +252,7 @@ def _write_target_dir(entries: Sequence[Entry], target_dir: Path) -> None:
                 key = entry_key(entry)
                 if not _reuse(target_dir, staging, entry, key, manifest.get(entry.path)):
                     _write_file(staging, entry, sources)
-                st = (staging / entry.path).stat()
-                files[entry.path] = [key, st.st_size, st.st_mtime_ns, entry.executable]
+                files[entry.path] = [key, entry.executable, *_fingerprint(staging / entry.path)]
             (staging / MARKER).write_text(json.dumps({"note": MARKER_TEXT.strip(), "files": files}))
             staging.chmod(0o755)
             old = None
@@ -264,44 +270,67 @@ def _write_target_dir(entries: Sequence[Entry], target_dir: Path) -> None:
 
 
 def write_zip(entries: Sequence[Entry], output: Path, epoch: int) -> ZipResult:
-    """Write the deterministic ZIP to a temporary file beside `output`, then rename it."""
-    return _guard_io(output, lambda: _write_zip(entries, output, epoch))
+    """Write the deterministic ZIP at `output`, atomically."""
+    with pending_zip(entries, output, epoch) as result:
+        return result
 
 
-def _write_zip(entries: Sequence[Entry], output: Path, epoch: int) -> ZipResult:
-    output.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale(output)
-    fd, name = tempfile.mkstemp(prefix=_temp_prefix(output), dir=output.parent)
+@contextlib.contextmanager
+def pending_zip(entries: Sequence[Entry], output: Path, epoch: int) -> Iterator[ZipResult]:
+    """Write the deterministic ZIP beside `output`; rename it into place when the block ends.
+
+    Whatever else must succeed for the bundle to be whole (the target dir) runs inside the
+    block: if it fails, the new ZIP is discarded and the previous one stays at `output`.
+    """
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale(output)
+        fd, name = tempfile.mkstemp(prefix=_temp_prefix(output), dir=output.parent)
+    except OSError as error:
+        raise _io_error(output, error) from None
     temp = Path(name)
     sources = _Sources()
     try:
         with _held(temp), os.fdopen(fd, "w+b") as f:
-            with DeterministicZipWriter(f, epoch=epoch) as writer:
-                for entry in entries:
-                    if entry.data is not None:
-                        writer.add_bytes(entry.path, entry.data, executable=entry.executable)
-                    elif entry.file is not None:
-                        with entry.file.open("rb") as stream:
-                            writer.add_stream(entry.path, stream, executable=entry.executable)
-                    else:
-                        assert entry.archive is not None and entry.info is not None
-                        writer.add_from_zip(
-                            entry.path,
-                            sources.get(entry.archive),
-                            entry.info,
-                            executable=entry.executable,
-                        )
-            f.flush()
-            os.fsync(f.fileno())
-            digest, size = _sha256_of(f)
-            os.chmod(temp, 0o644)
-            os.replace(temp, output)
+            try:
+                result = _fill_zip(f, entries, output, epoch, sources)
+            except OSError as error:
+                raise _io_error(output, error) from None
+            yield result
+            try:
+                os.chmod(temp, 0o644)
+                os.replace(temp, output)
+            except OSError as error:
+                raise _io_error(output, error) from None
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
     finally:
         sources.close()
+
+
+def _fill_zip(f: BinaryIO, entries: Sequence[Entry], output: Path, epoch: int, sources: _Sources) -> ZipResult:
+    with DeterministicZipWriter(f, epoch=epoch) as writer:
+        for entry in entries:
+            try:
+                _add_entry(writer, entry, sources)
+            except (ValueError, ZipWriteError) as error:
+                raise OutputError(f"Cannot write {entry.path!r} of {entry.owner}: {error}") from None
+    f.flush()
+    os.fsync(f.fileno())
+    digest, size = _sha256_of(f)
     return ZipResult(output, digest, size)
+
+
+def _add_entry(writer: DeterministicZipWriter, entry: Entry, sources: _Sources) -> None:
+    if entry.data is not None:
+        writer.add_bytes(entry.path, entry.data, executable=entry.executable)
+    elif entry.file is not None:
+        with entry.file.open("rb") as stream:
+            writer.add_stream(entry.path, stream, executable=entry.executable)
+    else:
+        assert entry.archive is not None and entry.info is not None
+        writer.add_from_zip(entry.path, sources.get(entry.archive), entry.info, executable=entry.executable)
 
 
 def _sha256_of(f: BinaryIO) -> tuple[bytes, int]:
@@ -319,9 +348,13 @@ def _guard_io(path: Path, work):  # type: ignore[no-untyped-def]
     try:
         return work()
     except OSError as error:
-        reason = error.strerror or str(error)
-        raise OutputError(
-            f"Could not write {path}: {reason}"
-            f"{' (' + str(error.filename) + ')' if error.filename else ''}."
-            " Check that the folder is writable and the disk has space."
-        ) from None
+        raise _io_error(path, error) from None
+
+
+def _io_error(path: Path, error: OSError) -> OutputError:
+    reason = error.strerror or str(error)
+    where = f" ({error.filename})" if error.filename else ""
+    return OutputError(
+        f"Could not write {path}: {reason}{where}."
+        " Check that the folder is writable and the disk has space."
+    )

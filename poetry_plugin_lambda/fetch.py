@@ -195,6 +195,8 @@ class Fetcher:
         except Exception as error:
             raise FetchError(_index_failure(label, error)) from None
         link = next((link for link in links if link.filename == filename), None)
+        if link is None and not links:
+            self._refused_or_absent(package, label)
         if link is None:
             raise FetchError(
                 f"The source of {label} no longer offers {filename}, which poetry.lock chose."
@@ -215,6 +217,17 @@ class Fetcher:
         if filename.endswith(".whl"):
             return cached
         return self._build_sdist(package, cached)
+
+    def _refused_or_absent(self, package: Package, label: str) -> None:
+        """No links at all: say so if the source refused us (credentials), not that it lacks them."""
+        source, url, status = compat.source_answer(self._poetry.pool, package, self._authenticator)
+        if status in (401, 403):
+            raise FetchError(
+                f"The source {source!r} refused access to {label} ({redact(url)} answered"
+                f" {status}): credentials are missing or wrong. Configure them with"
+                f" `poetry config http-basic.{source} <user> <password>` or"
+                f" POETRY_HTTP_BASIC_{_env_name(source)}_USERNAME/PASSWORD."
+            )
 
     def _from_git(self, package: Package) -> Path:
         """The lock's resolved commit, cloned and built (pure only); the wheel cached per commit."""
@@ -363,8 +376,20 @@ def _first_line(error: BaseException) -> str:
     return (raised or lines)[-1]
 
 
+def _env_name(source: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Z0-9]", "_", source.upper())
+
+
 def _index_failure(label: str, error: Exception, url: str | None = None) -> str:
     """A download or index error, said so that the user knows what to fix (no credentials)."""
+    if isinstance(error, OSError) and getattr(error, "filename", None):
+        return (
+            f"Could not store {label} in Poetry's cache: {error.strerror or error}"
+            f" ({error.filename}). Check the permissions of Poetry's cache dir"
+            " (`poetry config cache-dir`), or point POETRY_CACHE_DIR at a writable folder."
+        )
     response = getattr(error, "response", None)
     status = getattr(response, "status_code", None)
     if url is None:
@@ -379,7 +404,7 @@ def _index_failure(label: str, error: Exception, url: str | None = None) -> str:
         )
     if status is not None:
         return f"Could not download {label} from {where}: the index answered {status}."
-    reason = str(error).split("\n")[0][:200] if str(error) else type(error).__name__
+    reason = _first_line(error)[:200].rstrip(".")
     return (
         f"Could not download {label} from {where}: {_strip_credentials(reason)}."
         " Check your network, proxy settings and the source's URL."

@@ -15,7 +15,7 @@ from poetry_plugin_lambda.assemble import unzipped_size
 from poetry_plugin_lambda.emit import check_outputs
 from poetry_plugin_lambda.emit import source_epoch
 from poetry_plugin_lambda.emit import write_target_dir
-from poetry_plugin_lambda.emit import write_zip
+from poetry_plugin_lambda.emit import pending_zip
 from poetry_plugin_lambda.fetch import Fetcher
 from poetry_plugin_lambda.includes import project_files
 from poetry_plugin_lambda.plan import check_lock
@@ -70,10 +70,10 @@ def bundle(poetry: Poetry, spec: BundleSpec, io: IO, progress: Progress) -> Bund
             warnings += _summarise(compiled.warnings)
         check_unzipped_size(entries, spec.max_unzipped_size)
 
-        progress.line(f"  - Writing <c1>{spec.target_dir}</>")
-        write_target_dir(entries, spec.target_dir)
         progress.line(f"  - Writing <c1>{spec.output}</>")
-        result = write_zip(entries, spec.output, source_epoch(os.environ))
+        with pending_zip(entries, spec.output, source_epoch(os.environ)) as result:
+            progress.line(f"  - Writing <c1>{spec.target_dir}</>")
+            write_target_dir(entries, spec.target_dir)
 
     handler_check = None
     if spec.handler is not None:

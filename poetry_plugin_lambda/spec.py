@@ -134,11 +134,13 @@ def _size(where: str, value: Any) -> int:
             raise ConfigError(
                 f"{where} must be a size such as 262144000, \"200MB\" or \"250MiB\"; got {value!r}."
             )
-        size = int(float(match.group(1)) * _SIZE_UNITS[unit])
+        from decimal import Decimal
+
+        size = int(Decimal(match.group(1)) * _SIZE_UNITS[unit])
     else:
         raise ConfigError(f"{where} must be a size in bytes or a string such as \"200MB\", got {value!r}.")
-    if size <= 0:
-        raise ConfigError(f"{where} must be positive, got {value!r}.")
+    if size <= 0 or size > 1 << 50:
+        raise ConfigError(f"{where} must be positive and at most 1 PiB, got {value!r}.")
     return size
 
 
@@ -157,10 +159,24 @@ CONFIG_KEYS: dict[str, Callable[[str, Any], Any]] = {
     "exclude": _string_list,
     "exclude-files": _string_list,
     "max-unzipped-size": _size,
-    "include": _string_list,
+    "include": lambda where, value: _include_list(where, value),
     "compile": _boolean,
     "compile-with": _string,
     "handler": _string,
+}
+
+
+# Names users reach for (the CLI's, snake_case) -> the config key.
+_ALIASES = {
+    "arch": "architecture",
+    "check-handler": "handler",
+    "target_dir": "target-dir",
+    "all_extras": "all-extras",
+    "exclude_files": "exclude-files",
+    "max_unzipped_size": "max-unzipped-size",
+    "compile_with": "compile-with",
+    "group": "with",
+    "groups": "with",
 }
 
 
@@ -181,7 +197,7 @@ def read_config(table: Any) -> dict[str, Any]:
     for key, value in table.items():
         checker = CONFIG_KEYS.get(key)
         if checker is None:
-            close = difflib.get_close_matches(key, CONFIG_KEYS, n=1)
+            close = [_ALIASES[key]] if key in _ALIASES else difflib.get_close_matches(key, CONFIG_KEYS, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ConfigError(
                 f"Unknown key {key!r} in [{CONFIG_TABLE}].{hint}"
@@ -253,7 +269,9 @@ def resolve_extras(
     return chosen
 
 
-def _path(value: str, base: Path) -> Path:
+def _path(value: str, base: Path, where: str = "a path") -> Path:
+    if "\x00" in value:
+        raise ConfigError(f"{where} must not contain a NUL character, got {value!r}.")
     path = Path(os.path.expanduser(value))
     return (path if path.is_absolute() else base / path).resolve()
 
@@ -302,17 +320,17 @@ def build_spec(
     all_extras = bool(cli.get("all-extras")) or bool(config.get("all-extras", False))
     extras = resolve_extras(project, _string_list(extras_where, extras_value or []), all_extras)
 
-    output_value, _, output_base = pick("output")
+    output_value, output_where, output_base = pick("output")
     output = (
-        _path(output_value, output_base)
+        _path(output_value, output_base, output_where)
         if output_value
         else default_output(project, target, layout)
     )
     if output.suffix.lower() != ".zip":
         raise ConfigError(f"The output must be a .zip file, got {output}.")
-    target_value, _, target_base = pick("target-dir")
+    target_value, target_where, target_base = pick("target-dir")
     target_dir = (
-        _path(target_value, target_base)
+        _path(target_value, target_base, target_where)
         if target_value
         else default_target_dir(project, target, layout)
     )
@@ -325,8 +343,8 @@ def build_spec(
     include_value, include_where, _ = pick("include")
     include = tuple(_include_list(include_where, include_value or []))
     compile_flag = bool(cli.get("compile")) or bool(config.get("compile", False))
-    compile_value, _, compile_base = pick("compile-with")
-    compile_with = _path(compile_value, compile_base) if compile_value else None
+    compile_value, compile_where, compile_base = pick("compile-with")
+    compile_with = _path(compile_value, compile_base, compile_where) if compile_value else None
     handler_value, handler_where, _ = pick("handler")
     handler = _handler(handler_where, handler_value) if handler_value else None
     _check_content(project, layout, include)
@@ -355,7 +373,7 @@ def _include_list(where: str, value: Any) -> list[str]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v.strip() for v in value):
-        raise ConfigError(f"{where} must be a list of glob patterns, got {value!r}.")
+        raise ConfigError(f"{where} must be a list of strings (glob patterns), got {value!r}.")
     from poetry_plugin_lambda.includes import check_pattern
 
     return [check_pattern(v.strip()) for v in value]

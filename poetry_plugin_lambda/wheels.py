@@ -14,6 +14,7 @@ import io
 import re
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass
 from email.parser import HeaderParser
 from pathlib import Path
@@ -63,7 +64,7 @@ def check_member_name(wheel: str, name: str) -> None:
         or "\x00" in name
         or name.startswith("/")
         or _DRIVE.match(name) is not None
-        or any(part in ("..", "") for part in name.rstrip("/").split("/"))
+        or any(part in ("..", ".", "") for part in name.rstrip("/").split("/"))
     )
     if bad:
         raise WheelError(f"{wheel}: refusing unsafe member name {name!r}.")
@@ -79,7 +80,7 @@ def _is_executable(info: zipfile.ZipInfo) -> bool:
 
 
 def _is_bytecode(path: str) -> bool:
-    return path.endswith((".pyc", ".pyo")) or "__pycache__/" in f"/{path}"
+    return path.endswith((".pyc", ".pyo")) or "/__pycache__/" in f"/{path}"
 
 
 def _find_dist_info(label: str, names: list[str]) -> str:
@@ -108,7 +109,10 @@ def _install_path(name: str, data_dir: str) -> str | None:
 
 
 def _read_record(label: str, zf: zipfile.ZipFile, dist_info: str) -> dict[str, tuple[str, str]]:
-    text = zf.read(f"{dist_info}/RECORD").decode("utf-8")
+    try:
+        text = zf.read(f"{dist_info}/RECORD").decode("utf-8")
+    except UnicodeDecodeError:
+        raise WheelError(f"{label}: {dist_info}/RECORD is not UTF-8.") from None
     rows: dict[str, tuple[str, str]] = {}
     for row in csv.reader(io.StringIO(text)):
         if not row:
@@ -134,43 +138,58 @@ def read_wheel(archive: Path, drop: Callable[[str], bool] | None = None) -> Whee
     except (zipfile.BadZipFile, OSError) as error:
         raise WheelError(f"{label}: not a readable wheel ({error}).") from None
     with zf:
-        infos = zf.infolist()
-        seen: set[str] = set()
-        for info in infos:
-            check_member_name(label, info.filename)
-            if info.filename in seen:
-                raise WheelError(f"{label}: duplicate member {info.filename!r}.")
-            seen.add(info.filename)
-            if _is_link_or_device(info):
-                raise WheelError(f"{label}: refusing member {info.filename!r} (a symlink or device).")
-        names = [i.filename for i in infos if not i.is_dir()]
-        dist_info = _find_dist_info(label, names)
-        _check_metadata(label, zf, dist_info, name)
-        record = _read_record(label, zf, dist_info)
-        data_dir = dist_info[: -len(".dist-info")] + ".data"
-        members: list[WheelMember] = []
-        dropped: list[str] = []
-        record_path = f"{dist_info}/RECORD"
-        for info in infos:
-            if info.is_dir() or info.filename == record_path:
-                continue
-            try:
-                path = _install_path(info.filename, data_dir)
-            except WheelError as error:
-                raise WheelError(f"{label}: {error}") from None
-            if path is None or _is_bytecode(path) or (drop is not None and drop(path)):
-                dropped.append(info.filename)
-                continue
-            data = None
-            if info.filename == f"{dist_info}/METADATA":
-                data = without_local_urls(zf.read(info))
-            members.append(WheelMember(info, path, _is_executable(info), data))
-        members.sort(key=lambda m: m.path)
-        new_record = _new_record(label, members, record, record_path)
+        try:
+            return _read_open_wheel(archive, zf, str(name), str(version), drop)
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as error:
+            raise WheelError(f"{label}: a member cannot be read ({error}).") from None
+
+
+def _read_open_wheel(
+    archive: Path, zf: zipfile.ZipFile, name: str, version: str, drop: Callable[[str], bool] | None
+) -> WheelContents:
+    label = archive.name
+    infos = zf.infolist()
+    seen: set[str] = set()
+    for info in infos:
+        check_member_name(label, info.filename)
+        if info.filename in seen:
+            raise WheelError(f"{label}: duplicate member {info.filename!r}.")
+        seen.add(info.filename)
+        if _is_link_or_device(info):
+            raise WheelError(f"{label}: refusing member {info.filename!r} (a symlink or device).")
+        if info.flag_bits & 0x1 or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise WheelError(
+                f"{label}: member {info.filename!r} is encrypted or uses an unsupported"
+                " compression (wheels use stored or deflate)."
+            )
+    names = [i.filename for i in infos if not i.is_dir()]
+    dist_info = _find_dist_info(label, names)
+    _check_metadata(label, zf, dist_info, name)
+    record = _read_record(label, zf, dist_info)
+    data_dir = dist_info[: -len(".dist-info")] + ".data"
+    members: list[WheelMember] = []
+    dropped: list[str] = []
+    record_path = f"{dist_info}/RECORD"
+    for info in infos:
+        if info.is_dir() or info.filename == record_path:
+            continue
+        try:
+            path = _install_path(info.filename, data_dir)
+        except WheelError as error:
+            raise WheelError(f"{label}: {error}") from None
+        if path is None or _is_bytecode(path) or (drop is not None and drop(path)):
+            dropped.append(info.filename)
+            continue
+        data = None
+        if info.filename == f"{dist_info}/METADATA":
+            data = without_local_urls(zf.read(info))
+        members.append(WheelMember(info, path, _is_executable(info), data))
+    members.sort(key=lambda m: m.path)
+    new_record = _new_record(label, members, record, record_path)
     return WheelContents(
         archive=archive,
-        name=str(name),
-        version=str(version),
+        name=name,
+        version=version,
         dist_info=dist_info,
         members=tuple(members),
         record=new_record,

@@ -219,6 +219,43 @@ def test_outputs_are_reproducible_and_replaced(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fn.zip", "target", "wheels"]
 
 
+def test_files_edited_in_the_target_dir_are_rewritten(tmp_path: Path) -> None:
+    entries = entries_of(tmp_path)
+    target = tmp_path / "target"
+    write_target_dir(entries, target)
+    expected = _dir_files(target)
+    (target / "app" / "handler.py").write_text("edited by hand\n")
+    (target / "lib" / "__init__.py").unlink()
+    (target / "lib-2.0.dist-info" / "RECORD").write_text("")
+    write_target_dir(entries, target)
+    assert _dir_files(target) == expected
+    assert (target / "app" / "handler.py").stat().st_mode & 0o777 == 0o755
+
+
+def test_mode_changed_in_the_target_dir_is_normalised(tmp_path: Path) -> None:
+    entries = entries_of(tmp_path)
+    target = tmp_path / "target"
+    write_target_dir(entries, target)
+    (target / "app" / "__init__.py").chmod(0o600)
+    (target / "app" / "handler.py").chmod(0o644)
+    write_target_dir(entries, target)
+    assert (target / "app" / "__init__.py").stat().st_mode & 0o777 == 0o644
+    assert (target / "app" / "handler.py").stat().st_mode & 0o777 == 0o755
+
+
+def test_same_size_edit_with_restored_mtime_is_rewritten(tmp_path: Path) -> None:
+    entries = entries_of(tmp_path)
+    target = tmp_path / "target"
+    write_target_dir(entries, target)
+    expected = _dir_files(target)
+    handler = target / "app" / "handler.py"
+    st = handler.stat()
+    handler.write_bytes(b"X" * st.st_size)
+    os.utime(handler, ns=(st.st_atime_ns, st.st_mtime_ns))
+    write_target_dir(entries, target)
+    assert _dir_files(target) == expected
+
+
 def test_empty_existing_target_dir_is_used(tmp_path: Path) -> None:
     target = tmp_path / "target"
     target.mkdir()
@@ -363,6 +400,23 @@ def test_stale_target_dir_temporaries_are_removed_and_live_ones_kept(tmp_path: P
     assert sorted(p.name for p in parent.iterdir()) == sorted(["target", live.name])
     write_target_dir(entries, parent / "target")
     assert sorted(p.name for p in parent.iterdir()) == ["target"]
+
+
+def test_symlinks_named_like_temporaries_never_lead_to_deleting_their_targets(tmp_path: Path) -> None:
+    entries = entries_of(tmp_path)
+    precious = tmp_path / "precious"
+    (precious / "sub").mkdir(parents=True)
+    (precious / "sub" / "data.txt").write_text("keep\n")
+    (precious / "file.txt").write_text("keep too\n")
+    folder = tmp_path / "dist"
+    folder.mkdir()
+    (folder / ".fn.zip.tmp-dirlink").symlink_to(precious, target_is_directory=True)
+    (folder / ".fn.zip.tmp-filelink").symlink_to(precious / "file.txt")
+    (folder / ".target.tmp-dirlink").symlink_to(precious, target_is_directory=True)
+    before = snapshot(precious)
+    write_zip(entries, folder / "fn.zip", DOS_1980)
+    write_target_dir(entries, folder / "target")
+    assert snapshot(precious) == before
 
 
 # -- SOURCE_DATE_EPOCH ---------------------------------------------------------------------------

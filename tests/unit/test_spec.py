@@ -210,11 +210,6 @@ def test_max_unzipped_size_values(value: Any, size: int) -> None:
     assert read_config({"max-unzipped-size": value}) == {"max-unzipped-size": size}
 
 
-@pytest.mark.xfail(
-    reason="product bug: spec._size turns a 309+ digit number into float('inf') and"
-    " int(inf) raises OverflowError instead of ConfigError",
-    strict=True,
-)
 def test_max_unzipped_size_with_an_absurd_number_is_a_config_error() -> None:
     if "max-unzipped-size" not in CONFIG_KEYS:
         pytest.skip("max-unzipped-size is not a config key in this version")
@@ -256,11 +251,6 @@ def test_unknown_key_far_from_any_key_lists_the_valid_keys() -> None:
         assert key in text
 
 
-@pytest.mark.xfail(
-    reason="product bug: `arch` (the CLI option's name) gets no 'Did you mean' hint: difflib's"
-    " ratio for arch/architecture is 0.5, below get_close_matches' 0.6 cutoff",
-    strict=True,
-)
 def test_unknown_key_arch_suggests_architecture() -> None:
     with pytest.raises(ConfigError, match="Did you mean 'architecture'"):
         read_config({"arch": "arm64"})
@@ -544,11 +534,6 @@ def test_validation_order_never_touches_the_filesystem(project: ProjectFacts, cw
 
 
 @pytest.mark.parametrize("key", ["output", "target-dir"])
-@pytest.mark.xfail(
-    reason="product bug: spec._path calls Path.resolve() on a config path holding NUL (TOML"
-    " allows \\u0000), which raises ValueError('embedded null byte') instead of ConfigError",
-    strict=True,
-)
 def test_config_path_with_nul_is_a_config_error(project: ProjectFacts, cwd: Path, key: str) -> None:
     doc = tomlkit.parse(f'[tool.lambda-bundle]\n{key} = "fn\\u0000.zip"\n')
     with pytest.raises(ConfigError, match=key):
@@ -586,13 +571,6 @@ def test_newer_checks_in_build_spec(project: ProjectFacts, cwd: Path) -> None:
             spec_of(project, cwd, {"include": [pattern]}, runtime="python3.12")
 
 
-@pytest.mark.xfail(
-    reason="product bug: read_config validates `include` with _string_list, which splits on"
-    " commas, so a config glob such as 'data/{a,b}.json' or 'data/a,b.json' is cut in two"
-    " before build_spec's _include_list (which deliberately does not split) sees it; the same"
-    " pattern on the command line stays whole",
-    strict=True,
-)
 def test_include_globs_with_commas_are_kept_whole_in_config(project: ProjectFacts, cwd: Path) -> None:
     if "include" not in CONFIG_KEYS:
         pytest.skip("include is not a config key in this version")
