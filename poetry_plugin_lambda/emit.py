@@ -8,6 +8,8 @@ step would pick it up. The target dir is only ever replaced when it carries our 
 from __future__ import annotations
 
 import contextlib
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 import hashlib
 import json
 import os
@@ -16,6 +18,7 @@ import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 from typing import Any
 from typing import BinaryIO
@@ -42,6 +45,7 @@ except ImportError:  # pragma: no cover - Windows
 MARKER = ".lambda-bundle-target"
 MARKER_TEXT = "This folder is written by `poetry lambda-bundle`; it replaces it on every run.\n"
 _CHUNK = 1 << 20
+_WRITERS = 4
 
 
 @dataclass(frozen=True)
@@ -163,8 +167,8 @@ class _Sources:
 
 
 def _write_file(root: Path, entry: Entry, sources: _Sources) -> None:
+    """Write one entry; its folder must exist (see `_make_parents`)."""
     dest = root / entry.path
-    dest.parent.mkdir(parents=True, exist_ok=True)
     with dest.open("wb") as out:
         if entry.data is not None:
             out.write(entry.data)
@@ -174,8 +178,15 @@ def _write_file(root: Path, entry: Entry, sources: _Sources) -> None:
     dest.chmod(0o755 if entry.executable else 0o644)
 
 
+def _make_parents(root: Path, entries: Sequence[Entry]) -> None:
+    """Create every folder the entries need, once each (not once per file)."""
+    for folder in sorted({PurePosixPath(e.path).parent for e in entries}):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+
+
 def materialize(entries: Sequence[Entry], root: Path) -> None:
     """Write `entries` as files under `root` (streamed, never held in memory)."""
+    _make_parents(root, entries)
     sources = _Sources()
     try:
         for entry in entries:
@@ -215,14 +226,16 @@ def _read_manifest(target_dir: Path) -> dict[str, list[Any]]:
 
 
 def _reuse(old_root: Path, new_root: Path, entry: Entry, key: str, previous: list[Any] | None) -> bool:
-    """Hard-link an unchanged file from the previous target dir instead of writing it again."""
+    """Hard-link an unchanged file from the previous target dir instead of writing it again.
+
+    Its folder already exists in `new_root`.
+    """
     if not previous or previous[:2] != [key, entry.executable]:
         return False
     old = old_root / entry.path
     try:
         if _fingerprint(old) != previous[2:]:
             return False  # touched since we wrote it: write it afresh
-        (new_root / entry.path).parent.mkdir(parents=True, exist_ok=True)
         os.link(old, new_root / entry.path)
     except OSError:
         return False
@@ -244,16 +257,9 @@ def _write_target_dir(entries: Sequence[Entry], target_dir: Path) -> None:
     manifest = _read_manifest(target_dir) if target_dir.is_dir() else {}
     staging = Path(tempfile.mkdtemp(prefix=_temp_prefix(target_dir), dir=target_dir.parent))
     (staging / MARKER).write_text(MARKER_TEXT)
-    sources = _Sources()
     try:
         with _held(staging):
-            files: dict[str, list[Any]] = {}
-            for entry in entries:
-                key = entry_key(entry)
-                if not _reuse(target_dir, staging, entry, key, manifest.get(entry.path)):
-                    _write_file(staging, entry, sources)
-                files[entry.path] = [key, entry.executable, *_fingerprint(staging / entry.path)]
-            (staging / MARKER).write_text(json.dumps({"note": MARKER_TEXT.strip(), "files": files}))
+            keys = _fill_staging(entries, staging, target_dir, manifest)
             staging.chmod(0o755)
             old = None
             if target_dir.exists():
@@ -265,8 +271,48 @@ def _write_target_dir(entries: Sequence[Entry], target_dir: Path) -> None:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    finally:
-        sources.close()
+    _write_manifest(target_dir, entries, keys)
+
+
+def _fill_staging(
+    entries: Sequence[Entry], staging: Path, previous: Path, manifest: dict[str, list[Any]]
+) -> dict[str, str]:
+    """Write (or hard-link from the previous run) every entry, one thread per source archive.
+
+    Creating thousands of small files is bound by the file system, not the CPU; a few threads
+    keep it busy (zlib and file I/O release the GIL). Each thread opens its own archives.
+    """
+    _make_parents(staging, entries)
+    groups: dict[Any, list[Entry]] = defaultdict(list)
+    for entry in entries:
+        groups[entry.archive].append(entry)
+
+    def write_group(group: list[Entry]) -> dict[str, str]:
+        sources = _Sources()
+        keys = {}
+        try:
+            for entry in group:
+                key = keys[entry.path] = entry_key(entry)
+                if not _reuse(previous, staging, entry, key, manifest.get(entry.path)):
+                    _write_file(staging, entry, sources)
+        finally:
+            sources.close()
+        return keys
+
+    keys: dict[str, str] = {}
+    with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
+        for found in pool.map(write_group, groups.values()):
+            keys.update(found)
+    return keys
+
+
+def _write_manifest(target_dir: Path, entries: Sequence[Entry], keys: dict[str, str]) -> None:
+    """Record what each file is, once the target dir is final (its files' ctimes settled)."""
+    files = {e.path: [keys[e.path], e.executable, *_fingerprint(target_dir / e.path)] for e in entries}
+    marker = target_dir / MARKER
+    temp = target_dir / f"{MARKER}.tmp"
+    temp.write_text(json.dumps({"note": MARKER_TEXT.strip(), "files": files}))
+    os.replace(temp, marker)
 
 
 def write_zip(entries: Sequence[Entry], output: Path, epoch: int) -> ZipResult:

@@ -173,6 +173,7 @@ class Case:
     description: str
     seconds: list[float] = field(default_factory=list)
     steps: list[dict[str, float]] = field(default_factory=list)
+    notes: dict[str, Any] = field(default_factory=dict)
 
     @property
     def median(self) -> float:
@@ -191,6 +192,7 @@ class Case:
             "min": round(min(self.seconds), 4),
             "max": round(max(self.seconds), 4),
             "step_medians": {name: round(s, 4) for name, s in self.step_medians().items()},
+            **self.notes,
         }
 
 
@@ -343,21 +345,38 @@ def case_ours_warm(ws: Workspace, facts: BundleFacts, runs: int) -> Case:
     )
 
 
-def case_ours_rebundle(ws: Workspace, facts: BundleFacts, runs: int) -> Case:
-    original = ws.handler.read_text(encoding="utf-8")
+def inodes(root: Path) -> dict[str, int]:
+    """{relative path: inode} of every file under `root`."""
+    return {p.relative_to(root).as_posix(): p.stat().st_ino for p in root.rglob("*") if p.is_file()}
 
-    def edit(i: int) -> None:
+
+def case_ours_rebundle(ws: Workspace, facts: BundleFacts, runs: int) -> Case:
+    """Also notes, per run, how many target-dir files kept their inode (carried over, not rewritten)."""
+    original = ws.handler.read_text(encoding="utf-8")
+    before: dict[str, int] = {}
+    carried: list[str] = []
+
+    def prepare(i: int) -> None:
         ws.handler.write_text(f"{original}\n# benchmark edit {i}\n", encoding="utf-8")
+        before.clear()
+        before.update(inodes(facts.target_dir))
+
+    def cleanup(i: int) -> None:
+        after = inodes(facts.target_dir)
+        kept = sum(1 for path, inode in after.items() if before.get(path) == inode)
+        carried.append(f"{kept}/{len(after)}")
 
     try:
         ours(ws, ws.poetry_cache)  # the outputs the first measured run starts from
-        return measure(
+        case = measure(
             "ours re-bundle",
             "warm, previous ZIP and target dir left in place, one source file changed",
-            runs, step=lambda i: ours(ws, ws.poetry_cache), prepare=edit,
+            runs, step=lambda i: ours(ws, ws.poetry_cache), prepare=prepare, cleanup=cleanup,
         )
     finally:
         ws.handler.write_text(original, encoding="utf-8")
+    case.notes["target_files_carried_over"] = carried
+    return case
 
 
 def case_ours_cold(ws: Workspace, facts: BundleFacts, runs: int) -> Case:
@@ -683,6 +702,8 @@ def print_report(results: dict[str, Any], cases: dict[str, Case]) -> None:
               f"{min(case.seconds):>8.2f} {max(case.seconds):>8.2f}")
         for step, seconds in case.step_medians().items():
             print(f"      {step:36} {seconds:>7.2f}")
+        if "target_files_carried_over" in case.notes:
+            print(f"      target files carried over, per run: {', '.join(case.notes['target_files_carried_over'])}")
     print()
     for label, value in results["ratios"].items():
         shown = "n/a" if value is None else f"{value:.2f}x"
