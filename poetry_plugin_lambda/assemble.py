@@ -113,16 +113,16 @@ def _check_file_directory_clashes(by_path: dict[str, Entry]) -> None:
 
 
 def file_filter(patterns: Sequence[str], prefix: str) -> Callable[[str], bool] | None:
-    """A predicate for `exclude-files`: shell-style globs on the whole bundle path.
+    """A predicate for `exclude-files`: shell-style globs on bundle paths.
 
-    `*` also matches `/`, so `*/tests/*` drops every package's tests folder.
+    `*` also matches `/`, so `*/tests/*` drops every package's tests folder. In a layer, a
+    pattern may name the path with or without the `python/` prefix, so one setting serves both.
     """
     if not patterns:
         return None
 
     def drop(path: str) -> bool:
-        full = prefix + path
-        return any(fnmatchcase(full, pattern) for pattern in patterns)
+        return any(fnmatchcase(prefix + path, p) or fnmatchcase(path, p) for p in patterns)
 
     return drop
 

@@ -87,8 +87,8 @@ class LambdaBundleCommand(Command):
             f"Architecture: {' or '.join(ARCHITECTURES)} (default: x86_64).",
             flag=False,
         ),
-        option("output", "o", "The ZIP to write (default: dist/lambda/<name>-<version>-<runtime>-<arch>.zip).", flag=False),
-        option("target-dir", None, "The folder to install into (default: build/lambda/<runtime>-<arch>).", flag=False),
+        option("output", "o", "The ZIP to write (default: dist/lambda/<name>-<version>-<runtime>-<arch>[-<layout>].zip).", flag=False),
+        option("target-dir", None, "The folder to install into (default: build/lambda/<runtime>-<arch>[-<layout>]).", flag=False),
         option("layout", None, "bundle (project and dependencies), layer (dependencies under python/) or code (project only).", flag=False),
         option("with", None, "Optional dependency groups to include.", flag=False, multiple=True),
         option("without", None, "Dependency groups to leave out.", flag=False, multiple=True),
@@ -132,10 +132,10 @@ class LambdaBundleCommand(Command):
         try:
             report = self._bundle()
         except BundleError as error:
-            self.line_error(f"<error>{Formatter.escape(str(error))}</error>")
+            self._error(Formatter.escape(str(error)))
             return error.exit_code
         except KeyboardInterrupt:
-            self.line_error("<error>Interrupted: no partial ZIP was left at the output.</error>")
+            self._error("Interrupted: no partial ZIP was left at the output.")
             return 130
         if fmt == "json":
             from cleo.io.outputs.output import Verbosity
@@ -147,7 +147,16 @@ class LambdaBundleCommand(Command):
 
             for line in render_text(report):
                 self.line(line)
+        if report.failed and self.io.output.is_quiet():
+            assert report.handler_check is not None
+            self._error(Formatter.escape(report.handler_check.message))
         return 3 if report.failed else 0
+
+    def _error(self, message: str) -> None:
+        """Errors are printed even with -q: a script must learn why a bundle is missing."""
+        from cleo.io.outputs.output import Verbosity
+
+        self.io.write_error_line(f"<error>{message}</error>", Verbosity.QUIET)
 
     def _bundle(self) -> Any:
         from poetry_plugin_lambda.pipeline import bundle

@@ -215,10 +215,17 @@ def _fingerprint(path: Path) -> list[int]:
     return [st.st_size, stat.S_IMODE(st.st_mode), st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
 
+def manifest_path(target_dir: Path) -> Path:
+    """Beside the target dir, not in it: tools that zip the target dir must not ship it."""
+    return target_dir.parent / f".{target_dir.name}.manifest.json"
+
+
 def _read_manifest(target_dir: Path) -> dict[str, list[Any]]:
     """The previous run's {path: [key, executable, *fingerprint]}, if the target dir is ours."""
+    if not (target_dir / MARKER).is_file():
+        return {}
     try:
-        data = json.loads((target_dir / MARKER).read_text(encoding="utf-8"))
+        data = json.loads(manifest_path(target_dir).read_text(encoding="utf-8"))
         files = data["files"]
     except (OSError, ValueError, KeyError, TypeError):
         return {}
@@ -255,6 +262,7 @@ def _write_target_dir(entries: Sequence[Entry], target_dir: Path) -> None:
     target_dir.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale(target_dir)
     manifest = _read_manifest(target_dir) if target_dir.is_dir() else {}
+    manifest_path(target_dir).unlink(missing_ok=True)  # stale from here on until rewritten
     staging = Path(tempfile.mkdtemp(prefix=_temp_prefix(target_dir), dir=target_dir.parent))
     (staging / MARKER).write_text(MARKER_TEXT)
     try:
@@ -309,10 +317,10 @@ def _fill_staging(
 def _write_manifest(target_dir: Path, entries: Sequence[Entry], keys: dict[str, str]) -> None:
     """Record what each file is, once the target dir is final (its files' ctimes settled)."""
     files = {e.path: [keys[e.path], e.executable, *_fingerprint(target_dir / e.path)] for e in entries}
-    marker = target_dir / MARKER
-    temp = target_dir / f"{MARKER}.tmp"
-    temp.write_text(json.dumps({"note": MARKER_TEXT.strip(), "files": files}))
-    os.replace(temp, marker)
+    final = manifest_path(target_dir)
+    temp = final.with_name(final.name + ".part")
+    temp.write_text(json.dumps({"target_dir": str(target_dir), "files": files}))
+    os.replace(temp, final)
 
 
 def write_zip(entries: Sequence[Entry], output: Path, epoch: int) -> ZipResult:

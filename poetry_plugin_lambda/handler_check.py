@@ -76,11 +76,19 @@ def likely_cause(result: dict[str, object]) -> str:
     return "The module raised an exception while being imported."
 
 
+IMPORT_TIMEOUT = 300
+
+
 def run_check(python: Path, bundle_root: Path, handler: str) -> HandlerCheck:
-    out = subprocess.run(
-        [str(python), "-I", "-c", _CHECK, str(bundle_root), handler],
-        capture_output=True, text=True, timeout=300, check=False, cwd=bundle_root,
-    )
+    try:
+        out = subprocess.run(
+            [str(python), "-I", "-c", _CHECK, str(bundle_root), handler],
+            capture_output=True, text=True, timeout=IMPORT_TIMEOUT, check=False, cwd=bundle_root,
+        )
+    except subprocess.TimeoutExpired:
+        return HandlerCheck(
+            "failed", f"importing {handler} took more than {IMPORT_TIMEOUT} s: it hangs at import time."
+        )
     try:
         result = json.loads(out.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):

@@ -76,8 +76,11 @@ def make_plan(poetry: Poetry, spec: BundleSpec, env: Env) -> Plan:
         return Plan(tuple(packages))
     roots = _root_names(poetry, spec, env)
     # The walk above does not carry each package's requirements; the lock's own packages do.
-    requires = {(p.name, p.version): p.requires for p in poetry.locker.locked_repository().packages}
-    return apply_exclusions(packages, roots, spec.exclude, env.marker_env, requires)
+    locked = poetry.locker.locked_repository().packages
+    requires = {(p.name, p.version): p.requires for p in locked}
+    return apply_exclusions(
+        packages, roots, spec.exclude, env.marker_env, requires, frozenset(p.name for p in locked)
+    )
 
 
 def _root_names(poetry: Poetry, spec: BundleSpec, env: Env) -> list[Dependency]:
@@ -93,6 +96,7 @@ def apply_exclusions(
     exclude: frozenset[str],
     marker_env: dict[str, Any],
     requires: Mapping[tuple[str, Any], list[Dependency]],
+    locked: frozenset[str] = frozenset(),
 ) -> Plan:
     """Leave out `exclude` and every package that only excluded packages need.
 
@@ -101,14 +105,16 @@ def apply_exclusions(
     an excluded one is allowed (the runtime or a layer must provide it) and warned about.
     """
     by_name = {p.name: p for p in packages}
-    unknown = sorted(exclude - by_name.keys())
+    # A locked package this target does not need (a marker) is fine to name: one `exclude`
+    # list then serves every runtime. Only names the lock does not know are mistakes.
+    unknown = sorted(exclude - by_name.keys() - locked)
     if unknown:
         hints = []
         for name in unknown:
-            close = difflib.get_close_matches(name, list(by_name), n=3)
+            close = difflib.get_close_matches(name, sorted(set(by_name) | locked), n=3)
             hints.append(f"{name} (did you mean {', '.join(close)}?)" if close else name)
         raise ConfigError(
-            f"Cannot exclude {'; '.join(hints)}: not among the packages bundled for this target."
+            f"Cannot exclude {'; '.join(hints)}: not a package in poetry.lock."
         )
     roots = {dep.name for dep in root_deps}
     needs = {p.name: requires.get((p.name, p.version), []) for p in packages}

@@ -166,6 +166,9 @@ CONFIG_KEYS: dict[str, Callable[[str, Any], Any]] = {
 }
 
 
+# Config key -> its CLI option, where the names differ.
+CLI_NAMES = {"architecture": "--arch", "handler": "--check-handler"}
+
 # Names users reach for (the CLI's, snake_case) -> the config key.
 _ALIASES = {
     "arch": "architecture",
@@ -240,14 +243,14 @@ def _full(runtime: Runtime) -> str:
 
 
 def resolve_groups(
-    project: ProjectFacts, with_: list[str], without: list[str], only: list[str], where: str
+    project: ProjectFacts, with_: list[str], without: list[str], only: list[str]
 ) -> frozenset[NormalizedName]:
     """Poetry's group semantics: `only`, else the default groups plus `with` minus `without`."""
     for option, names in (("with", with_), ("without", without), ("only", only)):
         for name in names:
             if canonicalize_name(name) not in project.groups:
                 raise ConfigError(
-                    f"{where}: group {name!r} (from {option}) is not defined in pyproject.toml."
+                    f"--{option} / {option}: group {name!r} is not defined in pyproject.toml."
                     f" Groups: {', '.join(sorted(project.groups))}."
                 )
     if only:
@@ -300,7 +303,7 @@ def build_spec(
     def pick(key: str) -> tuple[Any, str, Path]:
         value = cli.get(key)
         if value not in (None, [], ()):
-            return value, f"--{key}", cwd
+            return value, CLI_NAMES.get(key, f"--{key}"), cwd
         return config.get(key), f"[{CONFIG_TABLE}] {key}", project.root
 
     runtime_name, runtime_where, _ = pick("runtime")
@@ -315,7 +318,7 @@ def build_spec(
     target = Target(runtime, arch)
 
     lists = {key: _string_list(pick(key)[1], pick(key)[0] or []) for key in ("with", "without", "only")}
-    groups = resolve_groups(project, lists["with"], lists["without"], lists["only"], "groups")
+    groups = resolve_groups(project, lists["with"], lists["without"], lists["only"])
     extras_value, extras_where, _ = pick("extras")
     all_extras = bool(cli.get("all-extras")) or bool(config.get("all-extras", False))
     extras = resolve_extras(project, _string_list(extras_where, extras_value or []), all_extras)
@@ -348,6 +351,9 @@ def build_spec(
     handler_value, handler_where, _ = pick("handler")
     handler = _handler(handler_where, handler_value) if handler_value else None
     _check_content(project, layout, include)
+    warnings = []
+    if include and layout == "layer":
+        warnings.append("include is ignored by the layer layout: project files belong to the function's code.")
     return BundleSpec(
         project=project,
         target=target,
@@ -365,6 +371,7 @@ def build_spec(
         compile_with=compile_with,
         handler=handler,
         package_mode=project.package_mode,
+        warnings=tuple(warnings),
     )
 
 

@@ -309,7 +309,8 @@ def test_target_dir_is_replaced_when_it_is_ours(world, service: Path) -> None:
     second = bundle(service, world["cache"], "--runtime", "python3.11", "--format", "json")
     assert second.returncode == 0, second.stderr
     assert not (target / "stale.py").exists()
-    assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]
+    leftovers = [p.name for p in target.parent.iterdir() if p.name.startswith(".")]
+    assert leftovers == [f".{target.name}.manifest.json"]  # no temporaries, only the manifest
 
 
 DEAD_PROXY = "http://127.0.0.1:9"

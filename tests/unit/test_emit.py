@@ -202,7 +202,7 @@ def test_zip_and_target_dir_hold_the_same_files(tmp_path: Path) -> None:
     assert output.stat().st_mode & 0o777 == 0o644
     assert (target / "app" / "handler.py").stat().st_mode & 0o777 == 0o755
     assert (target / "lib" / "__init__.py").stat().st_mode & 0o777 == 0o644
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["fn.zip", "target"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".target.manifest.json", "fn.zip", "target"]
 
 
 def test_outputs_are_reproducible_and_replaced(tmp_path: Path) -> None:
@@ -216,7 +216,7 @@ def test_outputs_are_reproducible_and_replaced(tmp_path: Path) -> None:
     second = write_zip(entries, output, DOS_1980)
     assert first.sha256 == second.sha256
     assert not (target / "stale.py").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["fn.zip", "target", "wheels"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".target.manifest.json", "fn.zip", "target", "wheels"]
 
 
 def test_files_edited_in_the_target_dir_are_rewritten(tmp_path: Path) -> None:
@@ -397,9 +397,9 @@ def test_stale_target_dir_temporaries_are_removed_and_live_ones_kept(tmp_path: P
         write_target_dir(entries, parent / "target")
         assert (live / "mod.py").read_text() == "being written\n"
     assert not dead.exists()
-    assert sorted(p.name for p in parent.iterdir()) == sorted(["target", live.name])
+    assert sorted(p.name for p in parent.iterdir()) == sorted([".target.manifest.json", "target", live.name])
     write_target_dir(entries, parent / "target")
-    assert sorted(p.name for p in parent.iterdir()) == ["target"]
+    assert sorted(p.name for p in parent.iterdir()) == [".target.manifest.json", "target"]
 
 
 def test_symlinks_named_like_temporaries_never_lead_to_deleting_their_targets(tmp_path: Path) -> None:

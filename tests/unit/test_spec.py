@@ -332,7 +332,7 @@ def test_layout_default_paths_and_parts(
 
 
 def test_cli_architecture_and_layout_are_validated(project: ProjectFacts, cwd: Path) -> None:
-    with pytest.raises(ConfigError, match="--architecture must be one of x86_64, arm64; got 'ppc64le'"):
+    with pytest.raises(ConfigError, match="--arch must be one of x86_64, arm64; got 'ppc64le'"):
         spec_of(project, cwd, None, runtime="python3.12", architecture="ppc64le")
     with pytest.raises(ConfigError, match="--layout must be one of bundle, layer, code"):
         spec_of(project, cwd, None, runtime="python3.12", layout="lambda")
@@ -418,7 +418,7 @@ def test_unknown_group_is_an_error_naming_it(project: ProjectFacts, cwd: Path, o
     with pytest.raises(ConfigError) as caught:
         spec_of(project, cwd, None, runtime="python3.12", **{key: ["dev", "lint"]})
     text = str(caught.value)
-    assert "'lint'" in text and f"(from {option})" in text
+    assert "'lint'" in text and f"--{option} / {option}:" in text
     assert "Groups: dev, docs, main, test" in text
     with pytest.raises(ConfigError, match="'lint'"):
         spec_of(project, cwd, {option: ["lint"]}, runtime="python3.12")
@@ -564,7 +564,7 @@ def test_newer_checks_in_build_spec(project: ProjectFacts, cwd: Path) -> None:
         pytest.skip("handler/include are not config keys in this version")
     with pytest.raises(ConfigError, match=r"\[tool\.lambda-bundle\] handler must look like module\.function"):
         spec_of(project, cwd, {"handler": "not a handler"}, runtime="python3.12")
-    with pytest.raises(ConfigError, match="--handler must look like module.function"):
+    with pytest.raises(ConfigError, match="--check-handler must look like module.function"):
         spec_of(project, cwd, None, runtime="python3.12", handler="app:handler")
     for pattern in ("../secrets/*", "/etc/*", "C:/x", "!../x"):
         with pytest.raises(ConfigError, match="include pattern"):
