@@ -20,11 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
+from collections.abc import Mapping
 from typing import Any
 from typing import BinaryIO
 
 from poetry_plugin_lambda.errors import ConfigError
 from poetry_plugin_lambda.errors import OutputError
+from poetry_plugin_lambda.unpacked import fingerprint
 from poetry_plugin_lambda.zipwriter import DOS_EPOCH_MIN
 from poetry_plugin_lambda.zipwriter import DeterministicZipWriter
 from poetry_plugin_lambda.zipwriter import ZipWriteError
@@ -32,7 +34,6 @@ from poetry_plugin_lambda.zipwriter import ZipWriteError
 if TYPE_CHECKING:
     import zipfile
     from collections.abc import Iterator
-    from collections.abc import Mapping
     from collections.abc import Sequence
 
     from poetry_plugin_lambda.assemble import Entry
@@ -209,7 +210,7 @@ def entry_key(entry: Entry) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def _fingerprint(path: Path) -> list[int]:
+def _target_fingerprint(path: Path) -> list[int]:
     """What changes whenever anyone touches a file: size, mode, mtime, ctime and inode."""
     st = path.stat()
     return [st.st_size, stat.S_IMODE(st.st_mode), st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
@@ -241,7 +242,7 @@ def _reuse(old_root: Path, new_root: Path, entry: Entry, key: str, previous: lis
         return False
     old = old_root / entry.path
     try:
-        if _fingerprint(old) != previous[2:]:
+        if _target_fingerprint(old) != previous[2:]:
             return False  # touched since we wrote it: write it afresh
         os.link(old, new_root / entry.path)
     except OSError:
@@ -249,16 +250,36 @@ def _reuse(old_root: Path, new_root: Path, entry: Entry, key: str, previous: lis
     return True
 
 
-def write_target_dir(entries: Sequence[Entry], target_dir: Path) -> None:
+# archive -> (its unpacked folder, {member name: fingerprint}) to hard-link wheel members from
+Unpacked = Mapping[Path, "tuple[Path, dict[str, list[int]]]"]
+
+
+def _link_unpacked(unpacked: Unpacked, staging: Path, entry: Entry) -> bool:
+    """Hard-link a wheel member from its unpacked copy, if that copy is untouched."""
+    if entry.archive is None or entry.info is None or entry.archive not in unpacked:
+        return False
+    folder, fingerprints = unpacked[entry.archive]
+    source = folder / entry.info.filename
+    try:
+        if fingerprint(source) != fingerprints.get(entry.info.filename):
+            return False
+        os.link(source, staging / entry.path)
+    except OSError:
+        return False
+    return True
+
+
+def write_target_dir(entries: Sequence[Entry], target_dir: Path, unpacked: Unpacked | None = None) -> None:
     """Replace `target_dir` with exactly `entries` (plus our marker), atomically.
 
-    Files unchanged since the previous run (per the manifest in the marker) are hard-linked
-    from it rather than extracted again; a file edited in the target dir is always rewritten.
+    Files are hard-linked rather than written where possible: from the previous run's target
+    dir when unchanged (per the manifest), or from unpacked wheels in the cache. A file edited
+    in either place is never linked; it is written afresh from its wheel.
     """
-    _guard_io(target_dir, lambda: _write_target_dir(entries, target_dir))
+    _guard_io(target_dir, lambda: _write_target_dir(entries, target_dir, unpacked or {}))
 
 
-def _write_target_dir(entries: Sequence[Entry], target_dir: Path) -> None:
+def _write_target_dir(entries: Sequence[Entry], target_dir: Path, unpacked: Unpacked) -> None:
     target_dir.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale(target_dir)
     manifest = _read_manifest(target_dir) if target_dir.is_dir() else {}
@@ -267,7 +288,7 @@ def _write_target_dir(entries: Sequence[Entry], target_dir: Path) -> None:
     (staging / MARKER).write_text(MARKER_TEXT)
     try:
         with _held(staging):
-            keys = _fill_staging(entries, staging, target_dir, manifest)
+            keys = _fill_staging(entries, staging, target_dir, manifest, unpacked)
             staging.chmod(0o755)
             old = None
             if target_dir.exists():
@@ -283,7 +304,11 @@ def _write_target_dir(entries: Sequence[Entry], target_dir: Path) -> None:
 
 
 def _fill_staging(
-    entries: Sequence[Entry], staging: Path, previous: Path, manifest: dict[str, list[Any]]
+    entries: Sequence[Entry],
+    staging: Path,
+    previous: Path,
+    manifest: dict[str, list[Any]],
+    unpacked: Unpacked,
 ) -> dict[str, str]:
     """Write (or hard-link from the previous run) every entry, one thread per source archive.
 
@@ -301,8 +326,11 @@ def _fill_staging(
         try:
             for entry in group:
                 key = keys[entry.path] = entry_key(entry)
-                if not _reuse(previous, staging, entry, key, manifest.get(entry.path)):
-                    _write_file(staging, entry, sources)
+                if _reuse(previous, staging, entry, key, manifest.get(entry.path)):
+                    continue
+                if _link_unpacked(unpacked, staging, entry):
+                    continue
+                _write_file(staging, entry, sources)
         finally:
             sources.close()
         return keys
@@ -316,7 +344,7 @@ def _fill_staging(
 
 def _write_manifest(target_dir: Path, entries: Sequence[Entry], keys: dict[str, str]) -> None:
     """Record what each file is, once the target dir is final (its files' ctimes settled)."""
-    files = {e.path: [keys[e.path], e.executable, *_fingerprint(target_dir / e.path)] for e in entries}
+    files = {e.path: [keys[e.path], e.executable, *_target_fingerprint(target_dir / e.path)] for e in entries}
     final = manifest_path(target_dir)
     temp = final.with_name(final.name + ".part")
     temp.write_text(json.dumps({"target_dir": str(target_dir), "files": files}))

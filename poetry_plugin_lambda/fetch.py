@@ -49,6 +49,7 @@ class Artifact:
     name: str
     version: str
     wheel: Path
+    sha256: str | None = None  # the wheel's sha256 when the lock vouches for exactly this file
 
 
 def redact(url: str) -> str:
@@ -180,7 +181,8 @@ class Fetcher:
                 f"{package.pretty_name} {package.pretty_version} is a {kind} dependency, which"
                 " this version of poetry-plugin-lambda cannot bundle yet."
             )
-        return Artifact(package.name, package.version.text, wheel)
+        digest = locked_sha256(package, wheel.name)
+        return Artifact(package.name, package.version.text, wheel, digest)
 
     def _from_index(self, package: Package) -> Path:
         """The lock names the files; the target's tags pick one; the source serves it."""

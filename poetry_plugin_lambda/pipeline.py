@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from poetry.poetry import Poetry
 
     from poetry_plugin_lambda.assemble import Entry
+    from poetry_plugin_lambda.fetch import Artifact
     from poetry_plugin_lambda.fetch import Progress
     from poetry_plugin_lambda.spec import BundleSpec
 
@@ -73,7 +74,7 @@ def bundle(poetry: Poetry, spec: BundleSpec, io: IO, progress: Progress) -> Bund
         progress.line(f"  - Writing <c1>{spec.output}</>")
         with pending_zip(entries, spec.output, source_epoch(os.environ)) as result:
             progress.line(f"  - Writing <c1>{spec.target_dir}</>")
-            write_target_dir(entries, spec.target_dir)
+            write_target_dir(entries, spec.target_dir, _unpacked(poetry, artifacts))
 
     handler_check = None
     if spec.handler is not None:
@@ -100,6 +101,20 @@ def bundle(poetry: Poetry, spec: BundleSpec, io: IO, progress: Progress) -> Bund
         bytecode_size=compiled.size if compiled else None,
         handler_check=handler_check,
     )
+
+
+def _unpacked(poetry: Poetry, artifacts: list[Artifact]) -> dict[Path, tuple[Path, dict[str, list[int]]]]:
+    """Lock-verified wheels unpacked in Poetry's cache, for the target dir to hard-link from."""
+    from poetry_plugin_lambda.unpacked import UnpackedWheels
+
+    cache = UnpackedWheels(compat.cache_dir(poetry.config) / "lambda-bundle" / "unpacked")
+    found = {}
+    for artifact in artifacts:
+        if artifact.sha256:
+            folder = cache.folder(artifact.wheel, artifact.sha256)
+            if folder is not None:
+                found[artifact.wheel] = folder
+    return found
 
 
 def _includes(spec: BundleSpec) -> list[Entry]:
