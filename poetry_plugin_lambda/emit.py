@@ -180,9 +180,17 @@ def _write_file(root: Path, entry: Entry, sources: _Sources) -> None:
 
 
 def _make_parents(root: Path, entries: Sequence[Entry]) -> None:
-    """Create every folder the entries need, once each (not once per file)."""
-    for folder in sorted({PurePosixPath(e.path).parent for e in entries}):
-        (root / folder).mkdir(parents=True, exist_ok=True)
+    """Create every folder the entries need, parents first, one system call each."""
+    folders: set[PurePosixPath] = set()
+    for entry in entries:
+        folders.update(PurePosixPath(entry.path).parents)
+    base = str(root)
+    for folder in sorted(folders, key=lambda f: (len(f.parts), f.parts)):
+        if folder.parts:
+            try:
+                os.mkdir(os.path.join(base, *folder.parts))
+            except FileExistsError:
+                pass
 
 
 def materialize(entries: Sequence[Entry], root: Path) -> None:

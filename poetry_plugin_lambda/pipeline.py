@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -72,9 +73,17 @@ def bundle(poetry: Poetry, spec: BundleSpec, io: IO, progress: Progress) -> Bund
         check_unzipped_size(entries, spec.max_unzipped_size)
 
         progress.line(f"  - Writing <c1>{spec.output}</>")
-        with pending_zip(entries, spec.output, source_epoch(os.environ)) as result:
-            progress.line(f"  - Writing <c1>{spec.target_dir}</>")
-            write_target_dir(entries, spec.target_dir, _unpacked(poetry, artifacts))
+        progress.line(f"  - Writing <c1>{spec.target_dir}</>")
+        unpacked = _unpacked(poetry, artifacts)
+        # Both are bound by the file system, not the CPU: write them side by side. The ZIP is
+        # renamed into place only once the target dir is complete.
+        with ThreadPoolExecutor(max_workers=1) as background:
+            target_dir = background.submit(write_target_dir, entries, spec.target_dir, unpacked)
+            try:
+                with pending_zip(entries, spec.output, source_epoch(os.environ)) as result:
+                    target_dir.result()
+            finally:
+                target_dir.cancel()
 
     handler_check = None
     if spec.handler is not None:
