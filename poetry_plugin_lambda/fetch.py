@@ -24,6 +24,7 @@ from poetry_plugin_lambda.archive_index import ArchiveIndex
 from poetry_plugin_lambda.errors import BundleError
 from poetry_plugin_lambda.errors import FetchError
 from poetry_plugin_lambda.targets import wheel_rank
+from poetry_plugin_lambda.unpacked import UnpackedWheels
 
 if TYPE_CHECKING:
     from cleo.io.io import IO
@@ -50,6 +51,8 @@ class Artifact:
     version: str
     wheel: Path
     sha256: str | None = None  # the wheel's sha256 when the lock vouches for exactly this file
+    # the wheel unpacked in Poetry's cache, with its files' fingerprints (see `unpacked`)
+    unpacked: tuple[Path, dict[str, list[int]]] | None = None
 
 
 def redact(url: str) -> str:
@@ -156,7 +159,9 @@ class Fetcher:
         self._workers = compat.max_workers(poetry.config)
         self._authenticator = compat.make_authenticator(poetry.config, io, self._workers)
         self._retries = compat.max_retries(poetry.config)
-        self._index = ArchiveIndex(compat.cache_dir(poetry.config) / "lambda-bundle" / "archives")
+        own_cache = compat.cache_dir(poetry.config) / "lambda-bundle"
+        self._index = ArchiveIndex(own_cache / "archives")
+        self._unpacked = UnpackedWheels(own_cache / "unpacked")
 
     def fetch_all(self, plan: Plan) -> list[Artifact]:
         if not plan.packages:
@@ -182,7 +187,9 @@ class Fetcher:
                 " this version of poetry-plugin-lambda cannot bundle yet."
             )
         digest = locked_sha256(package, wheel.name)
-        return Artifact(package.name, package.version.text, wheel, digest)
+        # Unpacked here, beside the download, so a cold run overlaps it with other downloads.
+        unpacked = self._unpacked.folder(wheel, digest) if digest else None
+        return Artifact(package.name, package.version.text, wheel, digest, unpacked)
 
     def _from_index(self, package: Package) -> Path:
         """The lock names the files; the target's tags pick one; the source serves it."""

@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from poetry.poetry import Poetry
 
     from poetry_plugin_lambda.assemble import Entry
-    from poetry_plugin_lambda.fetch import Artifact
     from poetry_plugin_lambda.fetch import Progress
     from poetry_plugin_lambda.spec import BundleSpec
 
@@ -74,7 +73,7 @@ def bundle(poetry: Poetry, spec: BundleSpec, io: IO, progress: Progress) -> Bund
 
         progress.line(f"  - Writing <c1>{spec.output}</>")
         progress.line(f"  - Writing <c1>{spec.target_dir}</>")
-        unpacked = _unpacked(poetry, artifacts)
+        unpacked = {a.wheel: a.unpacked for a in artifacts if a.unpacked is not None}
         # Both are bound by the file system, not the CPU: write them side by side. The ZIP is
         # renamed into place only once the target dir is complete.
         with ThreadPoolExecutor(max_workers=1) as background:
@@ -110,20 +109,6 @@ def bundle(poetry: Poetry, spec: BundleSpec, io: IO, progress: Progress) -> Bund
         bytecode_size=compiled.size if compiled else None,
         handler_check=handler_check,
     )
-
-
-def _unpacked(poetry: Poetry, artifacts: list[Artifact]) -> dict[Path, tuple[Path, dict[str, list[int]]]]:
-    """Lock-verified wheels unpacked in Poetry's cache, for the target dir to hard-link from."""
-    from poetry_plugin_lambda.unpacked import UnpackedWheels
-
-    cache = UnpackedWheels(compat.cache_dir(poetry.config) / "lambda-bundle" / "unpacked")
-    found = {}
-    for artifact in artifacts:
-        if artifact.sha256:
-            folder = cache.folder(artifact.wheel, artifact.sha256)
-            if folder is not None:
-                found[artifact.wheel] = folder
-    return found
 
 
 def _includes(spec: BundleSpec) -> list[Entry]:
