@@ -169,7 +169,10 @@ class _Sources:
 
 def _write_file(root: Path, entry: Entry, sources: _Sources) -> None:
     """Write one entry; its folder must exist (see `_make_parents`)."""
-    dest = root / entry.path
+    _write_to(root / entry.path, entry, sources)
+
+
+def _write_to(dest: Path, entry: Entry, sources: _Sources) -> None:
     with dest.open("wb") as out:
         if entry.data is not None:
             out.write(entry.data)
@@ -264,6 +267,10 @@ Unpacked = Mapping[Path, "tuple[Path, dict[str, list[int]]]"]
 
 def _link_unpacked(unpacked: Unpacked, staging: Path, entry: Entry) -> bool:
     """Hard-link a wheel member from its unpacked copy, if that copy is untouched."""
+    return _link_unpacked_to(unpacked, staging / entry.path, entry)
+
+
+def _link_unpacked_to(unpacked: Unpacked, dest: Path, entry: Entry) -> bool:
     if entry.archive is None or entry.info is None or entry.archive not in unpacked:
         return False
     folder, fingerprints = unpacked[entry.archive]
@@ -271,7 +278,7 @@ def _link_unpacked(unpacked: Unpacked, staging: Path, entry: Entry) -> bool:
     try:
         if fingerprint(source) != fingerprints.get(entry.info.filename):
             return False
-        os.link(source, staging / entry.path)
+        os.link(source, dest)
     except OSError:
         return False
     return True
@@ -292,6 +299,15 @@ def _write_target_dir(entries: Sequence[Entry], target_dir: Path, unpacked: Unpa
     _remove_stale(target_dir)
     manifest = _read_manifest(target_dir) if target_dir.is_dir() else {}
     manifest_path(target_dir).unlink(missing_ok=True)  # stale from here on until rewritten
+    if manifest:
+        try:
+            keys = _update_in_place(entries, target_dir, manifest, unpacked)
+        except OSError:
+            pass  # something unexpected is in the way: rebuild it whole, below
+        else:
+            _write_manifest(target_dir, entries, keys)
+            return
+        manifest = {}
     staging = Path(tempfile.mkdtemp(prefix=_temp_prefix(target_dir), dir=target_dir.parent))
     (staging / MARKER).write_text(MARKER_TEXT)
     try:
@@ -309,6 +325,73 @@ def _write_target_dir(entries: Sequence[Entry], target_dir: Path, unpacked: Unpa
         shutil.rmtree(staging, ignore_errors=True)
         raise
     _write_manifest(target_dir, entries, keys)
+
+
+def _update_in_place(
+    entries: Sequence[Entry], target_dir: Path, manifest: dict[str, list[Any]], unpacked: Unpacked
+) -> dict[str, str]:
+    """Bring our previous target dir up to date file by file.
+
+    A re-bundle after a source change then touches a few files instead of thousands. Every new
+    or changed file is first written beside its place under a temporary name; only when all are
+    written are they renamed into place and the files the bundle no longer holds removed (quick
+    metadata operations). A failure while writing leaves the folder as it was; a kill during the
+    renames leaves no manifest, so the next run rebuilds the folder whole.
+    """
+    wanted = {e.path for e in entries}
+    _make_parents(target_dir, entries)
+    keys: dict[str, str] = {}
+    pending: list[tuple[Path, Path]] = []
+    sources = _Sources()
+    try:
+        for entry in entries:
+            key = keys[entry.path] = entry_key(entry)
+            previous = manifest.get(entry.path)
+            dest = target_dir / entry.path
+            if previous and previous[:2] == [key, entry.executable] and _unchanged(dest, previous):
+                continue
+            temp = dest.with_name(f".{dest.name}.lambda-bundle-part")
+            temp.unlink(missing_ok=True)
+            pending.append((temp, dest))
+            if not _link_unpacked_to(unpacked, temp, entry):
+                _write_to(temp, entry, sources)
+    except BaseException:
+        for temp, _ in pending:
+            temp.unlink(missing_ok=True)
+        _remove_empty_folders(target_dir)
+        raise
+    finally:
+        sources.close()
+    for temp, dest in pending:
+        os.replace(temp, dest)
+    for folder, dirs, files in os.walk(target_dir):
+        rel = os.path.relpath(folder, target_dir).replace(os.sep, "/")
+        prefix = "" if rel == "." else rel + "/"
+        for name in files:
+            if prefix + name not in wanted and prefix + name != MARKER:
+                os.unlink(os.path.join(folder, name))
+        for name in dirs:
+            if os.path.islink(os.path.join(folder, name)):
+                os.unlink(os.path.join(folder, name))
+    _remove_empty_folders(target_dir)
+    return keys
+
+
+def _unchanged(path: Path, previous: list[Any]) -> bool:
+    try:
+        return _target_fingerprint(path) == previous[2:]
+    except FileNotFoundError:
+        return False
+
+
+def _remove_empty_folders(root: Path) -> None:
+    """Folders left empty by removed packages, deepest first."""
+    for folder, _, _ in os.walk(root, topdown=False):
+        if folder != str(root):
+            try:
+                os.rmdir(folder)
+            except OSError:
+                pass  # not empty
 
 
 def _fill_staging(
