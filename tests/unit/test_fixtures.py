@@ -52,19 +52,7 @@ OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 # local fixtures ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def poetry_cache(tmp_path: Path) -> Path:
-    """A per-test POETRY_CACHE_DIR."""
-    path = tmp_path / "poetry-cache"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def index(tmp_path: Path) -> Iterator[LoopbackIndex]:
-    """A running loopback index over an empty folder."""
-    with LoopbackIndex(tmp_path / "index") as idx:
-        yield idx
+# `poetry_cache` and `loopback_index` come from tests/conftest.py.
 
 
 def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
@@ -256,18 +244,18 @@ def test_sdist_layout_and_reproducibility(tmp_path: Path) -> None:
 # index -------------------------------------------------------------------------------------
 
 
-def test_index_lists_and_serves(index: LoopbackIndex, tmp_path: Path) -> None:
-    wheel = index.add(build_wheel(tmp_path / "dist", "Alpha", "1.0", requires_python=">=3.8"))
-    sdist = index.add(build_sdist(tmp_path / "dist", "alpha", "1.0"))
-    index.add(build_wheel(tmp_path / "dist", "beta_pkg", "1.0"))
-    assert index.url.startswith("http://127.0.0.1:") and index.url.endswith("/simple/")
+def test_index_lists_and_serves(loopback_index: LoopbackIndex, tmp_path: Path) -> None:
+    wheel = loopback_index.add(build_wheel(tmp_path / "dist", "Alpha", "1.0", requires_python=">=3.8"))
+    sdist = loopback_index.add(build_sdist(tmp_path / "dist", "alpha", "1.0"))
+    loopback_index.add(build_wheel(tmp_path / "dist", "beta_pkg", "1.0"))
+    assert loopback_index.url.startswith("http://127.0.0.1:") and loopback_index.url.endswith("/simple/")
 
-    status, _, body = fetch(index.url)
+    status, _, body = fetch(loopback_index.url)
     assert status == 200
     assert '<a href="alpha/">' in body.decode() and '<a href="beta-pkg/">' in body.decode()
 
     for spelling in ("alpha/", "Alpha", "ALPHA/"):
-        status, headers, body = fetch(index.url + spelling)
+        status, headers, body = fetch(loopback_index.url + spelling)
         assert status == 200, spelling
         assert headers["Content-Type"].startswith("text/html")
     page = body.decode()
@@ -280,34 +268,34 @@ def test_index_lists_and_serves(index: LoopbackIndex, tmp_path: Path) -> None:
     assert f'<a href="/files/{sdist.name}#sha256={sdist_sha}">{sdist.name}</a>' in page
     assert "beta" not in page
 
-    status, _, _ = fetch(index.url + "beta.pkg/")  # non-normalized spelling, no redirect
+    status, _, _ = fetch(loopback_index.url + "beta.pkg/")  # non-normalized spelling, no redirect
     assert status == 200
 
-    status, headers, body = fetch(f"{origin(index)}/files/{wheel.name}")
+    status, headers, body = fetch(f"{origin(loopback_index)}/files/{wheel.name}")
     assert status == 200
     assert body == wheel.read_bytes()
     assert headers["Content-Length"] == str(len(body))
     assert headers["Content-Type"] == "application/octet-stream"
 
-    assert fetch(index.url + "unknown/")[0] == 404
-    assert fetch(f"{origin(index)}/files/nope-1.0-py3-none-any.whl")[0] == 404
-    assert fetch(f"{origin(index)}/files/..%2F..%2Fetc%2Fpasswd")[0] == 404
+    assert fetch(loopback_index.url + "unknown/")[0] == 404
+    assert fetch(f"{origin(loopback_index)}/files/nope-1.0-py3-none-any.whl")[0] == 404
+    assert fetch(f"{origin(loopback_index)}/files/..%2F..%2Fetc%2Fpasswd")[0] == 404
 
     # files added while running show up at once
-    index.add(build_wheel(tmp_path / "dist", "late", "0.1"))
-    assert fetch(index.url + "late/")[0] == 200
+    loopback_index.add(build_wheel(tmp_path / "dist", "late", "0.1"))
+    assert fetch(loopback_index.url + "late/")[0] == 200
 
 
-def test_index_records_requests_and_injects_failures(index: LoopbackIndex) -> None:
-    build_wheel(index.root, "alpha", "1.0")
-    index.fail_next(503, count=2)
-    assert fetch(index.url + "alpha/")[0] == 503
-    assert fetch(index.url + "alpha/")[0] == 503
-    assert fetch(index.url + "alpha/")[0] == 200
-    index.fail_next(500)
-    assert fetch(index.url)[0] == 500
-    assert fetch(index.url)[0] == 200
-    assert index.requests == ["/simple/alpha/"] * 3 + ["/simple/"] * 2
+def test_index_records_requests_and_injects_failures(loopback_index: LoopbackIndex) -> None:
+    build_wheel(loopback_index.root, "alpha", "1.0")
+    loopback_index.fail_next(503, count=2)
+    assert fetch(loopback_index.url + "alpha/")[0] == 503
+    assert fetch(loopback_index.url + "alpha/")[0] == 503
+    assert fetch(loopback_index.url + "alpha/")[0] == 200
+    loopback_index.fail_next(500)
+    assert fetch(loopback_index.url)[0] == 500
+    assert fetch(loopback_index.url)[0] == 200
+    assert loopback_index.requests == ["/simple/alpha/"] * 3 + ["/simple/"] * 2
 
 
 def test_index_basic_auth(tmp_path: Path) -> None:
@@ -385,16 +373,16 @@ def test_poetry_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_poetry_locks_against_loopback_index(
-    index: LoopbackIndex, tmp_path: Path, poetry_cache: Path
+    loopback_index: LoopbackIndex, tmp_path: Path, poetry_cache: Path
 ) -> None:
     dist = tmp_path / "dist"
-    alpha = index.add(
+    alpha = loopback_index.add(
         build_wheel(dist, "alpha", "1.0", requires=["beta>=1"], requires_python=">=3.8")
     )
-    beta_1 = index.add(build_wheel(dist, "beta", "1.0"))
-    beta_2 = index.add(build_wheel(dist, "beta", "2.0"))
+    beta_1 = loopback_index.add(build_wheel(dist, "beta", "1.0"))
+    beta_2 = loopback_index.add(build_wheel(dist, "beta", "2.0"))
     project = write_project(
-        tmp_path / "app", "app", dependencies={"alpha": "*"}, index_url=index.url
+        tmp_path / "app", "app", dependencies={"alpha": "*"}, index_url=loopback_index.url
     )
 
     poetry_lock(project, poetry_cache)
@@ -409,8 +397,8 @@ def test_poetry_locks_against_loopback_index(
     assert packages["alpha"]["files"] == files(alpha)
     assert packages["beta"]["files"] == files(beta_2)
     assert beta_1.name not in (project / "poetry.lock").read_text()
-    assert packages["alpha"]["source"]["url"] == index.url.rstrip("/")
-    assert "/simple/alpha/" in index.requests and "/simple/beta/" in index.requests
+    assert packages["alpha"]["source"]["url"] == loopback_index.url.rstrip("/")
+    assert "/simple/alpha/" in loopback_index.requests and "/simple/beta/" in loopback_index.requests
     assert any(poetry_cache.iterdir())  # Poetry used the per-test cache
 
 
