@@ -352,3 +352,13 @@ def test_target_dir_stays_exact_across_incremental_runs(world, service: Path) ->
     fourth = bundle(service, world["cache"], "--runtime", "python3.11", "--format", "json")
     assert dir_files(target) == zip_files(Path(fourth.report["zip"]))
     assert not (target / "boto3").exists()
+
+
+def test_same_bytes_from_another_checkout_path(world, service: Path, tmp_path: Path) -> None:
+    first = bundle(service, world["cache"], "--runtime", "python3.11", "--with", "dev", "--format", "json")
+    assert first.returncode == 0, first.stderr
+    elsewhere = tmp_path / "another" / "checkout"
+    shutil.copytree(service.parent, elsewhere, ignore=shutil.ignore_patterns("dist", "build"))
+    second = bundle(elsewhere / "service", world["cache"], "--runtime", "python3.11", "--with", "dev", "--format", "json")
+    assert second.returncode == 0, second.stderr
+    assert first.report["sha256"] == second.report["sha256"]  # no path of the checkout in any byte
