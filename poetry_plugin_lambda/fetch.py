@@ -7,7 +7,6 @@ before anything reads them. Downloads run in parallel (`installer.max-workers`).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,6 +22,11 @@ from poetry_plugin_lambda import compat
 from poetry_plugin_lambda.archive_index import ArchiveIndex
 from poetry_plugin_lambda.errors import BundleError
 from poetry_plugin_lambda.errors import FetchError
+from poetry_plugin_lambda.locked_files import choose_locked_file
+from poetry_plugin_lambda.locked_files import locked_sha256
+from poetry_plugin_lambda.locked_files import matches_lock
+from poetry_plugin_lambda.locked_files import no_wheel_error
+from poetry_plugin_lambda.locked_files import verify_hash
 from poetry_plugin_lambda.targets import wheel_rank
 from poetry_plugin_lambda.unpacked import UnpackedWheels
 
@@ -34,9 +38,6 @@ if TYPE_CHECKING:
 
     from poetry_plugin_lambda.plan import Plan
     from poetry_plugin_lambda.targets import Target
-
-
-SDIST_SUFFIXES = (".tar.gz", ".zip", ".tar.bz2", ".tgz")
 
 
 class Progress(Protocol):
@@ -62,87 +63,6 @@ def redact(url: str) -> str:
     if parts.port:
         netloc += f":{parts.port}"
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-def verify_hash(archive: Path, package: Package, lock_name: str | None = None) -> None:
-    """The archive's hash must be one poetry.lock recorded for that file name."""
-    name = lock_name or archive.name
-    known = [f["hash"] for f in package.files if f.get("file") == name]
-    label = f"{package.pretty_name} {package.pretty_version}"
-    if not known:
-        raise FetchError(
-            f"poetry.lock records no hash for {name} ({label}), so it cannot be verified."
-            " Run `poetry lock` to record it."
-        )
-    by_type: dict[str, set[str]] = {}
-    for entry in known:
-        kind, _, value = entry.partition(":")
-        by_type.setdefault(kind, set()).add(value)
-    kind = "sha256" if "sha256" in by_type else sorted(by_type)[0]
-    if kind not in hashlib.algorithms_available:
-        raise FetchError(f"poetry.lock records only {kind} hashes for {name}; cannot verify it.")
-    actual = compat.file_hash(archive, kind)
-    if actual not in by_type[kind]:
-        expected = ", ".join(f"{kind}:{v}" for v in sorted(by_type[kind]))
-        raise FetchError(
-            f"Hash mismatch for {label}: {archive} has {kind}:{actual}, but poetry.lock expects"
-            f" {expected}. The file changed after locking or the cache is corrupt: delete"
-            f" {archive} (if it is a cached download) or run `poetry lock`."
-        )
-
-
-def locked_sha256(package: Package, filename: str) -> str | None:
-    """The sha256 the lock records for `filename`, if any."""
-    for entry in package.files:
-        if entry.get("file") == filename and str(entry.get("hash", "")).startswith("sha256:"):
-            return str(entry["hash"]).split(":", 1)[1]
-    return None
-
-
-def _matches_lock(archive: Path, package: Package) -> bool:
-    try:
-        verify_hash(archive, package)
-    except FetchError:
-        return False
-    return True
-
-
-def _wheel_tags(package: Package) -> list[str]:
-    tags = []
-    for f in package.files:
-        name = f.get("file", "")
-        if name.endswith(".whl"):
-            try:
-                tags.extend(str(t) for t in parse_wheel_filename(name)[3])
-            except ValueError:
-                continue
-    return sorted(set(tags))
-
-
-def choose_locked_file(package: Package, target: Target) -> str:
-    """The locked wheel with the target's best tag (the order of `packaging.tags`)."""
-    ranked = []
-    for entry in package.files:
-        name = entry.get("file", "")
-        rank = wheel_rank(name, target) if name.endswith(".whl") else None
-        if rank is not None:
-            ranked.append((rank, name))
-    if ranked:
-        return min(ranked)[1]
-    sdists = sorted(f["file"] for f in package.files if f.get("file", "").endswith(SDIST_SUFFIXES))
-    if sdists:
-        return sdists[0]
-    raise _no_wheel_error(package, target, "and no source archive to build")
-
-
-def _no_wheel_error(package: Package, target: Target, cause: str) -> FetchError:
-    tags = _wheel_tags(package)
-    shown = ", ".join(tags[:12]) + (" …" if len(tags) > 12 else "") if tags else "none"
-    return FetchError(
-        f"No wheel of {package.pretty_name} {package.pretty_version} fits {target.describe()}"
-        f" ({cause}). Wheel tags in the lock: {shown}. Pin a version that publishes wheels for"
-        " this target, or choose another runtime or architecture."
-    )
 
 
 class Fetcher:
@@ -197,7 +117,7 @@ class Fetcher:
         filename = choose_locked_file(package, self._target)
         digest = locked_sha256(package, filename)
         known = self._index.lookup(digest) if digest else None
-        if known is not None and known.name == filename and _matches_lock(known, package):
+        if known is not None and known.name == filename and matches_lock(known, package):
             return known if filename.endswith(".whl") else self._build_sdist(package, known)
         try:
             links = compat.find_links(self._poetry.pool, package)
@@ -282,7 +202,7 @@ class Fetcher:
             verify_hash(cached, package)
         if cached.name.endswith(".whl"):
             if wheel_rank(cached.name, self._target) is None:
-                raise _no_wheel_error(package, self._target, f"{cached.name} is for another platform")
+                raise no_wheel_error(package, self._target, f"{cached.name} is for another platform")
             return cached
         return self._build_sdist(package, cached)
 
@@ -323,7 +243,7 @@ class Fetcher:
         verify_hash(path, package)
         if path.suffix == ".whl":
             if wheel_rank(path.name, self._target) is None:
-                raise _no_wheel_error(package, self._target, f"{path.name} is for another platform")
+                raise no_wheel_error(package, self._target, f"{path.name} is for another platform")
             return path
         return self._build(package, path)
 
@@ -343,7 +263,7 @@ class Fetcher:
         except Exception as error:
             raise FetchError(f"Building {label} from {source} failed: {_first_line(error)}") from None
         if not is_pure(wheel) or wheel_rank(wheel.name, self._target) is None:
-            raise _no_wheel_error(
+            raise no_wheel_error(
                 package,
                 self._target,
                 f"building {source.name} gave {wheel.name}, a wheel for this machine, not a"

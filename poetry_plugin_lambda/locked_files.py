@@ -1,0 +1,106 @@
+"""What poetry.lock says about a package's files: which one fits the target, and its hash.
+
+The lock is the authority: the target's tags choose among the files it lists, and every archive
+is checked against the hash it records before anything reads it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING
+
+from packaging.utils import parse_wheel_filename
+
+from poetry_plugin_lambda import compat
+from poetry_plugin_lambda.errors import FetchError
+from poetry_plugin_lambda.targets import wheel_rank
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from poetry.core.packages.package import Package
+
+    from poetry_plugin_lambda.targets import Target
+
+SDIST_SUFFIXES = (".tar.gz", ".zip", ".tar.bz2", ".tgz")
+
+
+def verify_hash(archive: Path, package: Package, lock_name: str | None = None) -> None:
+    """The archive's hash must be one poetry.lock recorded for that file name."""
+    name = lock_name or archive.name
+    known = [f["hash"] for f in package.files if f.get("file") == name]
+    label = f"{package.pretty_name} {package.pretty_version}"
+    if not known:
+        raise FetchError(
+            f"poetry.lock records no hash for {name} ({label}), so it cannot be verified."
+            " Run `poetry lock` to record it."
+        )
+    by_type: dict[str, set[str]] = {}
+    for entry in known:
+        kind, _, value = entry.partition(":")
+        by_type.setdefault(kind, set()).add(value)
+    kind = "sha256" if "sha256" in by_type else sorted(by_type)[0]
+    if kind not in hashlib.algorithms_available:
+        raise FetchError(f"poetry.lock records only {kind} hashes for {name}; cannot verify it.")
+    actual = compat.file_hash(archive, kind)
+    if actual not in by_type[kind]:
+        expected = ", ".join(f"{kind}:{v}" for v in sorted(by_type[kind]))
+        raise FetchError(
+            f"Hash mismatch for {label}: {archive} has {kind}:{actual}, but poetry.lock expects"
+            f" {expected}. The file changed after locking or the cache is corrupt: delete"
+            f" {archive} (if it is a cached download) or run `poetry lock`."
+        )
+
+
+def locked_sha256(package: Package, filename: str) -> str | None:
+    """The sha256 the lock records for `filename`, if any."""
+    for entry in package.files:
+        if entry.get("file") == filename and str(entry.get("hash", "")).startswith("sha256:"):
+            return str(entry["hash"]).split(":", 1)[1]
+    return None
+
+
+def matches_lock(archive: Path, package: Package) -> bool:
+    try:
+        verify_hash(archive, package)
+    except FetchError:
+        return False
+    return True
+
+
+def wheel_tags(package: Package) -> list[str]:
+    tags = []
+    for f in package.files:
+        name = f.get("file", "")
+        if name.endswith(".whl"):
+            try:
+                tags.extend(str(t) for t in parse_wheel_filename(name)[3])
+            except ValueError:
+                continue
+    return sorted(set(tags))
+
+
+def choose_locked_file(package: Package, target: Target) -> str:
+    """The locked wheel with the target's best tag (the order of `packaging.tags`)."""
+    ranked = []
+    for entry in package.files:
+        name = entry.get("file", "")
+        rank = wheel_rank(name, target) if name.endswith(".whl") else None
+        if rank is not None:
+            ranked.append((rank, name))
+    if ranked:
+        return min(ranked)[1]
+    sdists = sorted(f["file"] for f in package.files if f.get("file", "").endswith(SDIST_SUFFIXES))
+    if sdists:
+        return sdists[0]
+    raise no_wheel_error(package, target, "and no source archive to build")
+
+
+def no_wheel_error(package: Package, target: Target, cause: str) -> FetchError:
+    tags = wheel_tags(package)
+    shown = ", ".join(tags[:12]) + (" …" if len(tags) > 12 else "") if tags else "none"
+    return FetchError(
+        f"No wheel of {package.pretty_name} {package.pretty_version} fits {target.describe()}"
+        f" ({cause}). Wheel tags in the lock: {shown}. Pin a version that publishes wheels for"
+        " this target, or choose another runtime or architecture."
+    )
