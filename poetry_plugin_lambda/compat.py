@@ -51,45 +51,43 @@ def packages_from_lock(
     env: Env,
     groups: Collection[NormalizedName],
     extras: Collection[NormalizedName],
+    locked: list[Package],
 ) -> list[Package]:
     """The locked packages the target needs, exactly as `poetry install` would select them.
 
-    Lock 2.1 files are walked with their recorded markers; older ones (Poetry 1.8) are resolved
-    again, but only against the packages in the lock (what `poetry install` does too): the index
-    is never consulted.
+    `locked` is every package of the lock (`poetry.locker.locked_repository().packages`, read
+    once by the caller). Lock 2.1 files are walked with their recorded markers; older ones
+    (Poetry 1.8) are resolved again, but only against the packages in the lock (what
+    `poetry install` does too): the index is never consulted.
     """
     from poetry.puzzle.transaction import Transaction
 
-    locker = poetry.locker
-    locked_repository = locker.locked_repository()
     if lock_file_version_supports_markers(poetry):
         transaction = Transaction(
-            locked_repository.packages,
-            locker.locked_packages(),
+            locked,
+            poetry.locker.locked_packages(),
             [],
             poetry.package,
             env.marker_env,
             set(groups),
         )
     else:
-        transaction = _resolve_from_lock_only(poetry, env, groups, extras, locked_repository)
+        transaction = _resolve_from_lock_only(poetry, env, groups, extras, locked)
     operations = transaction.calculate_operations(with_uninstalls=False, extras=set(extras))
     return [op.package for op in operations if op.job_type == "install" and not op.skipped]
 
 
 def _resolve_from_lock_only(
     poetry: Poetry, env: Env, groups: Collection[NormalizedName], extras: Collection[NormalizedName],
-    locked_repository: Any,
+    locked: list[Package],
 ) -> Any:
     from cleo.io.null_io import NullIO
     from poetry.puzzle.solver import Solver
     from poetry.repositories import RepositoryPool
 
     root = poetry.package.with_dependency_groups(list(groups), only=True)
-    pool = RepositoryPool.from_packages(locked_repository.packages, poetry.config)
-    solver = Solver(
-        root, pool, [], locked_repository.packages, NullIO(), active_root_extras=list(extras)
-    )
+    pool = RepositoryPool.from_packages(locked, poetry.config)
+    solver = Solver(root, pool, [], locked, NullIO(), active_root_extras=list(extras))
     solver.provider.load_deferred(False)
     with solver.use_environment(env):
         return solver.solve()

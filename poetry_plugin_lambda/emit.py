@@ -244,33 +244,12 @@ def _read_manifest(target_dir: Path) -> dict[str, list[Any]]:
     return files if isinstance(files, dict) else {}
 
 
-def _reuse(old_root: Path, new_root: Path, entry: Entry, key: str, previous: list[Any] | None) -> bool:
-    """Hard-link an unchanged file from the previous target dir instead of writing it again.
-
-    Its folder already exists in `new_root`.
-    """
-    if not previous or previous[:2] != [key, entry.executable]:
-        return False
-    old = old_root / entry.path
-    try:
-        if _target_fingerprint(old) != previous[2:]:
-            return False  # touched since we wrote it: write it afresh
-        os.link(old, new_root / entry.path)
-    except OSError:
-        return False
-    return True
-
-
 # archive -> (its unpacked folder, {member name: fingerprint}) to hard-link wheel members from
 Unpacked = Mapping[Path, "tuple[Path, dict[str, list[int]]]"]
 
 
-def _link_unpacked(unpacked: Unpacked, staging: Path, entry: Entry) -> bool:
-    """Hard-link a wheel member from its unpacked copy, if that copy is untouched."""
-    return _link_unpacked_to(unpacked, staging / entry.path, entry)
-
-
-def _link_unpacked_to(unpacked: Unpacked, dest: Path, entry: Entry) -> bool:
+def _link_unpacked(unpacked: Unpacked, dest: Path, entry: Entry) -> bool:
+    """Hard-link a wheel member from its unpacked copy at `dest`, if that copy is untouched."""
     if entry.archive is None or entry.info is None or entry.archive not in unpacked:
         return False
     folder, fingerprints = unpacked[entry.archive]
@@ -285,11 +264,11 @@ def _link_unpacked_to(unpacked: Unpacked, dest: Path, entry: Entry) -> bool:
 
 
 def write_target_dir(entries: Sequence[Entry], target_dir: Path, unpacked: Unpacked | None = None) -> None:
-    """Replace `target_dir` with exactly `entries` (plus our marker), atomically.
+    """Make `target_dir` hold exactly `entries` (plus our marker).
 
-    Files are hard-linked rather than written where possible: from the previous run's target
-    dir when unchanged (per the manifest), or from unpacked wheels in the cache. A file edited
-    in either place is never linked; it is written afresh from its wheel.
+    Our previous target dir is updated in place from its manifest; any other is built beside
+    its place and swapped in. Wheel members are hard-linked from their unpacked copies in the
+    cache where possible; a copy edited since it was unpacked is never linked.
     """
     _guard_io(target_dir, lambda: _write_target_dir(entries, target_dir, unpacked or {}))
 
@@ -307,12 +286,11 @@ def _write_target_dir(entries: Sequence[Entry], target_dir: Path, unpacked: Unpa
         else:
             _write_manifest(target_dir, entries, keys)
             return
-        manifest = {}
     staging = Path(tempfile.mkdtemp(prefix=_temp_prefix(target_dir), dir=target_dir.parent))
     (staging / MARKER).write_text(MARKER_TEXT)
     try:
         with _held(staging):
-            keys = _fill_staging(entries, staging, target_dir, manifest, unpacked)
+            keys = _fill_staging(entries, staging, unpacked)
             staging.chmod(0o755)
             old = None
             if target_dir.exists():
@@ -353,7 +331,7 @@ def _update_in_place(
             temp = dest.with_name(f".{dest.name}.lambda-bundle-part")
             temp.unlink(missing_ok=True)
             pending.append((temp, dest))
-            if not _link_unpacked_to(unpacked, temp, entry):
+            if not _link_unpacked(unpacked, temp, entry):
                 _write_to(temp, entry, sources)
     except BaseException:
         for temp, _ in pending:
@@ -394,14 +372,8 @@ def _remove_empty_folders(root: Path) -> None:
                 pass  # not empty
 
 
-def _fill_staging(
-    entries: Sequence[Entry],
-    staging: Path,
-    previous: Path,
-    manifest: dict[str, list[Any]],
-    unpacked: Unpacked,
-) -> dict[str, str]:
-    """Write (or hard-link from the previous run) every entry, one thread per source archive.
+def _fill_staging(entries: Sequence[Entry], staging: Path, unpacked: Unpacked) -> dict[str, str]:
+    """Write (or hard-link from the unpacked cache) every entry, one thread per source archive.
 
     Creating thousands of small files is bound by the file system, not the CPU; a few threads
     keep it busy (zlib and file I/O release the GIL). Each thread opens its own archives.
@@ -416,12 +388,9 @@ def _fill_staging(
         keys = {}
         try:
             for entry in group:
-                key = keys[entry.path] = entry_key(entry)
-                if _reuse(previous, staging, entry, key, manifest.get(entry.path)):
-                    continue
-                if _link_unpacked(unpacked, staging, entry):
-                    continue
-                _write_file(staging, entry, sources)
+                keys[entry.path] = entry_key(entry)
+                if not _link_unpacked(unpacked, staging / entry.path, entry):
+                    _write_file(staging, entry, sources)
         finally:
             sources.close()
         return keys

@@ -55,7 +55,7 @@ def bundle(poetry: Poetry, spec: BundleSpec, io: IO, progress: Progress) -> Bund
         scratch = Path(tmp)
         artifacts = Fetcher(poetry, env, target, io, progress, scratch).fetch_all(plan)
         wheels = [a.wheel for a in artifacts]
-        if spec.includes_project and spec.package_mode:
+        if spec.builds_project:
             progress.line(f"  - Building <c1>{spec.project.name} ({spec.project.version})</>")
             wheels.append(compat.build_project_wheel(poetry, scratch))
 
@@ -90,7 +90,7 @@ def bundle(poetry: Poetry, spec: BundleSpec, io: IO, progress: Progress) -> Bund
         handler_check = _check_handler(poetry, spec)
 
     packages = [(a.name, a.version) for a in artifacts]
-    if spec.includes_project and spec.package_mode:
+    if spec.builds_project:
         packages.append((spec.project.name, spec.project.version))
     return BundleReport(
         zip=result.path,

@@ -61,10 +61,9 @@ def make_plan(poetry: Poetry, spec: BundleSpec, env: Env) -> Plan:
     """
     if not spec.includes_dependencies:
         return Plan(())
+    locked = poetry.locker.locked_repository().packages  # parsed once, used twice below
     try:
-        packages = compat.packages_from_lock(poetry, env, spec.groups, spec.extras)
-    except LockError:
-        raise
+        packages = compat.packages_from_lock(poetry, env, spec.groups, spec.extras, locked)
     except Exception as error:  # the solver's own error types differ between Poetry versions
         raise LockError(
             f"poetry.lock cannot satisfy the project for {spec.target.describe()}: {error}"
@@ -76,7 +75,6 @@ def make_plan(poetry: Poetry, spec: BundleSpec, env: Env) -> Plan:
         return Plan(tuple(packages))
     roots = _root_names(poetry, spec, env)
     # The walk above does not carry each package's requirements; the lock's own packages do.
-    locked = poetry.locker.locked_repository().packages
     requires = {(p.name, p.version): p.requires for p in locked}
     return apply_exclusions(
         packages, roots, spec.exclude, env.marker_env, requires, frozenset(p.name for p in locked)

@@ -14,6 +14,7 @@ from typing import Any
 
 from cleo.formatters.formatter import Formatter
 
+from poetry_plugin_lambda.assemble import unzipped_size
 from poetry_plugin_lambda.errors import BundleError
 
 if TYPE_CHECKING:
@@ -134,7 +135,7 @@ def render_text(report: BundleReport) -> list[str]:
 
 def check_unzipped_size(entries: Sequence[Entry], limit: int) -> None:
     """Refuse, before writing anything, a bundle Lambda would refuse at deploy time."""
-    total = sum(e.size for e in entries)
+    total = unzipped_size(entries)
     if total <= limit:
         return
     largest = ", ".join(f"{owner} ({human_size(size)})" for owner, size in largest_packages(entries, 5))

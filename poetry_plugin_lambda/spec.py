@@ -82,6 +82,11 @@ class BundleSpec:
         return self.layout in ("bundle", "code")
 
     @property
+    def builds_project(self) -> bool:
+        """The project's own wheel goes in (a package, in a layout that holds code)."""
+        return self.includes_project and self.package_mode
+
+    @property
     def includes_dependencies(self) -> bool:
         return self.layout in ("bundle", "layer")
 
