@@ -8,9 +8,9 @@ against the lock's hash before use, so a stale or tampered entry is simply ignor
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
+
+from poetry_plugin_lambda.atomic import write_atomic
 
 
 class ArchiveIndex:
@@ -30,12 +30,7 @@ class ArchiveIndex:
 
     def record(self, digest: str, archive: Path) -> None:
         """Remember `archive` for `digest`; best effort (a read-only cache only costs speed)."""
-        entry = self._entry(digest)
         try:
-            entry.parent.mkdir(parents=True, exist_ok=True)
-            fd, temp = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-")
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(str(archive.resolve()))
-            os.replace(temp, entry)
+            write_atomic(self._entry(digest), str(archive.resolve()).encode("utf-8"))
         except OSError:
             return

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from poetry_plugin_lambda.assemble import Entry
-from poetry_plugin_lambda.emit import materialize
+from poetry_plugin_lambda.sources import Archives
 from poetry_plugin_lambda.errors import BundleError
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ def compile_bytecode(
     sources = [e for e in entries if e.path.endswith(".py")]
     root = scratch / "bytecode"
     root.mkdir(parents=True, exist_ok=True)
-    materialize(sources, root)
+    _write_sources(sources, root)
     owners = {str(root / e.path): e.owner for e in sources}
     items = [[str(root / e.path), runtime_path(e.path, layer)] for e in sources]
     script = scratch / "compile_bytecode.py"
@@ -98,3 +98,12 @@ def compile_bytecode(
             path=pyc.relative_to(root).as_posix(), owner=owners[source], size=pyc.stat().st_size, file=pyc,
         ))
     return Compiled(tuple(made), tuple(warnings))
+
+
+def _write_sources(entries: Sequence[Entry], root: Path) -> None:
+    """The sources to compile, as files the compiler can read."""
+    with Archives() as archives:
+        for entry in entries:
+            dest = root / entry.path
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(archives.read(entry))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
@@ -134,9 +135,23 @@ class LambdaBundleCommand(Command):
         except BundleError as error:
             self._error(Formatter.escape(str(error)))
             return error.exit_code
+        except OSError as error:  # a refusal no stage foresaw: still say which path, and what to do
+            from poetry_plugin_lambda.errors import os_error
+
+            self._error(Formatter.escape(str(os_error(error, "bundle the project"))))
+            return 1
         except KeyboardInterrupt:
-            self._error("Interrupted: no partial ZIP was left at the output.")
+            self._error("Interrupted: the previous ZIP and target dir were left as they were.")
             return 130
+        except Exception as error:  # a bug of ours: one line (even with -q), the traceback with -v
+            if self.io.is_verbose():
+                raise
+            self._error(Formatter.escape(
+                f"poetry lambda-bundle failed unexpectedly ({type(error).__name__}: {error})."
+                " The previous outputs were left as they were. Run again with -vvv to see where,"
+                " and please report it."
+            ))
+            return 1
         if fmt == "json":
             from cleo.io.outputs.output import Verbosity
 
@@ -165,6 +180,6 @@ class LambdaBundleCommand(Command):
 
         poetry = self.poetry
         table = poetry.pyproject.data.get("tool", {}).get(CONFIG_TABLE.split(".", 1)[1])
-        spec = build_spec(table, self._cli_values(), project_facts(poetry), Path.cwd())
+        spec = build_spec(table, self._cli_values(), project_facts(poetry), Path.cwd(), os.environ)
         progress = _Progress(self.io, to_stderr=spec.format == "json")
         return bundle(poetry, spec, self.io, progress)

@@ -8,6 +8,7 @@ before anything reads them. Downloads run in parallel (`installer.max-workers`).
 from __future__ import annotations
 
 import os
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from packaging.utils import parse_wheel_filename
 
 from poetry_plugin_lambda import compat
 from poetry_plugin_lambda.archive_index import ArchiveIndex
+from poetry_plugin_lambda.atomic import copy_atomic
 from poetry_plugin_lambda.errors import BundleError
 from poetry_plugin_lambda.errors import FetchError
 from poetry_plugin_lambda.locked_files import choose_locked_file
@@ -28,7 +30,6 @@ from poetry_plugin_lambda.locked_files import matches_lock
 from poetry_plugin_lambda.locked_files import no_wheel_error
 from poetry_plugin_lambda.locked_files import verify_hash
 from poetry_plugin_lambda.targets import wheel_rank
-from poetry_plugin_lambda.unpacked import UnpackedWheels
 
 if TYPE_CHECKING:
     from cleo.io.io import IO
@@ -52,8 +53,6 @@ class Artifact:
     version: str
     wheel: Path
     sha256: str | None = None  # the wheel's sha256 when the lock vouches for exactly this file
-    # the wheel unpacked in Poetry's cache, with its files' fingerprints (see `unpacked`)
-    unpacked: tuple[Path, dict[str, list[int]]] | None = None
 
 
 def redact(url: str) -> str:
@@ -81,7 +80,9 @@ class Fetcher:
         self._retries = compat.max_retries(poetry.config)
         own_cache = compat.cache_dir(poetry.config) / "lambda-bundle"
         self._index = ArchiveIndex(own_cache / "archives")
-        self._unpacked = UnpackedWheels(own_cache / "unpacked")
+        legacy = own_cache / "unpacked"  # version 0.1 unpacked wheels here; nothing reads them now
+        if legacy.is_dir():
+            shutil.rmtree(legacy, ignore_errors=True)
 
     def fetch_all(self, plan: Plan) -> list[Artifact]:
         if not plan.packages:
@@ -107,9 +108,7 @@ class Fetcher:
                 " this version of poetry-plugin-lambda cannot bundle yet."
             )
         digest = locked_sha256(package, wheel.name)
-        # Unpacked here, beside the download, so a cold run overlaps it with other downloads.
-        unpacked = self._unpacked.folder(wheel, digest) if digest else None
-        return Artifact(package.name, package.version.text, wheel, digest, unpacked)
+        return Artifact(package.name, package.version.text, wheel, digest)
 
     def _from_index(self, package: Package) -> Path:
         """The lock names the files; the target's tags pick one; the source serves it."""
@@ -181,7 +180,7 @@ class Fetcher:
         try:
             cache.mkdir(parents=True, exist_ok=True)
             final = cache / wheel.name
-            _copy_atomic(wheel, final)
+            copy_atomic(wheel, final)
             return final
         except OSError:
             return wheel
@@ -214,7 +213,7 @@ class Fetcher:
         wheel = self._build(package, sdist)
         final = sdist.parent / wheel.name
         try:
-            _copy_atomic(wheel, final)  # cached beside the sdist, as Poetry caches its own builds
+            copy_atomic(wheel, final)  # cached beside the sdist, as Poetry caches its own builds
         except OSError:
             return wheel  # a read-only cache only costs a rebuild next time
         return final
@@ -270,21 +269,6 @@ class Fetcher:
                 " pure-Python one",
             )
         return wheel
-
-
-def _copy_atomic(source: Path, final: Path) -> None:
-    """Copy into the cache under a temporary name, then rename: readers never see half a file."""
-    import shutil
-    import tempfile
-
-    fd, temp = tempfile.mkstemp(dir=final.parent, prefix=".tmp-", suffix=".part")
-    os.close(fd)
-    try:
-        shutil.copyfile(source, temp)
-        os.replace(temp, final)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 def is_pure(wheel: Path) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,9 +13,7 @@ from poetry_plugin_lambda.assemble import file_filter
 from poetry_plugin_lambda.assemble import merge
 from poetry_plugin_lambda.assemble import unzipped_size
 from poetry_plugin_lambda.emit import check_outputs
-from poetry_plugin_lambda.emit import source_epoch
-from poetry_plugin_lambda.emit import write_target_dir
-from poetry_plugin_lambda.emit import pending_zip
+from poetry_plugin_lambda.emit import write_outputs
 from poetry_plugin_lambda.fetch import Fetcher
 from poetry_plugin_lambda.includes import project_files
 from poetry_plugin_lambda.plan import check_lock
@@ -73,16 +70,7 @@ def bundle(poetry: Poetry, spec: BundleSpec, io: IO, progress: Progress) -> Bund
 
         progress.line(f"  - Writing <c1>{spec.output}</>")
         progress.line(f"  - Writing <c1>{spec.target_dir}</>")
-        unpacked = {a.wheel: a.unpacked for a in artifacts if a.unpacked is not None}
-        # Both are bound by the file system, not the CPU: write them side by side. The ZIP is
-        # renamed into place only once the target dir is complete.
-        with ThreadPoolExecutor(max_workers=1) as background:
-            target_dir = background.submit(write_target_dir, entries, spec.target_dir, unpacked)
-            try:
-                with pending_zip(entries, spec.output, source_epoch(os.environ)) as result:
-                    target_dir.result()
-            finally:
-                target_dir.cancel()
+        result = write_outputs(entries, spec.output, spec.target_dir, spec.epoch)
 
     handler_check = None
     if spec.handler is not None:

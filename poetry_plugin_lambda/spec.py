@@ -24,6 +24,8 @@ from poetry_plugin_lambda.targets import DEFAULT_ARCHITECTURE
 from poetry_plugin_lambda.targets import RUNTIMES
 from poetry_plugin_lambda.targets import Runtime
 from poetry_plugin_lambda.targets import Target
+from poetry_plugin_lambda.zipwriter import DOS_EPOCH_MAX
+from poetry_plugin_lambda.zipwriter import DOS_EPOCH_MIN
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -75,6 +77,7 @@ class BundleSpec:
     compile_with: Path | None = None
     handler: str | None = None
     package_mode: bool = True
+    epoch: int = DOS_EPOCH_MIN  # every file's timestamp (SOURCE_DATE_EPOCH)
     warnings: tuple[str, ...] = field(default=())
 
     @property
@@ -295,8 +298,35 @@ def default_target_dir(project: ProjectFacts, target: Target, layout: str) -> Pa
     return project.root / "build" / "lambda" / f"{target.runtime.name}-{target.architecture}{suffix}"
 
 
+def source_epoch(environ: Mapping[str, str]) -> int:
+    """Every entry's timestamp: SOURCE_DATE_EPOCH when set, else 1980-01-01 (ZIP's earliest).
+
+    Earlier times are raised to 1980 (what ZIP and poetry-core do); times after 2107, which no
+    ZIP can store, are refused here, before any build fails on them.
+    """
+    value = environ.get("SOURCE_DATE_EPOCH")
+    if value is None or value.strip() == "":
+        return DOS_EPOCH_MIN
+    try:
+        epoch = int(value)
+    except ValueError:
+        raise ConfigError(
+            f"SOURCE_DATE_EPOCH must be a whole number of seconds since 1970, got {value!r}."
+        ) from None
+    if epoch > DOS_EPOCH_MAX:
+        raise ConfigError(
+            f"SOURCE_DATE_EPOCH={value} is after 2107-12-31, the latest time a ZIP or a wheel can"
+            " store. Set it to an earlier time (e.g. `git log -1 --format=%ct`) or unset it."
+        )
+    return max(epoch, DOS_EPOCH_MIN)
+
+
 def build_spec(
-    config_table: Any, cli: Mapping[str, Any], project: ProjectFacts, cwd: Path
+    config_table: Any,
+    cli: Mapping[str, Any],
+    project: ProjectFacts,
+    cwd: Path,
+    environ: Mapping[str, str] | None = None,
 ) -> BundleSpec:
     """Merge config and CLI (CLI wins) into a validated spec.
 
@@ -304,6 +334,7 @@ def build_spec(
     Relative paths from the CLI are taken from `cwd`, those from the config from the project root.
     """
     config = read_config(config_table)
+    epoch = source_epoch(os.environ if environ is None else environ)
 
     def pick(key: str) -> tuple[Any, str, Path]:
         value = cli.get(key)
@@ -376,6 +407,7 @@ def build_spec(
         compile_with=compile_with,
         handler=handler,
         package_mode=project.package_mode,
+        epoch=epoch,
         warnings=tuple(warnings),
     )
 

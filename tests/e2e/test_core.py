@@ -310,7 +310,7 @@ def test_target_dir_is_replaced_when_it_is_ours(world, service: Path) -> None:
     assert second.returncode == 0, second.stderr
     assert not (target / "stale.py").exists()
     leftovers = [p.name for p in target.parent.iterdir() if p.name.startswith(".")]
-    assert leftovers == [f".{target.name}.manifest.json"]  # no temporaries, only the manifest
+    assert leftovers == []  # no temporaries, no manifest
 
 
 DEAD_PROXY = "http://127.0.0.1:9"

@@ -1,4 +1,4 @@
-"""emit: refusals that protect the user's files, atomic outputs, stale temporaries, SOURCE_DATE_EPOCH."""
+"""emit: refusals that protect the user's files; both outputs staged then committed, or neither."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import hashlib
 import os
 import random
 import resource
+import shutil
 import signal
 import stat
+import subprocess
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,13 +21,13 @@ import pytest
 from poetry_plugin_lambda.assemble import Entry
 from poetry_plugin_lambda.assemble import assemble
 from poetry_plugin_lambda.emit import MARKER
+from poetry_plugin_lambda.emit import ZipResult
 from poetry_plugin_lambda.emit import check_outputs
-from poetry_plugin_lambda.emit import source_epoch
-from poetry_plugin_lambda.emit import write_target_dir
-from poetry_plugin_lambda.emit import write_zip
+from poetry_plugin_lambda.emit import write_outputs
 from poetry_plugin_lambda.errors import BundleError
 from poetry_plugin_lambda.errors import ConfigError
 from poetry_plugin_lambda.errors import OutputError
+from poetry_plugin_lambda.spec import source_epoch
 from poetry_plugin_lambda.wheels import read_wheel
 from tests.fixtures.wheelfactory import build_wheel
 
@@ -43,14 +45,19 @@ def snapshot(root: Path) -> dict[str, tuple[int, bytes | None]]:
     return result
 
 
-def entries_of(tmp_path: Path, *, big: bool = False) -> list[Entry]:
+def entries_of(tmp_path: Path, *, big: bool = False, blob: bytes = BLOB) -> list[Entry]:
     wheels = tmp_path / "wheels"
     files: dict[str, bytes | str] = {"app/__init__.py": "", "app/handler.py": "def handler(e, c):\n    return 1\n"}
     if big:
-        files["app/blob.bin"] = BLOB
+        files["app/blob.bin"] = blob
     a = build_wheel(wheels, "app", "1.0", files=files, executable=["app/handler.py"])
     b = build_wheel(wheels, "lib", "2.0", files={"lib/__init__.py": "L = 1\n"}, data_purelib={"lib_extra.py": "E = 1\n"})
     return assemble([read_wheel(a), read_wheel(b)])
+
+
+def write(entries: list[Entry], folder: Path, epoch: int = DOS_1980) -> ZipResult:
+    """Both outputs side by side in `folder`: fn.zip and target/."""
+    return write_outputs(entries, folder / "fn.zip", folder / "target", epoch)
 
 
 @pytest.fixture
@@ -169,6 +176,27 @@ def test_accepted_outputs_touch_nothing(tmp_path: Path, project: Path) -> None:
     assert snapshot(tmp_path) == before
 
 
+    check_outputs(old_zip, ours, project)  # a folder with our marker, an existing ZIP
+    check_outputs(empty_zip, project / "build" / "new", project)  # an empty ZIP, a new folder
+    check_outputs(project / "fn.zip", project / "build" / "lambda", project)  # inside the project
+    assert snapshot(tmp_path) == before
+
+
+def test_symlinked_outputs_are_refused(tmp_path: Path, project: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / MARKER).write_text("looks like ours\n")
+    link = tmp_path / "link"
+    link.symlink_to(elsewhere, target_is_directory=True)
+    _refused(tmp_path, project / "fn.zip", link, project, "is not a folder")
+    old_zip = tmp_path / "real.zip"
+    with zipfile.ZipFile(old_zip, "w") as zf:
+        zf.writestr("a.py", "A")
+    zip_link = project / "fn.zip"
+    zip_link.symlink_to(old_zip)
+    _refused(tmp_path, zip_link, project / "build" / "t", project, "not a regular file")
+
+
 # -- writing both outputs ----------------------------------------------------------------------
 
 
@@ -188,10 +216,8 @@ def _dir_files(root: Path) -> dict[str, bytes]:
 
 def test_zip_and_target_dir_hold_the_same_files(tmp_path: Path) -> None:
     entries = entries_of(tmp_path)
-    target = tmp_path / "out" / "target"
-    output = tmp_path / "out" / "fn.zip"
-    write_target_dir(entries, target)
-    result = write_zip(entries, output, DOS_1980)
+    result = write(entries, tmp_path / "out")
+    target, output = tmp_path / "out" / "target", tmp_path / "out" / "fn.zip"
     files = _zip_files(output)
     assert files == _dir_files(target)
     assert list(files) == sorted(files) == [e.path for e in entries]
@@ -202,102 +228,98 @@ def test_zip_and_target_dir_hold_the_same_files(tmp_path: Path) -> None:
     assert output.stat().st_mode & 0o777 == 0o644
     assert (target / "app" / "handler.py").stat().st_mode & 0o777 == 0o755
     assert (target / "lib" / "__init__.py").stat().st_mode & 0o777 == 0o644
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".target.manifest.json", "fn.zip", "target"]
+    assert {p.stat().st_mode & 0o777 for p in target.rglob("*") if p.is_dir()} == {0o755}
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["fn.zip", "target"]
+
+
+def test_modes_do_not_depend_on_the_umask(tmp_path: Path) -> None:
+    previous = os.umask(0o077)
+    try:
+        write(entries_of(tmp_path), tmp_path / "out")
+    finally:
+        os.umask(previous)
+    target = tmp_path / "out" / "target"
+    assert (target / "app" / "handler.py").stat().st_mode & 0o777 == 0o755
+    assert (target / "lib" / "__init__.py").stat().st_mode & 0o777 == 0o644
+    assert (target / "lib").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "out" / "fn.zip").stat().st_mode & 0o777 == 0o644
+
+
+def test_every_target_file_is_an_inode_of_its_own(tmp_path: Path) -> None:
+    """Writing into one target dir can change nothing else: no file is a hard link."""
+    entries = entries_of(tmp_path)
+    write(entries, tmp_path / "a")
+    write(entries, tmp_path / "b")
+    for root in (tmp_path / "a" / "target", tmp_path / "b" / "target"):
+        assert {p.stat().st_nlink for p in root.rglob("*") if p.is_file()} == {1}
+    (tmp_path / "a" / "target" / "app" / "handler.py").open("a").write("# appended\n")
+    assert _dir_files(tmp_path / "b" / "target") == _zip_files(tmp_path / "b" / "fn.zip")
 
 
 def test_outputs_are_reproducible_and_replaced(tmp_path: Path) -> None:
     entries = entries_of(tmp_path)
     target = tmp_path / "target"
-    output = tmp_path / "fn.zip"
-    write_target_dir(entries, target)
-    first = write_zip(entries, output, DOS_1980)
+    first = write(entries, tmp_path)
     (target / "stale.py").write_text("left from an older bundle\n")
-    write_target_dir(entries, target)
-    second = write_zip(entries, output, DOS_1980)
+    second = write(entries, tmp_path)
     assert first.sha256 == second.sha256
     assert not (target / "stale.py").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".target.manifest.json", "fn.zip", "target", "wheels"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fn.zip", "target", "wheels"]
 
 
 def test_files_edited_in_the_target_dir_are_rewritten(tmp_path: Path) -> None:
     entries = entries_of(tmp_path)
     target = tmp_path / "target"
-    write_target_dir(entries, target)
+    write(entries, tmp_path)
     expected = _dir_files(target)
     (target / "app" / "handler.py").write_text("edited by hand\n")
     (target / "lib" / "__init__.py").unlink()
     (target / "lib-2.0.dist-info" / "RECORD").write_text("")
-    write_target_dir(entries, target)
-    assert _dir_files(target) == expected
-    assert (target / "app" / "handler.py").stat().st_mode & 0o777 == 0o755
-
-
-def test_mode_changed_in_the_target_dir_is_normalised(tmp_path: Path) -> None:
-    entries = entries_of(tmp_path)
-    target = tmp_path / "target"
-    write_target_dir(entries, target)
     (target / "app" / "__init__.py").chmod(0o600)
-    (target / "app" / "handler.py").chmod(0o644)
-    write_target_dir(entries, target)
-    assert (target / "app" / "__init__.py").stat().st_mode & 0o777 == 0o644
+    handler = target / "lib-2.0.dist-info" / "METADATA"
+    st = handler.stat()
+    handler.write_bytes(b"X" * st.st_size)  # a same-size edit with its mtime restored
+    os.utime(handler, ns=(st.st_atime_ns, st.st_mtime_ns))
+    write(entries, tmp_path)
+    assert _dir_files(target) == expected
     assert (target / "app" / "handler.py").stat().st_mode & 0o777 == 0o755
+    assert (target / "app" / "__init__.py").stat().st_mode & 0o777 == 0o644
 
 
-def test_same_size_edit_with_restored_mtime_is_rewritten(tmp_path: Path) -> None:
+def test_symlinks_in_the_target_dir_are_replaced_never_followed(tmp_path: Path) -> None:
     entries = entries_of(tmp_path)
     target = tmp_path / "target"
-    write_target_dir(entries, target)
-    expected = _dir_files(target)
-    handler = target / "app" / "handler.py"
-    st = handler.stat()
-    handler.write_bytes(b"X" * st.st_size)
-    os.utime(handler, ns=(st.st_atime_ns, st.st_mtime_ns))
-    write_target_dir(entries, target)
-    assert _dir_files(target) == expected
+    write(entries, tmp_path)
+    outside = tmp_path / "src" / "lib"
+    outside.mkdir(parents=True)
+    (outside / "__init__.py").write_text("# my working copy\n")
+    (outside / "notes.txt").write_text("mine\n")
+    shutil.rmtree(target / "lib")
+    (target / "lib").symlink_to(outside, target_is_directory=True)
+    (target / "app" / "handler.py").unlink()
+    (target / "app" / "handler.py").symlink_to(outside / "notes.txt")
+    before = snapshot(outside)
+    write(entries, tmp_path)
+    assert snapshot(outside) == before
+    assert not (target / "lib").is_symlink() and not (target / "app" / "handler.py").is_symlink()
+    assert _dir_files(target) == _zip_files(tmp_path / "fn.zip")
 
 
 def test_empty_existing_target_dir_is_used(tmp_path: Path) -> None:
-    target = tmp_path / "target"
-    target.mkdir()
-    write_target_dir(entries_of(tmp_path), target)
-    assert (target / MARKER).is_file() and (target / "app" / "__init__.py").is_file()
+    (tmp_path / "target").mkdir()
+    write(entries_of(tmp_path), tmp_path)
+    assert (tmp_path / "target" / MARKER).is_file()
+    assert (tmp_path / "target" / "app" / "__init__.py").is_file()
 
 
-def _chmod_blocks_writes(folder: Path) -> bool:
-    folder.chmod(0o555)
-    return not os.access(folder, os.W_OK)
-
-
-def test_zip_into_a_read_only_folder(tmp_path: Path) -> None:
-    entries = entries_of(tmp_path)
-    folder = tmp_path / "ro"
-    folder.mkdir()
-    output = folder / "fn.zip"
-    write_zip(entries, output, DOS_1980)
-    before = output.read_bytes()
-    try:
-        if not _chmod_blocks_writes(folder):
-            pytest.skip("running as root: chmod does not stop writes (see the ENOTDIR test)")
-        with pytest.raises(OutputError) as caught:
-            write_zip(entries, output, DOS_1980 + 2)
-        assert str(output) in str(caught.value)
-        assert "Traceback" not in str(caught.value)
-    finally:
-        folder.chmod(0o755)
-    assert output.read_bytes() == before
-    assert sorted(p.name for p in folder.iterdir()) == ["fn.zip"]
-
-
-def test_zip_under_a_file_is_an_output_error(tmp_path: Path) -> None:
+def test_outputs_under_a_file_are_an_output_error(tmp_path: Path) -> None:
     entries = entries_of(tmp_path)
     somefile = tmp_path / "somefile"
     somefile.write_text("a file, not a folder\n")
-    output = somefile / "out.zip"
     with pytest.raises(OutputError) as caught:
-        write_zip(entries, output, DOS_1980)
-    assert str(output) in str(caught.value)
-    with pytest.raises(OutputError):
-        write_target_dir(entries, somefile / "target")
+        write(entries, somefile)
+    assert str(somefile) in str(caught.value)
+    assert "Not a directory" in str(caught.value)
     assert somefile.read_text() == "a file, not a folder\n"
 
 
@@ -314,31 +336,61 @@ def file_size_limit(limit: int) -> Iterator[None]:
         signal.signal(signal.SIGXFSZ, previous)
 
 
-def test_failed_zip_write_keeps_the_previous_zip_and_leaves_no_temporary(tmp_path: Path) -> None:
+def _failed_write_keeps_both(tmp_path: Path, limit: int, blob: bytes = BLOB) -> str:
+    """A failing write of a big bundle over a small one: both outputs stay the small one."""
+    small = entries_of(tmp_path / "small")
+    big = entries_of(tmp_path / "big", big=True, blob=blob)
+    folder = tmp_path / "dist"
+    write(small, folder)
+    before = snapshot(folder)
+    with file_size_limit(limit), pytest.raises(OutputError) as caught:
+        write(big, folder)
+    assert snapshot(folder) == before
+    assert sorted(p.name for p in folder.iterdir()) == ["fn.zip", "target"]
+    return str(caught.value)
+
+
+def test_failed_zip_write_keeps_both_outputs(tmp_path: Path) -> None:
+    """The ZIP (compressed, ~1 MB) fails while the target dir's files (each < 2 MB) fit."""
+    message = _failed_write_keeps_both(tmp_path, 1_000_000)
+    assert "File too large" in message and "fn.zip" in message and "ulimit -f" in message
+
+
+def test_failed_target_dir_write_keeps_both_outputs(tmp_path: Path) -> None:
+    """A 3 MB file of zeros fails in the target dir; the ZIP (a few KB) fits, and is discarded."""
+    message = _failed_write_keeps_both(tmp_path, 1_000_000, blob=bytes(3_000_000))
+    assert "File too large" in message and "target" in message
+
+
+def test_failed_zip_commit_puts_the_previous_target_dir_back(tmp_path: Path) -> None:
     small = entries_of(tmp_path / "small")
     big = entries_of(tmp_path / "big", big=True)
     folder = tmp_path / "dist"
-    output = folder / "fn.zip"
-    write_zip(small, output, DOS_1980)
-    before = output.read_bytes()
-    with file_size_limit(1_000_000), pytest.raises(OutputError) as caught:
-        write_zip(big, output, DOS_1980)
-    assert "File too large" in str(caught.value)
-    assert output.read_bytes() == before
-    assert sorted(p.name for p in folder.iterdir()) == ["fn.zip"]
+    write(small, folder)
+    before = snapshot(folder / "target")
+    (folder / "fn.zip").unlink()
+    (folder / "fn.zip" / "in-the-way").mkdir(parents=True)  # the rename of the new ZIP fails
+    with pytest.raises(OutputError) as caught:
+        write(big, folder)
+    assert "fn.zip" in str(caught.value)
+    assert snapshot(folder / "target") == before
+    assert sorted(p.name for p in folder.iterdir()) == ["fn.zip", "target"]
 
 
-def test_failed_target_dir_write_keeps_the_previous_one(tmp_path: Path) -> None:
-    small = entries_of(tmp_path / "small")
-    big = entries_of(tmp_path / "big", big=True)
-    parent = tmp_path / "build"
-    target = parent / "target"
-    write_target_dir(small, target)
-    before = snapshot(target)
-    with file_size_limit(1_000_000), pytest.raises(OutputError):
-        write_target_dir(big, target)
-    assert snapshot(target) == before
-    assert sorted(p.name for p in parent.iterdir()) == ["target"]
+def test_immutable_output_folder_keeps_both_outputs(tmp_path: Path) -> None:
+    entries = entries_of(tmp_path)
+    folder = tmp_path / "dist"
+    write(entries, folder)
+    before = snapshot(folder)
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True, check=False).returncode != 0:
+        pytest.skip("chattr +i is not available here")
+    try:
+        with pytest.raises(OutputError) as caught:
+            write(entries_of(tmp_path / "other"), folder)
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+    assert "Operation not permitted" in str(caught.value) and str(folder) in str(caught.value)
+    assert snapshot(folder) == before
 
 
 # -- temporaries left by dead runs ---------------------------------------------------------------
@@ -355,51 +407,33 @@ def held(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def test_stale_zip_temporaries_are_removed_and_live_ones_kept(tmp_path: Path) -> None:
+def test_stale_temporaries_are_removed_and_live_ones_kept(tmp_path: Path) -> None:
     entries = entries_of(tmp_path)
     folder = tmp_path / "dist"
     folder.mkdir()
     dead = folder / ".fn.zip.tmp-dead1234"
     dead.write_bytes(b"PK\x03\x04 half a zip")
-    dead_dir = folder / ".fn.zip.tmp-deaddir"
-    (dead_dir / "sub").mkdir(parents=True)
+    dead_dir = folder / ".target.tmp-deaddir"
+    (dead_dir / "pkg").mkdir(parents=True)
+    (dead_dir / "pkg" / "mod.py").write_text("half\n")
     live = folder / ".fn.zip.tmp-live5678"
     live.write_bytes(b"PK\x03\x04 being written")
+    live_dir = folder / ".target.tmp-live"
+    live_dir.mkdir()
     other = folder / ".other.zip.tmp-dead"
     other.write_bytes(b"not ours to judge")
     unrelated = folder / "fn.zip.tmp-notours"
     unrelated.write_bytes(b"no leading dot")
-    with held(live):
-        write_zip(entries, folder / "fn.zip", DOS_1980)
+    with held(live), held(live_dir):
+        write(entries, folder)
         assert live.read_bytes() == b"PK\x03\x04 being written"
-    assert not dead.exists()
-    assert not dead_dir.exists()
-    assert other.exists() and unrelated.exists()
+    assert not dead.exists() and not dead_dir.exists()
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        ["fn.zip", live.name, other.name, unrelated.name]
+        ["fn.zip", "target", live.name, live_dir.name, other.name, unrelated.name]
     )
     # once the live run is gone (lock released), the next write cleans it too
-    write_zip(entries, folder / "fn.zip", DOS_1980)
-    assert not live.exists()
-
-
-def test_stale_target_dir_temporaries_are_removed_and_live_ones_kept(tmp_path: Path) -> None:
-    entries = entries_of(tmp_path)
-    parent = tmp_path / "build"
-    dead = parent / ".target.tmp-dead"
-    (dead / "pkg").mkdir(parents=True)
-    (dead / "pkg" / "mod.py").write_text("half\n")
-    (dead / MARKER).write_text("x")
-    live = parent / ".target.tmp-live"
-    live.mkdir()
-    (live / "mod.py").write_text("being written\n")
-    with held(live):
-        write_target_dir(entries, parent / "target")
-        assert (live / "mod.py").read_text() == "being written\n"
-    assert not dead.exists()
-    assert sorted(p.name for p in parent.iterdir()) == sorted([".target.manifest.json", "target", live.name])
-    write_target_dir(entries, parent / "target")
-    assert sorted(p.name for p in parent.iterdir()) == [".target.manifest.json", "target"]
+    write(entries, folder)
+    assert not live.exists() and not live_dir.exists()
 
 
 def test_symlinks_named_like_temporaries_never_lead_to_deleting_their_targets(tmp_path: Path) -> None:
@@ -414,9 +448,14 @@ def test_symlinks_named_like_temporaries_never_lead_to_deleting_their_targets(tm
     (folder / ".fn.zip.tmp-filelink").symlink_to(precious / "file.txt")
     (folder / ".target.tmp-dirlink").symlink_to(precious, target_is_directory=True)
     before = snapshot(precious)
-    write_zip(entries, folder / "fn.zip", DOS_1980)
-    write_target_dir(entries, folder / "target")
+    write(entries, folder)
     assert snapshot(precious) == before
+
+
+def test_legacy_manifest_beside_the_target_dir_is_removed(tmp_path: Path) -> None:
+    (tmp_path / ".target.manifest.json").write_text("{}")
+    write(entries_of(tmp_path), tmp_path)
+    assert not (tmp_path / ".target.manifest.json").exists()
 
 
 # -- SOURCE_DATE_EPOCH ---------------------------------------------------------------------------
@@ -439,18 +478,23 @@ def test_source_epoch_is_used(value: str) -> None:
 
 @pytest.mark.parametrize("value", ["yesterday", "1.5", "0x10", "1e9", "17OO"])
 def test_source_epoch_bad_value(value: str) -> None:
-    with pytest.raises(ConfigError, match="SOURCE_DATE_EPOCH must be an integer") as caught:
+    with pytest.raises(ConfigError, match="SOURCE_DATE_EPOCH must be a whole number") as caught:
         source_epoch({"SOURCE_DATE_EPOCH": value})
     assert repr(value) in str(caught.value)
     assert isinstance(caught.value, BundleError)
 
 
+@pytest.mark.parametrize("value", ["4354819200", "99999999999"])  # 2108-01-01, year 5138
+def test_source_epoch_after_2107_is_refused(value: str) -> None:
+    with pytest.raises(ConfigError, match="after 2107-12-31"):
+        source_epoch({"SOURCE_DATE_EPOCH": value})
+
+
 def test_source_epoch_sets_every_timestamp(tmp_path: Path) -> None:
     entries = entries_of(tmp_path)
-    epoch = source_epoch({"SOURCE_DATE_EPOCH": "1700000000"})  # 2023-11-14 22:13:20 UTC
-    write_zip(entries, tmp_path / "fn.zip", epoch)
-    with zipfile.ZipFile(tmp_path / "fn.zip") as zf:
+    write(entries, tmp_path / "new", source_epoch({"SOURCE_DATE_EPOCH": "1700000000"}))
+    with zipfile.ZipFile(tmp_path / "new" / "fn.zip") as zf:
         assert {i.date_time for i in zf.infolist()} == {(2023, 11, 14, 22, 13, 20)}
-    write_zip(entries, tmp_path / "old.zip", source_epoch({"SOURCE_DATE_EPOCH": "5"}))
-    with zipfile.ZipFile(tmp_path / "old.zip") as zf:
+    write(entries, tmp_path / "old", source_epoch({"SOURCE_DATE_EPOCH": "5"}))
+    with zipfile.ZipFile(tmp_path / "old" / "fn.zip") as zf:
         assert {i.date_time for i in zf.infolist()} == {(1980, 1, 1, 0, 0, 0)}

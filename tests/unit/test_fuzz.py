@@ -23,8 +23,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 from poetry_plugin_lambda.assemble import assemble
-from poetry_plugin_lambda.emit import write_target_dir
-from poetry_plugin_lambda.emit import write_zip
+from poetry_plugin_lambda.emit import MARKER
+from poetry_plugin_lambda.emit import write_outputs
 from poetry_plugin_lambda.errors import BundleError
 from poetry_plugin_lambda.errors import ConfigError
 from poetry_plugin_lambda.spec import CONFIG_KEYS
@@ -187,12 +187,6 @@ def _listing(root: Path, skip: tuple[Path, ...] = ()) -> set[str]:
     return found
 
 
-KNOWN_DOT_SEGMENT_BUG = (
-    "product bug: a '.' path segment passes wheels.check_member_name and write_zip then raises"
-    " ValueError (zipwriter._validate_name), not a BundleError"
-)
-
-
 def _bundle_property(tmp_root: Path, members: list[tuple[str, bytes, int, int]], listed: bool) -> None:
     base = Path(tempfile.mkdtemp(dir=tmp_root))
     try:
@@ -214,25 +208,32 @@ def _bundle_property(tmp_root: Path, members: list[tuple[str, bytes, int, int]],
         except BundleError as error:
             event(f"refused: {type(error).__name__}")
             entries = None
+        written = False
         if entries is not None:
-            for label, write in (
-                ("target dir", lambda: write_target_dir(entries, target)),
-                ("zip", lambda: write_zip(entries, output, 315532800)),
-            ):
-                try:
-                    write()
-                    event(f"{label} written")
-                except BundleError as error:
-                    event(f"{label} refused: {type(error).__name__}")
+            try:
+                write_outputs(entries, output, target, 315532800)
+                written = True
+                event("written")
+            except BundleError as error:
+                event(f"write refused: {type(error).__name__}")
+        # both outputs, or neither
+        assert output.exists() == target.exists() == written
         # nothing outside the two outputs (and their folder), inside or outside the test's folder
         assert _listing(tmp_root, skip=(base / "out",)) == outer
         assert _listing(base, skip=(base / "out",)) == inside
         assert sorted(p.name for p in tmp_root.parent.iterdir()) == siblings
-        if output.exists():
+        if written:
             with zipfile.ZipFile(output) as zf:
                 assert zf.testzip() is None
                 for name in zf.namelist():
                     assert not name.startswith("/") and ".." not in name.split("/")
+                zipped = {name: zf.read(name) for name in zf.namelist()}
+            unzipped = {
+                p.relative_to(target).as_posix(): p.read_bytes()
+                for p in target.rglob("*") if p.is_file() and p.name != MARKER
+            }
+            assert zipped == unzipped  # the ZIP equals the target dir, byte for byte
+            assert sorted(p.name for p in (base / "out").iterdir()) == ["bundle.zip", "target"]
         out = (base / "out").resolve()
         for path in out.rglob("*") if out.exists() else ():
             assert out in path.resolve().parents

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from poetry_plugin_lambda.assemble import assemble
-from poetry_plugin_lambda.emit import write_target_dir
-from poetry_plugin_lambda.emit import write_zip
+from poetry_plugin_lambda.emit import write_outputs
 from poetry_plugin_lambda.errors import BundleError
 from poetry_plugin_lambda.errors import WheelError
 from poetry_plugin_lambda.wheels import read_wheel
@@ -175,13 +174,12 @@ def test_bundle_of_a_wheel_keeps_modes_and_the_rewritten_record(tmp_path: Path) 
     )
     entries = assemble([read_wheel(wheel)])
     target = tmp_path / "target"
-    write_target_dir(entries, target)
+    result = write_outputs(entries, tmp_path / "out.zip", target, 315532800)
     assert (target / "pkg" / "run").stat().st_mode & 0o777 == 0o755
     assert (target / "pkg" / "__init__.py").stat().st_mode & 0o777 == 0o644
     assert (target / "extra.py").read_text() == "E = 1\n"
     record = (target / "pkg-1.0.dist-info" / "RECORD").read_text()
     assert "extra.py," in record and ".data" not in record and str(tmp_path) not in record
-    result = write_zip(entries, tmp_path / "out.zip", 315532800)
     with zipfile.ZipFile(result.path) as zf:
         modes = {i.filename: i.external_attr >> 16 for i in zf.infolist()}
     assert modes["pkg/run"] == 0o100755
@@ -230,8 +228,7 @@ def test_dot_segments_are_refused_or_bundled(tmp_path: Path, name: str) -> None:
     path = craft(tmp_path, [(name, b"dot")])
     try:
         entries = assemble([read_wheel(path)])
-        write_target_dir(entries, tmp_path / "target")
-        write_zip(entries, tmp_path / "out" / "fn.zip", 315532800)
+        write_outputs(entries, tmp_path / "out" / "fn.zip", tmp_path / "target", 315532800)
     except BundleError:
         return  # refused with a message: fine
     # or bundled under a clean path
@@ -379,8 +376,9 @@ def test_unsupported_compression_is_a_bundle_error(tmp_path: Path, method: int) 
     path = craft(tmp_path, [(member, b"X = 1\n" * 100)])
     with pytest.raises(BundleError):
         entries = assemble([read_wheel(path)])
-        write_zip(entries, tmp_path / "out" / "fn.zip", 315532800)
+        write_outputs(entries, tmp_path / "out" / "fn.zip", tmp_path / "out" / "target", 315532800)
     assert not (tmp_path / "out" / "fn.zip").exists()
+    assert not (tmp_path / "out" / "target").exists()
 
 
 def test_bytecode_rule_matches_whole_folder_names_only(tmp_path: Path) -> None:

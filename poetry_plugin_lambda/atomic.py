@@ -1,0 +1,150 @@
+"""Atomic writes: every file or folder the plugin writes appears whole or not at all.
+
+The one mechanism behind the ZIP, the target dir and every cache entry. Content is written
+beside its final place under a unique temporary name (`.<name>.tmp-XXXXXXXX`), locked with an
+advisory lock for as long as its writer lives, and renamed into place only when complete. A
+writer that fails removes its temporary; one that is killed leaves it unlocked, and the next
+writer of the same final path removes it (`remove_stale`). Concurrent writers never share a
+temporary name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import BinaryIO
+
+try:  # advisory locks tell a dead writer's temporaries from a live one's
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+
+class Cancelled(Exception):
+    """Stop staging: another output of the same run failed, so this one would be discarded."""
+
+
+def temp_prefix(final: Path) -> str:
+    """The name prefix of `final`'s temporaries: hidden, and never matching `final` itself."""
+    return f".{final.name}.tmp-"
+
+
+def _lock(fd: int, blocking: bool) -> bool:
+    if fcntl is None:  # pragma: no cover - Windows
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except OSError:
+        return False
+    return True
+
+
+def remove_stale(final: Path) -> None:
+    """Delete temporaries of `final` that no live writer holds (left by a killed run)."""
+    if fcntl is None or not final.parent.is_dir():  # pragma: no cover - Windows
+        return
+    for stray in final.parent.glob(temp_prefix(final) + "*"):
+        try:
+            fd = os.open(stray, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            if not _lock(fd, blocking=False):
+                continue  # a live writer owns it
+            if os.path.isdir(stray) and not os.path.islink(stray):
+                shutil.rmtree(stray, ignore_errors=True)
+            else:
+                stray.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+
+
+class Staged:
+    """A temporary file or folder beside `final`, locked while this object lives.
+
+    `commit()` renames it into place; `discard()` removes it. Use it as a context manager to
+    discard on any failure: after a commit, discarding does nothing.
+    """
+
+    def __init__(self, final: Path, *, folder: bool = False) -> None:
+        self.final = final
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:  # a file where a folder of the path should be
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(final.parent)) from None
+        remove_stale(final)
+        if folder:
+            self.path = Path(tempfile.mkdtemp(prefix=temp_prefix(final), dir=final.parent))
+            self._fd = os.open(self.path, os.O_RDONLY)
+        else:
+            self._fd, name = tempfile.mkstemp(prefix=temp_prefix(final), dir=final.parent)
+            self.path = Path(name)
+        _lock(self._fd, blocking=True)
+        self.folder = folder
+        self._done = False
+
+    @property
+    def fd(self) -> int:
+        """The open descriptor of the temporary (a file's is writable)."""
+        return self._fd
+
+    def commit(self) -> None:
+        """Rename the temporary onto `final` (a file replaces a file; a folder needs `final` absent)."""
+        os.replace(self.path, self.final)
+        self._done = True
+
+    def uncommit(self) -> None:
+        """Rename a committed folder back to its temporary name (so `discard` removes it)."""
+        os.rename(self.final, self.path)
+        self._done = False
+
+    def discard(self) -> None:
+        if not self._done:
+            self._done = True
+            if self.folder:
+                shutil.rmtree(self.path, ignore_errors=True)
+            else:
+                self.path.unlink(missing_ok=True)
+        self.close()
+
+    def close(self) -> None:
+        """Release the lock (the temporary is committed or gone by now)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> Staged:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.discard()
+
+
+@contextlib.contextmanager
+def atomic_file(final: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """Write `final` whole or not at all: yields a binary file; renamed into place on success."""
+    with Staged(final) as staged:
+        with os.fdopen(os.dup(staged.fd), "wb") as f:
+            yield f
+        os.chmod(staged.path, mode)
+        staged.commit()
+
+
+def write_atomic(final: Path, data: bytes, mode: int = 0o644) -> None:
+    """`final` holds `data`, or keeps what it held before."""
+    with atomic_file(final, mode) as f:
+        f.write(data)
+
+
+def copy_atomic(source: Path, final: Path, mode: int = 0o644) -> None:
+    """`final` becomes a copy of `source`, or keeps what it held before."""
+    with atomic_file(final, mode) as f, source.open("rb") as src:
+        shutil.copyfileobj(src, f, 1 << 20)

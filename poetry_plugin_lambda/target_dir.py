@@ -1,0 +1,146 @@
+"""The target dir: the bundle's files unzipped, staged beside their place, then swapped in.
+
+Every run writes a complete new folder (`.<name>.tmp-XXXXXXXX` beside the target dir) from the
+hash-verified wheels and the other entries, and only then swaps it with the previous one. So:
+
+* nothing is ever written into an existing target dir, so a symlink someone put there is never
+  followed (the old folder is moved aside and removed; `shutil.rmtree` unlinks links, it does
+  not descend into them);
+* every file is a new inode of its own: writing into one target dir cannot change Poetry's
+  cache, another target dir or a later bundle;
+* files are 0644 (0755 when executable) and folders 0755, whatever the umask;
+* a failure or a kill before the swap leaves the previous target dir as it was.
+
+The swap itself is two renames; `Swap.undo` puts the previous folder back (used when the ZIP,
+committed right after, cannot be).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
+
+from poetry_plugin_lambda.atomic import Cancelled
+from poetry_plugin_lambda.atomic import Staged
+from poetry_plugin_lambda.sources import Archives
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from poetry_plugin_lambda.assemble import Entry
+
+MARKER = ".lambda-bundle-target"
+MARKER_TEXT = "This folder is written by `poetry lambda-bundle`; every run replaces it whole.\n"
+_WRITERS = 4  # file creation is bound by the file system, not the CPU: keep it busy
+_CHUNK = 1 << 20
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def stage_target_dir(entries: Sequence[Entry], target_dir: Path, cancel: threading.Event) -> Staged:
+    """A complete new target dir beside `target_dir`, not yet in place (see `swap_in`)."""
+    staged = Staged(target_dir, folder=True)
+    try:
+        _write_all(entries, staged.path, cancel)
+        _write_new(staged.path / MARKER, MARKER_TEXT.encode(), 0o644)
+        os.chmod(staged.path, 0o755)
+    except BaseException:
+        staged.discard()
+        raise
+    return staged
+
+
+class Swap:
+    """A staged target dir renamed into place, with the previous one kept aside until `finish`."""
+
+    def __init__(self, staged: Staged) -> None:
+        self._staged = staged
+        self._aside: Staged | None = None
+        final = staged.final
+        if os.path.lexists(final):
+            self._aside = Staged(final, folder=True)  # an empty, locked folder to move it into
+            os.rename(final, self._aside.path / "previous")
+        try:
+            staged.commit()
+        except BaseException:
+            if self._aside is not None:
+                os.rename(self._aside.path / "previous", final)
+                self._aside.discard()
+            raise
+
+    def undo(self) -> None:
+        """Put the previous target dir (or its absence) back."""
+        final = self._staged.final
+        self._staged.uncommit()
+        if self._aside is not None:
+            os.rename(self._aside.path / "previous", final)
+        self.finish()
+        self._staged.discard()
+
+    def finish(self) -> None:
+        """Remove the previous target dir."""
+        if self._aside is not None:
+            self._aside.discard()
+            self._aside = None
+        self._staged.close()
+
+
+def _write_all(entries: Sequence[Entry], root: Path, cancel: threading.Event) -> None:
+    """Write every entry, one thread per group of source archives (each opens its own)."""
+    _make_folders(root, entries)
+    groups: dict[Path | None, list[Entry]] = defaultdict(list)
+    for entry in entries:
+        groups[entry.archive].append(entry)
+
+    def write_group(group: list[Entry]) -> None:
+        with Archives() as archives:
+            for entry in group:
+                if cancel.is_set():
+                    raise Cancelled
+                _write_entry(root / entry.path, entry, archives)
+
+    with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
+        for _ in pool.map(write_group, groups.values()):
+            pass
+
+
+def _write_entry(dest: Path, entry: Entry, archives: Archives) -> None:
+    mode = 0o755 if entry.executable else 0o644
+    data = archives.small_bytes(entry)
+    if data is not None:
+        _write_new(dest, data, mode)
+        return
+    fd = os.open(dest, _CREATE, mode)
+    with os.fdopen(fd, "wb") as out, archives.stream(entry) as src:
+        os.fchmod(fd, mode)  # the umask never decides a mode
+        shutil.copyfileobj(src, out, _CHUNK)
+
+
+def _write_new(dest: Path, data: bytes, mode: int) -> None:
+    """Create `dest` (never an existing file or a link) holding `data`."""
+    fd = os.open(dest, _CREATE, mode)
+    try:
+        os.fchmod(fd, mode)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
+def _make_folders(root: Path, entries: Sequence[Entry]) -> None:
+    """Create every folder the entries need, parents first, one system call each."""
+    folders: set[PurePosixPath] = set()
+    for entry in entries:
+        folders.update(PurePosixPath(entry.path).parents)
+    base = str(root)
+    for folder in sorted(folders, key=lambda f: (len(f.parts), f.parts)):
+        if folder.parts:
+            path = os.path.join(base, *folder.parts)
+            os.mkdir(path, 0o755)
+            os.chmod(path, 0o755)

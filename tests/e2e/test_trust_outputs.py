@@ -1,0 +1,227 @@
+"""The outputs' guarantees through the real command (issue: trust at the edges).
+
+Each test breaks one promise of docs/design.md's "Guarantees" on the version before it was
+kept: the ZIP and the target dir always agree, a target dir shares no inode with anything, a
+symlink in a target dir is never followed, OS errors are explained (even with -q), a timestamp
+no ZIP can hold is refused before any build, and a killed run's temporaries are cleaned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import resource
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.helpers import Bundled
+from tests.e2e.helpers import bundle
+from tests.e2e.helpers import dir_files
+from tests.e2e.helpers import zip_files
+from tests.fixtures.index import LoopbackIndex
+from tests.fixtures.projects import poetry_lock
+from tests.fixtures.projects import write_project
+from tests.fixtures.wheelfactory import build_wheel
+
+RUNTIME = ("--runtime", "python3.12")
+MEMBER_SIZE = 1_000_000  # three random members: the ZIP is ~3 MB, no single file over 1 MB
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    base = tmp_path_factory.mktemp("trust-outputs")
+    index_root = base / "index"
+    index_root.mkdir()
+    noise = random.Random(13)
+    build_wheel(index_root, "blobs", "1.0", files={
+        "blobs/__init__.py": "", **{f"blobs/part{i}.bin": noise.randbytes(MEMBER_SIZE) for i in range(3)},
+    })
+    build_wheel(index_root, "requests", "2.32.3", files={"requests/__init__.py": "VERSION = '2.32.3'\n"})
+    with LoopbackIndex(index_root) as index:
+        cache = base / "cache"
+        cache.mkdir()
+        for name in ("alpha", "beta"):
+            project = write_project(base / name, name, dependencies={"blobs": "1.0", "requests": "2.32.3"},
+                                    index_url=index.url, requires_python=">=3.12,<3.13")
+            poetry_lock(project, cache)
+        yield {"base": base, "cache": cache, "index": index}
+
+
+@pytest.fixture
+def alpha(world: dict, tmp_path: Path) -> Path:
+    """A private copy of the locked project `alpha`, never bundled yet (a fresh clone)."""
+    shutil.copytree(world["base"] / "alpha", tmp_path / "alpha")
+    return tmp_path / "alpha"
+
+
+def _ok(result: Bundled) -> Bundled:
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def _clean_failure(result: Bundled, *needles: str) -> str:
+    text = result.stdout + result.stderr
+    assert result.returncode == 1, text
+    assert "Traceback" not in text and "Errno" not in text, text
+    for needle in needles:
+        assert needle in result.stderr, result.stderr
+    return result.stderr
+
+
+def _outputs(project: Path) -> tuple[Path, Path]:
+    """The default ZIP and target dir of a bundled project."""
+    zips = sorted((project / "dist" / "lambda").glob("*.zip"))
+    assert len(zips) == 1
+    return zips[0], project / "build" / "lambda" / "python3.12-x86_64"
+
+
+def _snapshot(*roots: Path) -> dict[str, bytes | None]:
+    found: dict[str, bytes | None] = {}
+    for root in roots:
+        for path in sorted([root, *root.rglob("*")]) if root.exists() else []:
+            found[str(path)] = path.read_bytes() if path.is_file() and not path.is_symlink() else None
+    return found
+
+
+@contextlib.contextmanager
+def file_size_limit(limit: int) -> Iterator[None]:
+    """Writes past `limit` bytes fail with EFBIG in the child (a full disk that works for root)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+
+
+# -- 1. the ZIP and the target dir never disagree ------------------------------------------------
+
+
+def test_failed_zip_write_leaves_both_outputs_as_they_were(world: dict, alpha: Path) -> None:
+    _ok(bundle(alpha, world["cache"], *RUNTIME))
+    zip_path, target = _outputs(alpha)
+    (alpha / "alpha" / "handler.py").write_text("def handler(event, context):\n    return 2\n")
+    before = _snapshot(zip_path.parent, target.parent)
+    with file_size_limit(2_000_000):  # every file fits; the ~3 MB ZIP does not
+        result = bundle(alpha, world["cache"], *RUNTIME)
+    _clean_failure(result, str(zip_path.parent), "File too large")
+    assert _snapshot(zip_path.parent, target.parent) == before
+    assert dir_files(target) == zip_files(zip_path)
+
+
+def test_immutable_output_folder_leaves_both_outputs_as_they_were(world: dict, alpha: Path) -> None:
+    _ok(bundle(alpha, world["cache"], *RUNTIME))
+    zip_path, target = _outputs(alpha)
+    (alpha / "alpha" / "handler.py").write_text("def handler(event, context):\n    return 3\n")
+    before = _snapshot(zip_path.parent, target.parent)
+    if subprocess.run(["chattr", "+i", str(zip_path.parent)], capture_output=True, check=False).returncode:
+        pytest.skip("chattr +i is not available on this file system")
+    try:
+        result = bundle(alpha, world["cache"], *RUNTIME, "-q")
+    finally:
+        subprocess.run(["chattr", "-i", str(zip_path.parent)], check=True)
+    _clean_failure(result, str(zip_path.parent), "not permitted")
+    assert _snapshot(zip_path.parent, target.parent) == before
+
+
+# -- 2. a target dir shares no inode with the cache or another target dir -----------------------
+
+
+def test_writing_into_a_target_dir_changes_nothing_else(world: dict, tmp_path: Path) -> None:
+    projects = {}
+    for name in ("alpha", "beta"):
+        shutil.copytree(world["base"] / name, tmp_path / name)
+        projects[name] = tmp_path / name
+        _ok(bundle(projects[name], world["cache"], *RUNTIME))
+    cache_before = _snapshot(world["cache"])
+    alpha_zip, alpha_target = _outputs(projects["alpha"])
+    beta_zip, beta_target = _outputs(projects["beta"])
+    for target in (alpha_target, beta_target):
+        assert {p.stat().st_nlink for p in target.rglob("*") if p.is_file()} == {1}
+    victim = alpha_target / "requests" / "__init__.py"
+    with victim.open("a") as f:  # what a root process in a CI container may do
+        f.write("STOLEN = True\n")
+    assert _snapshot(world["cache"]) == cache_before
+    assert dir_files(beta_target) == zip_files(beta_zip)
+    shutil.rmtree(beta_target)  # a fresh clone of beta bundles the right bytes
+    _ok(bundle(projects["beta"], world["cache"], *RUNTIME))
+    assert dir_files(beta_target) == zip_files(beta_zip)
+    assert b"STOLEN" not in (beta_target / "requests" / "__init__.py").read_bytes()
+    _ok(bundle(projects["alpha"], world["cache"], *RUNTIME))
+    assert dir_files(alpha_target) == zip_files(alpha_zip)
+
+
+# -- 3. a symlink in the target dir is replaced, never followed ---------------------------------
+
+
+def test_symlinked_folder_in_the_target_dir_is_replaced_not_followed(world: dict, alpha: Path, tmp_path: Path) -> None:
+    _ok(bundle(alpha, world["cache"], *RUNTIME))
+    zip_path, target = _outputs(alpha)
+    checkout = tmp_path / "src" / "requests"
+    checkout.mkdir(parents=True)
+    (checkout / "__init__.py").write_text("# my working copy of requests\n")
+    (checkout / "api.py").write_text("def get(): ...\n")
+    shutil.rmtree(target / "requests")
+    (target / "requests").symlink_to(checkout, target_is_directory=True)
+    before = _snapshot(checkout)
+    _ok(bundle(alpha, world["cache"], *RUNTIME))
+    assert _snapshot(checkout) == before
+    assert not (target / "requests").is_symlink()
+    assert dir_files(target) == zip_files(zip_path)
+
+
+# -- 9. OS errors are explained, even with -q ----------------------------------------------------
+
+
+@pytest.mark.parametrize("option", ["--target-dir", "--output"])
+def test_file_name_too_long_is_explained_even_with_q(world: dict, alpha: Path, option: str) -> None:
+    name = "x" * 300 + (".zip" if option == "--output" else "")
+    result = bundle(alpha, world["cache"], *RUNTIME, "-q", option, str(alpha / "out" / name))
+    stderr = _clean_failure(result, "File name too long", "shorter --output or --target-dir")
+    assert stderr.strip(), "nothing printed with -q"
+    assert [p for root in ("dist", "build", "out") for p in (alpha / root).rglob("*") if not p.is_dir()] == []
+
+
+def test_output_under_a_file_is_explained(world: dict, alpha: Path) -> None:
+    (alpha / "notafolder").write_text("a file\n")
+    result = bundle(alpha, world["cache"], *RUNTIME, "-q", "--output", str(alpha / "notafolder" / "fn.zip"))
+    _clean_failure(result, "notafolder", "is a file, not a folder")
+
+
+# -- 10. SOURCE_DATE_EPOCH that no ZIP can hold ---------------------------------------------------
+
+
+def test_source_date_epoch_after_2107_is_refused_before_any_build(world: dict, alpha: Path) -> None:
+    result = bundle(alpha, world["cache"], *RUNTIME, extra_env={"SOURCE_DATE_EPOCH": "4354819200"})
+    _clean_failure(result, "SOURCE_DATE_EPOCH=4354819200 is after 2107-12-31")
+    assert "ushort" not in result.stderr
+    assert not (alpha / "dist").exists() and not (alpha / "build").exists()
+
+
+# -- 11. no litter: what a killed run left is removed -------------------------------------------
+
+
+def test_litter_of_killed_runs_is_removed(world: dict, alpha: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    shutil.copytree(world["cache"], cache)
+    legacy = cache / "lambda-bundle" / "unpacked" / "ab"
+    (legacy / ".tmp-killed" / "pkg").mkdir(parents=True)
+    (legacy / ".tmp-killed" / "pkg" / "mod.py").write_text("half\n")
+    dist = alpha / "dist" / "lambda"
+    dist.mkdir(parents=True)
+    killed_zip = dist / ".alpha-0.1.0-python3.12-x86_64.zip.tmp-killed"
+    killed_zip.write_bytes(b"PK\x03\x04 half")
+    killed_dir = alpha / "build" / "lambda" / ".python3.12-x86_64.tmp-killed"
+    (killed_dir / "requests").mkdir(parents=True)
+    _ok(bundle(alpha, cache, *RUNTIME))
+    assert not (cache / "lambda-bundle" / "unpacked").exists()
+    assert not killed_zip.exists() and not killed_dir.exists()
+    leftovers = [p for root in (dist, alpha / "build" / "lambda", cache) for p in root.rglob("*") if ".tmp-" in p.name]
+    assert leftovers == []
