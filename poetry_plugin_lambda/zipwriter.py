@@ -9,8 +9,11 @@ Why not `zipfile.ZipFile` for writing:
 * Reproducibility. Every header field that `zipfile` fills from the host (timestamps, "made by"
   system, data-descriptor flags, extra fields, permission bits) is fixed here: the timestamp comes
   from one `epoch`, the method is always deflate, permissions are 0644 or 0755, no data
-  descriptors, no comments, and extra fields only when ZIP64 forces them. Identical inputs give
-  identical bytes on any machine using the same zlib.
+  descriptors, no comments, no extra fields. Raw-copied members are the same bytes on every
+  machine; members deflated here are the same bytes wherever the same zlib build runs.
+* Size. A Lambda ZIP is capped far below 4 GiB, so members and offsets never need ZIP64; a
+  ZIP that would is refused with a clear error. Only the ZIP64 end record stays, for bundles of
+  more than 65,535 files.
 
 The archive holds regular files only; the caller decides the order (entries are written in call
 order), so sorting is the caller's job.
@@ -30,7 +33,6 @@ from typing import TYPE_CHECKING
 from typing import BinaryIO
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from collections.abc import Iterator
     from types import TracebackType
 
@@ -52,7 +54,6 @@ _FLAG_STRONG_ENCRYPTION = 0x0040
 _FLAG_UTF8 = 0x0800
 _MODE_FILE = 0o100644
 _MODE_EXECUTABLE = 0o100755
-_ZIP64_EXTRA_ID = 0x0001
 
 _LOCAL_SIG = b"PK\x03\x04"
 _CENTRAL_SIG = b"PK\x01\x02"
@@ -91,16 +92,6 @@ def dos_date_time(epoch: int) -> tuple[int, int]:
     return dos_time, dos_date
 
 
-@dataclass(frozen=True)
-class WrittenEntry:
-    """What was written for one member, so callers can report or verify the bundle."""
-
-    name: str
-    compressed_size: int
-    file_size: int
-    crc: int
-
-
 class ZipWriteError(Exception):
     """A source member cannot be copied (malformed, encrypted, unsupported method, too large)."""
 
@@ -109,10 +100,11 @@ class ZipWriteError(Exception):
 class _Record:
     """Everything the central directory needs about one written member."""
 
-    entry: WrittenEntry
     name_bytes: bytes
+    crc: int
+    compressed_size: int
+    file_size: int
     flags: int
-    version: int
     offset: int
     external_attr: int
 
@@ -148,15 +140,13 @@ def _external_attr(executable: bool) -> int:
     return (_MODE_EXECUTABLE if executable else _MODE_FILE) << 16
 
 
-def _sizes_need_zip64(compressed_size: int, file_size: int) -> bool:
-    return compressed_size > ZIP32_LIMIT or file_size > ZIP32_LIMIT
-
-
-def _zip64_extra(values: list[int]) -> bytes:
-    """A ZIP64 extended-information extra field holding `values` (8 bytes each)."""
-    if not values:
-        return b""
-    return struct.pack(f"<HH{len(values)}Q", _ZIP64_EXTRA_ID, 8 * len(values), *values)
+def _check_zip32(name: str, *values: int) -> None:
+    """Sizes and offsets must fit the 32-bit fields: a Lambda ZIP is far smaller than 4 GiB."""
+    if any(v > ZIP32_LIMIT for v in values):
+        raise ZipWriteError(
+            f"{name}: the bundle passes 4 GiB, which no Lambda deployment package can be"
+            " (the limit is 250 MB unzipped)"
+        )
 
 
 class _Deflater:
@@ -199,32 +189,22 @@ class DeterministicZipWriter:
 
     # ----------------------------------------------------------------------- public API
 
-    @property
-    def entries(self) -> list[WrittenEntry]:
-        """The members written so far, in archive order (a copy)."""
-        return [record.entry for record in self._records]
-
-    def add_bytes(self, name: str, data: bytes, *, executable: bool = False) -> WrittenEntry:
+    def add_bytes(self, name: str, data: bytes, *, executable: bool = False) -> None:
         """Add generated content (small files such as launchers or metadata)."""
-        return self.add_stream(name, io.BytesIO(data), executable=executable)
+        self.add_stream(name, io.BytesIO(data), executable=executable)
 
-    def add_stream(self, name: str, stream: BinaryIO, *, executable: bool = False) -> WrittenEntry:
+    def add_stream(self, name: str, stream: BinaryIO, *, executable: bool = False) -> None:
         """Deflate `stream` (read to EOF in 1 MiB chunks) into a new member.
 
         The size is unknown up front and we never write data descriptors, so the local header
-        is patched afterwards; it therefore has no room for ZIP64 sizes, and a member larger
-        than 4 GiB raises `ZipWriteError` (a Lambda bundle can never be that big).
+        is patched afterwards.
         """
         name_bytes = self._check_name(name)
-
-        def write(offset: int) -> _Record:
-            return self._write_streamed(name, name_bytes, offset, stream, executable)
-
-        return self._guarded(name, write)
+        self._add(name, self._write_streamed(name, name_bytes, self._fp.tell(), stream, executable))
 
     def add_from_zip(
         self, name: str, source: zipfile.ZipFile, info: zipfile.ZipInfo, *, executable: bool = False
-    ) -> WrittenEntry:
+    ) -> None:
         """Copy one member of `source` (e.g. a wheel) into the bundle as `name`.
 
         Deflated members are copied as raw compressed bytes, trusting the CRC and sizes of the
@@ -234,20 +214,13 @@ class DeterministicZipWriter:
         """
         name_bytes = self._check_name(name)
         _check_source_member(info)
+        offset = self._fp.tell()
         if info.compress_type == zipfile.ZIP_STORED:
-
-            def write(offset: int) -> _Record:
-                return self._copy_stored(name, name_bytes, offset, source, info, executable)
-
+            record = self._copy_stored(name, name_bytes, offset, source, info, executable)
         else:
             data_offset = self._locate_raw_data(source, info)
-
-            def write(offset: int) -> _Record:
-                return self._copy_raw(
-                    name, name_bytes, offset, source, info, data_offset, executable
-                )
-
-        return self._guarded(name, write)
+            record = self._copy_raw(name, name_bytes, offset, source, info, data_offset, executable)
+        self._add(name, record)
 
     def close(self) -> None:
         """Write the central directory and end records; safe to call more than once."""
@@ -285,61 +258,36 @@ class DeterministicZipWriter:
             raise ValueError(f"duplicate member name: {name!r}")
         return name_bytes
 
-    def _guarded(self, name: str, write: Callable[[int], _Record]) -> WrittenEntry:
-        """Run one entry write; on failure cut the file back so the archive stays consistent."""
-        offset = self._fp.tell()
-        try:
-            record = write(offset)
-        except BaseException:
-            self._rollback(offset)
-            raise
+    def _add(self, name: str, record: _Record) -> None:
+        """Remember a written member. A failed write is not undone: the caller discards the file."""
+        _check_zip32(name, record.offset, record.compressed_size, record.file_size)
         self._records.append(record)
         self._names.add(name)
-        return record.entry
 
-    def _rollback(self, offset: int) -> None:
-        try:
-            self._fp.seek(offset)
-            self._fp.truncate()
-        except OSError:
-            pass  # the original error is the one worth reporting
-
-    def _write_local_header(
-        self, name_bytes: bytes, flags: int, version: int, entry: WrittenEntry
-    ) -> None:
-        """Local header with no data descriptor; ZIP64 extra only when a size overflows."""
-        extra = b""
-        compressed_size, file_size = entry.compressed_size, entry.file_size
-        if _sizes_need_zip64(compressed_size, file_size):
-            # the local ZIP64 field must carry both sizes, uncompressed first
-            extra = _zip64_extra([file_size, compressed_size])
-            compressed_size = file_size = ZIP32_LIMIT
+    def _write_local_header(self, name_bytes: bytes, flags: int, crc: int, compressed_size: int, file_size: int) -> None:
+        """Local header with no data descriptor and no extra field."""
         header = _LOCAL.pack(
-            _LOCAL_SIG, version, flags, _METHOD_DEFLATE, self._dos_time, self._dos_date,
-            entry.crc, compressed_size, file_size, len(name_bytes), len(extra),
+            _LOCAL_SIG, _VERSION_DEFAULT, flags, _METHOD_DEFLATE, self._dos_time, self._dos_date,
+            crc, compressed_size, file_size, len(name_bytes), 0,
         )  # fmt: skip
-        self._fp.write(header + name_bytes + extra)
+        self._fp.write(header + name_bytes)
 
     def _write_streamed(
         self, name: str, name_bytes: bytes, offset: int, stream: BinaryIO, executable: bool
     ) -> _Record:
+        _check_zip32(name, offset)
         flags = _name_flags(name)
-        version = _VERSION_ZIP64 if offset > ZIP32_LIMIT else _VERSION_DEFAULT
-        self._write_local_header(name_bytes, flags, version, WrittenEntry(name, 0, 0, 0))
+        self._write_local_header(name_bytes, flags, 0, 0, 0)
         deflater = _Deflater()
         for block in deflater.chunks(stream):
             self._fp.write(block)
-        entry = WrittenEntry(name, deflater.compressed_size, deflater.file_size, deflater.crc)
-        if _sizes_need_zip64(entry.compressed_size, entry.file_size):
-            raise ZipWriteError(f"{name}: streamed member larger than 4 GiB")
-        self._patch_local_header(offset, entry)
-        return _Record(entry, name_bytes, flags, version, offset, _external_attr(executable))
-
-    def _patch_local_header(self, offset: int, entry: WrittenEntry) -> None:
+        crc, compressed_size, file_size = deflater.crc, deflater.compressed_size, deflater.file_size
+        _check_zip32(name, compressed_size, file_size)
         end = self._fp.tell()
         self._fp.seek(offset + _CRC_AND_SIZES_OFFSET)
-        self._fp.write(struct.pack("<LLL", entry.crc, entry.compressed_size, entry.file_size))
+        self._fp.write(struct.pack("<LLL", crc, compressed_size, file_size))
         self._fp.seek(end)
+        return _Record(name_bytes, crc, compressed_size, file_size, flags, offset, _external_attr(executable))
 
     def _copy_stored(
         self,
@@ -356,7 +304,7 @@ class DeterministicZipWriter:
                 record = self._write_streamed(name, name_bytes, offset, stream, executable)
         except (zipfile.BadZipFile, zlib.error, EOFError) as error:
             raise ZipWriteError(f"{info.filename}: cannot read stored member: {error}") from error
-        if record.entry.file_size != info.file_size or record.entry.crc != info.CRC:
+        if record.file_size != info.file_size or record.crc != info.CRC:
             raise ZipWriteError(f"{info.filename}: content disagrees with the central directory")
         return record
 
@@ -370,11 +318,9 @@ class DeterministicZipWriter:
         data_offset: int,
         executable: bool,
     ) -> _Record:
+        _check_zip32(name, offset, info.compress_size, info.file_size)
         flags = _name_flags(name)
-        entry = WrittenEntry(name, info.compress_size, info.file_size, info.CRC)
-        big_sizes = _sizes_need_zip64(entry.compressed_size, entry.file_size)
-        version = _VERSION_ZIP64 if big_sizes or offset > ZIP32_LIMIT else _VERSION_DEFAULT
-        self._write_local_header(name_bytes, flags, version, entry)
+        self._write_local_header(name_bytes, flags, info.CRC, info.compress_size, info.file_size)
         handle = self._source_handle(source)
         handle.seek(data_offset)
         remaining = info.compress_size
@@ -384,7 +330,9 @@ class DeterministicZipWriter:
                 raise ZipWriteError(f"{info.filename}: source archive is truncated")
             self._fp.write(chunk)
             remaining -= len(chunk)
-        return _Record(entry, name_bytes, flags, version, offset, _external_attr(executable))
+        return _Record(
+            name_bytes, info.CRC, info.compress_size, info.file_size, flags, offset, _external_attr(executable)
+        )
 
     # ----------------------------------------------------------------------- source access
 
@@ -438,12 +386,11 @@ class DeterministicZipWriter:
         for record in self._records:
             self._fp.write(_central_header(record, self._dos_time, self._dos_date))
         cd_size = self._fp.tell() - cd_offset
+        _check_zip32("the central directory", cd_offset + cd_size)
         count = len(self._records)
-        if count > ZIP16_LIMIT or cd_offset > ZIP32_LIMIT or cd_size > ZIP32_LIMIT:
+        if count > ZIP16_LIMIT:  # more than 65,535 files: only the count needs ZIP64
             self._write_zip64_end(count, cd_size, cd_offset)
-            count = min(count, ZIP16_LIMIT)
-            cd_size = min(cd_size, ZIP32_LIMIT)
-            cd_offset = min(cd_offset, ZIP32_LIMIT)
+            count = ZIP16_LIMIT
         self._fp.write(_END.pack(_END_SIG, 0, 0, count, count, cd_size, cd_offset, 0))
 
     def _write_zip64_end(self, count: int, cd_size: int, cd_offset: int) -> None:
@@ -458,24 +405,14 @@ class DeterministicZipWriter:
 
 
 def _central_header(record: _Record, dos_time: int, dos_date: int) -> bytes:
-    """One central-directory record; ZIP64 fields only for the values that overflow."""
-    entry = record.entry
-    compressed_size, file_size, offset = entry.compressed_size, entry.file_size, record.offset
-    extra_values: list[int] = []
-    if _sizes_need_zip64(compressed_size, file_size):
-        extra_values += [file_size, compressed_size]
-        compressed_size = file_size = ZIP32_LIMIT
-    if offset > ZIP32_LIMIT:
-        extra_values.append(offset)
-        offset = ZIP32_LIMIT
-    extra = _zip64_extra(extra_values)
-    made_by = (_SYSTEM_UNIX << 8) | record.version
+    """One central-directory record (no extra field, no comment)."""
+    made_by = (_SYSTEM_UNIX << 8) | _VERSION_DEFAULT
     header = _CENTRAL.pack(
-        _CENTRAL_SIG, made_by, record.version, record.flags, _METHOD_DEFLATE, dos_time, dos_date,
-        entry.crc, compressed_size, file_size, len(record.name_bytes), len(extra), 0, 0, 0,
-        record.external_attr, offset,
+        _CENTRAL_SIG, made_by, _VERSION_DEFAULT, record.flags, _METHOD_DEFLATE, dos_time, dos_date,
+        record.crc, record.compressed_size, record.file_size, len(record.name_bytes), 0, 0, 0, 0,
+        record.external_attr, record.offset,
     )  # fmt: skip
-    return header + record.name_bytes + extra
+    return header + record.name_bytes
 
 
 def _check_source_member(info: zipfile.ZipInfo) -> None:
