@@ -24,6 +24,7 @@ from poetry_plugin_lambda.report import largest_packages
 from poetry_plugin_lambda.report import size_warnings
 from poetry_plugin_lambda.targets import marker_environment
 from poetry_plugin_lambda.targets import supported_tags
+from poetry_plugin_lambda.wheels import check_built_wheel
 from poetry_plugin_lambda.wheels import read_wheel
 
 if TYPE_CHECKING:
@@ -54,7 +55,9 @@ def bundle(poetry: Poetry, spec: BundleSpec, io: IO, progress: Progress) -> Bund
         wheels = [a.wheel for a in artifacts]
         if spec.builds_project:
             progress.line(f"  - Building <c1>{spec.project.name} ({spec.project.version})</>")
-            wheels.append(compat.build_project_wheel(poetry, scratch))
+            project_wheel = compat.build_project_wheel(poetry, scratch)
+            check_built_wheel(project_wheel)
+            wheels.append(project_wheel)
 
         progress.line("  - Assembling")
         prefix = "python/" if spec.layout == "layer" else ""

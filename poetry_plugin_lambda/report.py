@@ -97,10 +97,6 @@ def human_size(size: int) -> str:
     return f"{size} B"  # pragma: no cover
 
 
-def escape(text: str) -> str:
-    return Formatter.escape(text)
-
-
 def render_text(report: BundleReport) -> list[str]:
     """The summary printed after a run, in Poetry's colour tags."""
     lines = [
@@ -126,10 +122,10 @@ def render_text(report: BundleReport) -> list[str]:
         )
     if report.handler_check is not None:
         style = {"passed": "info", "failed": "error", "skipped": "comment"}[report.handler_check.status]
-        message = escape(report.handler_check.message)
+        message = Formatter.escape(report.handler_check.message)
         lines.append(f"  handler:   <{style}>{report.handler_check.status}</>: {message}")
     for warning in report.warnings:
-        lines.append(f"<warning>Warning: {escape(warning)}</>")
+        lines.append(f"<warning>Warning: {Formatter.escape(warning)}</>")
     return lines
 
 

@@ -53,7 +53,6 @@ class WheelContents:
     dist_info: str
     members: tuple[WheelMember, ...]
     record: bytes
-    dropped: tuple[str, ...]
 
 
 def check_member_name(wheel: str, name: str) -> None:
@@ -109,18 +108,35 @@ def _install_path(name: str, data_dir: str) -> str | None:
 
 
 def _read_record(label: str, zf: zipfile.ZipFile, dist_info: str) -> dict[str, tuple[str, str]]:
+    """RECORD as {path: (hash, size)}, parsed by installer (the reference installer's own reader)."""
+    from installer.records import InvalidRecordEntry
+    from installer.records import parse_record_file
+
     try:
         text = zf.read(f"{dist_info}/RECORD").decode("utf-8")
     except UnicodeDecodeError:
         raise WheelError(f"{label}: {dist_info}/RECORD is not UTF-8.") from None
-    rows: dict[str, tuple[str, str]] = {}
-    for row in csv.reader(io.StringIO(text)):
-        if not row:
-            continue
-        if len(row) != 3:
-            raise WheelError(f"{label}: malformed RECORD line {row!r}.")
-        rows[row[0]] = (row[1], row[2])
-    return rows
+    try:
+        return {path: (digest, size) for path, digest, size in parse_record_file(
+            line for line in text.splitlines() if line.strip()
+        )}
+    except InvalidRecordEntry as error:
+        raise WheelError(f"{label}: malformed RECORD ({'; '.join(error.issues)}).") from None
+
+
+def check_built_wheel(wheel: Path) -> None:
+    """A wheel built here has no lock hash: its RECORD must at least match every file it holds.
+
+    installer's validation (names, sizes and hashes against RECORD) catches a broken or
+    tampered build backend before its output is bundled.
+    """
+    from installer.sources import WheelFile
+
+    try:
+        with WheelFile.open(wheel) as source:
+            source.validate_record()
+    except (ValueError, zipfile.BadZipFile, OSError) as error:
+        raise WheelError(f"Building gave {wheel.name}, whose files do not match its RECORD: {error}") from None
 
 
 def read_wheel(archive: Path, drop: Callable[[str], bool] | None = None) -> WheelContents:
@@ -168,7 +184,6 @@ def _read_open_wheel(
     record = _read_record(label, zf, dist_info)
     data_dir = dist_info[: -len(".dist-info")] + ".data"
     members: list[WheelMember] = []
-    dropped: list[str] = []
     record_path = f"{dist_info}/RECORD"
     for info in infos:
         if info.is_dir() or info.filename == record_path:
@@ -178,7 +193,6 @@ def _read_open_wheel(
         except WheelError as error:
             raise WheelError(f"{label}: {error}") from None
         if path is None or _is_bytecode(path) or (drop is not None and drop(path)):
-            dropped.append(info.filename)
             continue
         data = None
         if info.filename == f"{dist_info}/METADATA":
@@ -193,7 +207,6 @@ def _read_open_wheel(
         dist_info=dist_info,
         members=tuple(members),
         record=new_record,
-        dropped=tuple(dropped),
     )
 
 

@@ -113,6 +113,18 @@ def test_every_runtime_has_tags_and_markers() -> None:
             assert env["platform_machine"] == ("aarch64" if arch == "arm64" else "x86_64")
 
 
-def test_glibc_follows_the_runtime_os() -> None:
-    assert {r.glibc for n, r in RUNTIMES.items() if n in ("python3.9", "python3.10", "python3.11")} == {(2, 26)}
-    assert {r.glibc for n, r in RUNTIMES.items() if n in ("python3.12", "python3.13", "python3.14")} == {(2, 34)}
+@pytest.mark.parametrize(
+    ("glibc", "runtime", "fits"),
+    [
+        ("2_26", "python3.11", True),   # Amazon Linux 2: glibc 2.26
+        ("2_28", "python3.11", False),
+        ("2_28", "python3.12", True),   # Amazon Linux 2023: glibc 2.34
+        ("2_34", "python3.12", True),
+        ("2_35", "python3.12", False),
+    ],
+)
+def test_manylinux_wheels_fit_the_runtime_os_glibc(glibc: str, runtime: str, fits: bool) -> None:
+    """What the glibc column means: a manylinux_2_X wheel is chosen only where glibc >= 2.X."""
+    tag = f"cp3{runtime[-2:]}-cp3{runtime[-2:]}-manylinux_{glibc}_x86_64"
+    rank = wheel_rank(f"pkg-1.0-{tag}.whl", Target(RUNTIMES[runtime], "x86_64"))
+    assert (rank is not None) == fits
