@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from poetry_plugin_lambda.assemble import Entry
-from poetry_plugin_lambda.sources import Archives
 from poetry_plugin_lambda.errors import BundleError
+from poetry_plugin_lambda.sources import Archives
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

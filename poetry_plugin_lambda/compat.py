@@ -6,10 +6,9 @@ this is the only file to change.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
-
-from pathlib import Path
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -151,7 +150,7 @@ def download_to_cache(
     try:
         from poetry.utils.download import Downloader
     except ImportError:  # Poetry < 2.2
-        from poetry.utils.helpers import Downloader  # type: ignore[no-redef,attr-defined]
+        from poetry.utils.helpers import Downloader  # type: ignore[no-redef,attr-defined,unused-ignore]
 
     def download(url: str, dest: Path) -> None:
         downloader = Downloader(url, dest, authenticator, max_retries=retries)

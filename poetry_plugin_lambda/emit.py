@@ -9,10 +9,12 @@ and the cause. The paths the user gave are checked first, before any work is don
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
+from typing import TypeVar
 
 from poetry_plugin_lambda.atomic import Cancelled
 from poetry_plugin_lambda.errors import OutputError
@@ -24,10 +26,14 @@ from poetry_plugin_lambda.zip_output import ZipResult
 from poetry_plugin_lambda.zip_output import stage_zip
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from collections.abc import Sequence
+    from concurrent.futures import Future
 
     from poetry_plugin_lambda.assemble import Entry
     from poetry_plugin_lambda.atomic import Staged
+
+T = TypeVar("T")
 
 __all__ = ["MARKER", "ZipResult", "check_outputs", "write_outputs"]
 
@@ -112,7 +118,7 @@ def _stage_dir(entries: Sequence[Entry], target_dir: Path, cancel: threading.Eve
         raise
 
 
-def _stage(work, path: Path):  # type: ignore[no-untyped-def]
+def _stage(work: Callable[[], T], path: Path) -> T:
     """Run `work`; the operating system's refusals become errors that name `path` and the cause."""
     try:
         return work()
@@ -120,18 +126,14 @@ def _stage(work, path: Path):  # type: ignore[no-untyped-def]
         raise os_error(error, f"write {path}") from None
 
 
-def _discard_quietly(future) -> None:  # type: ignore[no-untyped-def]
+def _discard_quietly(future: Future[Staged]) -> None:
     """The other output failed first: wait for this one to stop, and remove what it staged."""
-    try:
+    with contextlib.suppress(BaseException):  # Cancelled, or its own failure: not the one to report
         future.result().discard()
-    except BaseException:  # Cancelled, or its own failure: not the one to report
-        pass
 
 
 def _remove_legacy_manifest(target_dir: Path) -> None:
     """Versions before 0.2 kept a manifest beside the target dir; it describes nothing now."""
     legacy = target_dir.parent / f".{target_dir.name}.manifest.json"
-    try:
+    with contextlib.suppress(OSError):
         legacy.unlink(missing_ok=True)
-    except OSError:
-        pass

@@ -7,7 +7,6 @@ before anything reads them. Downloads run in parallel (`installer.max-workers`).
 
 from __future__ import annotations
 
-import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass

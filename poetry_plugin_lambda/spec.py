@@ -167,7 +167,7 @@ CONFIG_KEYS: dict[str, Callable[[str, Any], Any]] = {
     "exclude": _string_list,
     "exclude-files": _string_list,
     "max-unzipped-size": _size,
-    "include": lambda where, value: _include_list(where, value),
+    "include": lambda where, value: _include_list(where, value),  # noqa: PLW0108 (defined below)
     "compile": _boolean,
     "compile-with": _string,
     "handler": _string,

@@ -9,7 +9,7 @@ glibc plus the legacy aliases), in `packaging.tags` priority order. musllinux, f
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import TYPE_CHECKING
 
 from packaging.tags import Tag
@@ -87,7 +87,7 @@ def platform_tags(glibc: tuple[int, int], machine: str) -> list[str]:
     return tags
 
 
-@lru_cache(maxsize=None)
+@cache
 def supported_tags(target: Target) -> tuple[Tag, ...]:
     """Every tag the target accepts, most preferred first (the order of `packaging.tags`)."""
     version = target.runtime.python[:2]
@@ -119,7 +119,7 @@ def marker_environment(target: Target) -> dict[str, str]:
     }
 
 
-@lru_cache(maxsize=None)
+@cache
 def tag_priority(target: Target) -> dict[Tag, int]:
     """Tag -> rank (0 is best), for choosing among a release's wheels."""
     return {tag: rank for rank, tag in enumerate(supported_tags(target))}

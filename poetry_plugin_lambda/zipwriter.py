@@ -372,7 +372,7 @@ class DeterministicZipWriter:
         _check_local_name(info, handle.read(name_len), flags, encoding)
         if not flags & _FLAG_DATA_DESCRIPTOR:
             _check_local_sizes(info, crc, compressed_size, file_size)
-        return info.header_offset + _LOCAL.size + name_len + extra_len
+        return int(info.header_offset) + _LOCAL.size + int(name_len) + int(extra_len)
 
     def _release_handles(self) -> None:
         handles, self._handles = self._handles, {}

@@ -22,12 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.fixtures.dataheavy import DATA_HEAVY_MODULE  # noqa: E402
-from tests.fixtures.dataheavy import public_simple_url  # noqa: E402
-from tests.fixtures.dataheavy import write_data_heavy_project  # noqa: E402
-from tests.fixtures.interpreters import find_python  # noqa: E402
-from tests.fixtures.projects import poetry_lock  # noqa: E402
-from tests.fixtures.projects import run_poetry  # noqa: E402
+from tests.fixtures.dataheavy import DATA_HEAVY_MODULE
+from tests.fixtures.dataheavy import public_simple_url
+from tests.fixtures.dataheavy import write_data_heavy_project
+from tests.fixtures.interpreters import find_python
+from tests.fixtures.projects import poetry_lock
+from tests.fixtures.projects import run_poetry
 
 
 def bundle(project: Path, cache: Path, out: Path, *extra: str) -> tuple[dict, float]:
@@ -72,8 +72,8 @@ def main() -> int:
         reports[label] = (report, seconds, root)
     times: dict[str, list[float]] = {"plain": [], "compiled": []}
     for _ in range(args.runs):
-        for label in times:
-            times[label].append(import_seconds(python, reports[label][2]))
+        for label, measured in times.items():
+            measured.append(import_seconds(python, reports[label][2]))
     print(f"data-heavy project, python3.12 x86_64, {python}, medians of {args.runs} runs")
     print(f"{'':28} {'without --compile':>18} {'with --compile':>16}")
     plain, compiled = reports["plain"], reports["compiled"]

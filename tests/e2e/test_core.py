@@ -13,8 +13,8 @@ import pytest
 import tomlkit
 
 from tests.e2e.helpers import HANDLER
-from tests.e2e.helpers import bundle
 from tests.e2e.helpers import build_core_wheels
+from tests.e2e.helpers import bundle
 from tests.e2e.helpers import dir_files
 from tests.e2e.helpers import dist_infos
 from tests.e2e.helpers import elf_machine

@@ -14,6 +14,7 @@ the public index's simple API (read from pip at run time; never written in a fil
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -243,13 +244,11 @@ def uv(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
             return False
 
     if not works():
-        try:
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
             subprocess.run(
                 [sys.executable, "-m", "pip", "install", "-q", "uv"],
                 capture_output=True, text=True, timeout=600, check=False,
             )
-        except (OSError, subprocess.TimeoutExpired):
-            pass
         if not works():
             pytest.skip("uv is not installed and `pip install uv` failed")
     return command
