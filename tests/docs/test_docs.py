@@ -395,3 +395,27 @@ def test_no_registry_host_names_in_the_docs() -> None:
         if host in _text(path).lower()
     ]
     assert not found, found
+
+
+TEST_REFERENCE = re.compile(r"`(tests/[\w/]+\.py)(?:::(\w+))?`|`::(\w+)`")
+
+
+def test_tests_named_in_the_docs_exist() -> None:
+    """A guarantee's test, named in a page (`tests/x.py::name`, then `::other` for the same file)."""
+    missing = []
+    for page in PAGES:
+        current: Path | None = None
+        for match in TEST_REFERENCE.finditer(page.read_text(encoding="utf-8")):
+            path, name, same_file = match.groups()
+            if path:
+                current = ROOT / path
+                if not current.is_file():
+                    missing.append(f"{page.name}: {path}")
+                    continue
+            name = name or same_file
+            if name and current is not None:
+                defined = {n.name for n in ast.walk(ast.parse(current.read_text())) if isinstance(n, ast.FunctionDef)}
+                pattern = re.compile("^" + re.escape(name).replace(r"\*", ".*") + "$")
+                if not any(pattern.match(d) for d in defined):
+                    missing.append(f"{page.name}: {current.relative_to(ROOT)}::{name}")
+    assert missing == []
