@@ -23,7 +23,6 @@ import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
 from poetry_plugin_lambda.atomic import Cancelled
@@ -128,19 +127,21 @@ def _write_new(dest: Path, data: bytes, mode: int) -> None:
         os.fchmod(fd, mode)
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
     finally:
         os.close(fd)
 
 
 def _make_folders(root: Path, entries: Sequence[Entry]) -> None:
     """Create every folder the entries need, parents first, one system call each."""
-    folders: set[PurePosixPath] = set()
+    folders: set[str] = set()
     for entry in entries:
-        folders.update(PurePosixPath(entry.path).parents)
+        folder = entry.path.rpartition("/")[0]
+        while folder and folder not in folders:
+            folders.add(folder)
+            folder = folder.rpartition("/")[0]
     base = str(root)
-    for folder in sorted(folders, key=lambda f: (len(f.parts), f.parts)):
-        if folder.parts:
-            path = os.path.join(base, *folder.parts)
-            os.mkdir(path, 0o755)
-            os.chmod(path, 0o755)
+    for folder in sorted(folders, key=lambda f: (f.count("/"), f)):
+        path = os.path.join(base, folder)
+        os.mkdir(path, 0o755)
+        os.chmod(path, 0o755)  # the umask never decides a mode

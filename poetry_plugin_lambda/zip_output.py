@@ -59,7 +59,9 @@ def _fill(f: BinaryIO, entries: Sequence[Entry], epoch: int, cancel: threading.E
                 raise Cancelled
             try:
                 if entry.info is not None and entry.archive is not None:
-                    writer.add_from_zip(entry.path, archives.get(entry.archive), entry.info, executable=entry.executable)
+                    writer.add_from_zip(
+                        entry.path, archives.get(entry.archive), entry.info, executable=entry.executable
+                    )
                 elif entry.data is not None:
                     writer.add_bytes(entry.path, entry.data, executable=entry.executable)
                 else:

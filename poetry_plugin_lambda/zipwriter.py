@@ -144,8 +144,7 @@ def _check_zip32(name: str, *values: int) -> None:
     """Sizes and offsets must fit the 32-bit fields: a Lambda ZIP is far smaller than 4 GiB."""
     if any(v > ZIP32_LIMIT for v in values):
         raise ZipWriteError(
-            f"{name}: the bundle passes 4 GiB, which no Lambda deployment package can be"
-            " (the limit is 250 MB unzipped)"
+            f"{name}: the bundle passes 4 GiB, which no Lambda deployment package can be (the limit is 250 MB unzipped)"
         )
 
 
@@ -184,7 +183,7 @@ class DeterministicZipWriter:
         self._dos_time, self._dos_date = dos_date_time(epoch)
         self._records: list[_Record] = []
         self._names: set[str] = set()
-        self._handles: dict[str, BinaryIO] = {}
+        self._handle: tuple[zipfile.ZipFile, BinaryIO] | None = None  # the current source's
         self._closed = False
 
     # ----------------------------------------------------------------------- public API
@@ -264,7 +263,9 @@ class DeterministicZipWriter:
         self._records.append(record)
         self._names.add(name)
 
-    def _write_local_header(self, name_bytes: bytes, flags: int, crc: int, compressed_size: int, file_size: int) -> None:
+    def _write_local_header(
+        self, name_bytes: bytes, flags: int, crc: int, compressed_size: int, file_size: int
+    ) -> None:
         """Local header with no data descriptor and no extra field."""
         header = _LOCAL.pack(
             _LOCAL_SIG, _VERSION_DEFAULT, flags, _METHOD_DEFLATE, self._dos_time, self._dos_date,
@@ -272,9 +273,7 @@ class DeterministicZipWriter:
         )  # fmt: skip
         self._fp.write(header + name_bytes)
 
-    def _write_streamed(
-        self, name: str, name_bytes: bytes, offset: int, stream: BinaryIO, executable: bool
-    ) -> _Record:
+    def _write_streamed(self, name: str, name_bytes: bytes, offset: int, stream: BinaryIO, executable: bool) -> _Record:
         _check_zip32(name, offset)
         flags = _name_flags(name)
         self._write_local_header(name_bytes, flags, 0, 0, 0)
@@ -339,18 +338,18 @@ class DeterministicZipWriter:
     def _source_handle(self, source: zipfile.ZipFile) -> BinaryIO:
         """Our own handle on the source file, so the ZipFile's position is never disturbed.
 
-        Falls back to the ZipFile's own file object when it was opened from one (no path);
-        zipfile re-seeks before every read, so sharing it is safe in a single thread.
+        One source at a time is kept open (a bundle of hundreds of wheels never runs out of file
+        descriptors). A ZipFile opened from a file object (no path) lends its own: zipfile
+        re-seeks before every read, so sharing it is safe in a single thread.
         """
+        if self._handle is not None and self._handle[0] is source:
+            return self._handle[1]
         path = source.filename
         if isinstance(path, str) and os.path.isfile(path):
-            key = os.path.abspath(path)
-            if key not in self._handles:
-                # one wheel at a time: keep only the current source open, so a bundle of
-                # hundreds of wheels never runs out of file descriptors (closed by close/__exit__)
-                self._release_handles()
-                self._handles[key] = open(key, "rb")  # noqa: SIM115
-            return self._handles[key]
+            self._release_handles()
+            handle = open(path, "rb")  # noqa: SIM115 (closed by close/__exit__ or the next source)
+            self._handle = (source, handle)
+            return handle
         if source.fp is None:
             raise ZipWriteError(f"source archive {path!r} is closed")
         return source.fp  # type: ignore[return-value]
@@ -375,9 +374,9 @@ class DeterministicZipWriter:
         return int(info.header_offset) + _LOCAL.size + int(name_len) + int(extra_len)
 
     def _release_handles(self) -> None:
-        handles, self._handles = self._handles, {}
-        for handle in handles.values():
-            handle.close()
+        current, self._handle = self._handle, None
+        if current is not None:
+            current[1].close()
 
     # ----------------------------------------------------------------------- central directory
 
@@ -397,9 +396,7 @@ class DeterministicZipWriter:
         end64_offset = self._fp.tell()
         made_by = (_SYSTEM_UNIX << 8) | _VERSION_ZIP64
         record_size = _END64.size - 12  # excludes the signature and this size field
-        end64 = _END64.pack(
-            _END64_SIG, record_size, made_by, _VERSION_ZIP64, 0, 0, count, count, cd_size, cd_offset
-        )
+        end64 = _END64.pack(_END64_SIG, record_size, made_by, _VERSION_ZIP64, 0, 0, count, count, cd_size, cd_offset)
         self._fp.write(end64)
         self._fp.write(_LOCATOR64.pack(_LOCATOR64_SIG, 0, end64_offset, 1))
 
@@ -437,9 +434,7 @@ def _check_local_name(info: zipfile.ZipInfo, raw: bytes, flags: int, encoding: s
         raise ZipWriteError(f"{info.filename}: local header names {local_name!r}")
 
 
-def _check_local_sizes(
-    info: zipfile.ZipInfo, crc: int, compressed_size: int, file_size: int
-) -> None:
+def _check_local_sizes(info: zipfile.ZipInfo, crc: int, compressed_size: int, file_size: int) -> None:
     """Without a data descriptor the local header must agree with the central directory.
 
     A size of 0xFFFFFFFF means the real value sits in the local ZIP64 extra field; the central
@@ -453,4 +448,3 @@ def _check_local_sizes(
         if local_value != central_value:
             message = f"local header {what} disagrees with the central directory"
             raise ZipWriteError(f"{info.filename}: {message}")
-
