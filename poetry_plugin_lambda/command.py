@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from cleo.io.io import IO
     from poetry.poetry import Poetry
 
+    from poetry_plugin_lambda.pipeline import BundleFailure
+    from poetry_plugin_lambda.report import BundleReport
     from poetry_plugin_lambda.spec import ProjectFacts
 
 
@@ -103,6 +105,7 @@ class LambdaBundleCommand(Command):
         option("compile-with", None, "The python3.X to compile with (default: found on PATH, pyenv, uv).", flag=False),
         option("check-handler", None, "After bundling, import this module.function from the bundle with the target's Python.", flag=False),
         option("max-unzipped-size", None, "Fail above this unzipped size: bytes or e.g. 200MB (default: 262144000).", flag=False),
+        option("bundle", None, "Build only this named bundle of [tool.lambda-bundle.bundles] (repeatable).", flag=False, multiple=True),
         option("format", None, "Report format: text or json.", flag=False, default="text"),
     ]
 
@@ -131,7 +134,7 @@ class LambdaBundleCommand(Command):
     def handle(self) -> int:
         fmt = self.option("format")
         try:
-            report = self._bundle()
+            outcome = self._bundle()
         except BundleError as error:
             self._error(Formatter.escape(str(error)))
             return error.exit_code
@@ -152,11 +155,13 @@ class LambdaBundleCommand(Command):
                 " and please report it."
             ))
             return 1
-        if fmt == "json":
-            from cleo.io.outputs.output import Verbosity
+        if isinstance(outcome, list):
+            return self._show_many(outcome, fmt)
+        return self._show(outcome, fmt)
 
-            # QUIET: `-q` silences progress, never the report a script asked for.
-            self.io.write_line(json.dumps(report.to_json(), indent=2, sort_keys=True), Verbosity.QUIET)
+    def _show(self, report: BundleReport, fmt: str) -> int:
+        if fmt == "json":
+            self._json(report.to_json())
         else:
             from poetry_plugin_lambda.report import render_text
 
@@ -167,19 +172,56 @@ class LambdaBundleCommand(Command):
             self._error(Formatter.escape(report.handler_check.message))
         return 3 if report.failed else 0
 
+    def _show_many(self, outcomes: list[BundleReport | BundleFailure], fmt: str) -> int:
+        """Every bundle's report; exit 1 if one failed, 3 if only a handler check did."""
+        from poetry_plugin_lambda.pipeline import BundleFailure
+
+        reports = [o for o in outcomes if not isinstance(o, BundleFailure)]
+        failures = [o for o in outcomes if isinstance(o, BundleFailure)]
+        if fmt == "json":
+            self._json({"bundles": [
+                {"name": o.name, "error": o.message} if isinstance(o, BundleFailure) else o.to_json()
+                for o in outcomes
+            ]})
+        else:
+            from poetry_plugin_lambda.report import render_many
+
+            for line in render_many(reports, [(f.name, f.message) for f in failures]):
+                self.line(line)
+        for failure in failures:  # on stderr too, and even with -q: a script must learn why
+            self._error(Formatter.escape(f"Bundle {failure.name} failed: {failure.message}"))
+        for report in reports:
+            if report.failed and self.io.output.is_quiet():
+                assert report.handler_check is not None
+                self._error(Formatter.escape(f"Bundle {report.name}: {report.handler_check.message}"))
+        if failures:
+            return max(f.exit_code for f in failures)
+        return 3 if any(r.failed for r in reports) else 0
+
+    def _json(self, data: dict[str, Any]) -> None:
+        from cleo.io.outputs.output import Verbosity
+
+        # QUIET: `-q` silences progress, never the report a script asked for.
+        self.io.write_line(json.dumps(data, indent=2, sort_keys=True), Verbosity.QUIET)
+
     def _error(self, message: str) -> None:
         """Errors are printed even with -q: a script must learn why a bundle is missing."""
         from cleo.io.outputs.output import Verbosity
 
         self.io.write_error_line(f"<error>{message}</error>", Verbosity.QUIET)
 
-    def _bundle(self) -> Any:
+    def _bundle(self) -> BundleReport | list[BundleReport | BundleFailure]:
         from poetry_plugin_lambda.pipeline import bundle
+        from poetry_plugin_lambda.pipeline import bundle_all
         from poetry_plugin_lambda.spec import CONFIG_TABLE
-        from poetry_plugin_lambda.spec import build_spec
+        from poetry_plugin_lambda.spec import build_specs
 
         poetry = self.poetry
         table = poetry.pyproject.data.get("tool", {}).get(CONFIG_TABLE.split(".", 1)[1])
-        spec = build_spec(table, self._cli_values(), project_facts(poetry), Path.cwd(), os.environ)
-        progress = _Progress(self.io, to_stderr=spec.format == "json")
-        return bundle(poetry, spec, self.io, progress)
+        specs = build_specs(
+            table, self._cli_values(), project_facts(poetry), Path.cwd(), os.environ, self.option("bundle")
+        )
+        progress = _Progress(self.io, to_stderr=specs[0].format == "json")
+        if len(specs) == 1 and specs[0].name is None:
+            return bundle(poetry, specs[0], self.io, progress)
+        return bundle_all(poetry, specs, self.io, progress)

@@ -1,11 +1,19 @@
-"""spec -> plan -> fetch -> assemble -> emit: the whole bundle in one readable function."""
+"""spec -> plan -> fetch -> assemble -> emit: a run's bundles, sharing the work they share.
+
+`bundle` builds one bundle; `bundle_all` builds a project's named bundles, planning, fetching
+and building the project once for all of them, then assembling and writing them side by side.
+"""
 
 from __future__ import annotations
 
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
+from typing import Any
 
 from poetry_plugin_lambda import compat
 from poetry_plugin_lambda.assemble import assemble
@@ -14,6 +22,7 @@ from poetry_plugin_lambda.assemble import merge
 from poetry_plugin_lambda.assemble import unzipped_size
 from poetry_plugin_lambda.emit import check_outputs
 from poetry_plugin_lambda.emit import write_outputs
+from poetry_plugin_lambda.errors import BundleError
 from poetry_plugin_lambda.fetch import Fetcher
 from poetry_plugin_lambda.includes import project_files
 from poetry_plugin_lambda.plan import check_lock
@@ -28,59 +37,165 @@ from poetry_plugin_lambda.wheels import check_built_wheel
 from poetry_plugin_lambda.wheels import read_wheel
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from cleo.io.io import IO
     from poetry.poetry import Poetry
+    from poetry.utils.env import Env
 
     from poetry_plugin_lambda.assemble import Entry
+    from poetry_plugin_lambda.fetch import Artifact
     from poetry_plugin_lambda.fetch import Progress
+    from poetry_plugin_lambda.plan import Plan
     from poetry_plugin_lambda.spec import BundleSpec
+    from poetry_plugin_lambda.targets import Target
+
+
+@dataclass(frozen=True)
+class BundleFailure:
+    """A named bundle that could not be built; the others of the run went on."""
+
+    name: str
+    message: str
+    exit_code: int = 1
 
 
 def bundle(poetry: Poetry, spec: BundleSpec, io: IO, progress: Progress) -> BundleReport:
-    """Build the bundle `spec` describes and return what was written."""
-    target = spec.target
+    """Build the bundle `spec` describes and return what was written (errors raise)."""
     check_outputs(spec.output, spec.target_dir, spec.project.root)
     check_lock(poetry)
-    compiler = _interpreter(poetry, spec, "--compile") if spec.compile else None
-    env = compat.target_env(
-        marker_environment(target), list(supported_tags(target)), target.runtime.python
-    )
-
-    progress.line(f"Bundling for <c1>{target.describe()}</> from the lock file")
-    plan = make_plan(poetry, spec, env)
-    warnings = [*spec.warnings, *plan.warnings]
     with tempfile.TemporaryDirectory(prefix="lambda-bundle-") as tmp:
-        scratch = Path(tmp)
-        artifacts = Fetcher(poetry, env, target, io, progress, scratch).fetch_all(plan)
+        shared = SharedWork(poetry, io, progress, Path(tmp))
+        report = _write(shared.prepare(spec), shared, progress)
+    return _checked(poetry, spec, report, progress)
+
+
+def bundle_all(poetry: Poetry, specs: Sequence[BundleSpec], io: IO, progress: Progress) -> list[BundleReport | BundleFailure]:
+    """Build several named bundles, sharing what they share; one failing leaves the others be.
+
+    Plans, fetches and the project's wheel are prepared one bundle after the other (each is
+    parallel inside and shared through `SharedWork`); the bundles are then assembled and written
+    side by side, and their handlers checked last (a code bundle may be checked with a layer
+    bundle of the same run).
+    """
+    check_lock(poetry)
+    outcomes: dict[str, BundleReport | BundleFailure] = {}
+    with tempfile.TemporaryDirectory(prefix="lambda-bundle-") as tmp:
+        shared = SharedWork(poetry, io, progress, Path(tmp))
+        ready: list[_Prepared] = []
+        for spec in specs:
+            try:
+                check_outputs(spec.output, spec.target_dir, spec.project.root)
+                ready.append(shared.prepare(spec))
+            except BundleError as error:
+                outcomes[str(spec.name)] = BundleFailure(str(spec.name), str(error), error.exit_code)
+        workers = max(1, min(len(ready), os.cpu_count() or 1))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = {prepared.spec: pool.submit(_write, prepared, shared, progress) for prepared in ready}
+            for spec, future in futures.items():
+                try:
+                    outcomes[str(spec.name)] = future.result()
+                except BundleError as error:
+                    outcomes[str(spec.name)] = BundleFailure(str(spec.name), str(error), error.exit_code)
+    for spec in specs:
+        done = outcomes[str(spec.name)]
+        if isinstance(done, BundleReport):
+            outcomes[str(spec.name)] = _checked(poetry, spec, done, progress)
+    return [outcomes[str(spec.name)] for spec in specs]
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A bundle's inputs, fetched and verified: ready to assemble."""
+
+    spec: BundleSpec
+    artifacts: tuple[Artifact, ...]
+    wheels: tuple[Path, ...]
+    warnings: tuple[str, ...]
+    compiler: Path | None
+
+
+class SharedWork:
+    """What the bundles of one run share: the target envs, plans, fetched artifacts, the project's wheel.
+
+    A plan is made once per (target, groups, extras, exclusions); a package is fetched and
+    verified once per target; the project's wheel (pure Python) is built once.
+    """
+
+    def __init__(self, poetry: Poetry, io: IO, progress: Progress, scratch: Path) -> None:
+        self._poetry, self._io, self._progress, self.scratch = poetry, io, progress, scratch
+        self._envs: dict[Target, Env] = {}
+        self._plans: dict[tuple[Any, ...], Plan] = {}
+        self._fetchers: dict[Target, Fetcher] = {}
+        self._artifacts: dict[tuple[Target, str, str], Artifact] = {}
+        self._project_wheel: Path | None = None
+
+    def env(self, target: Target) -> Env:
+        if target not in self._envs:
+            self._envs[target] = compat.target_env(
+                marker_environment(target), list(supported_tags(target)), target.runtime.python
+            )
+        return self._envs[target]
+
+    def prepare(self, spec: BundleSpec) -> _Prepared:
+        target = spec.target
+        named = f" (bundle <c1>{spec.name}</>)" if spec.name else ""
+        self._progress.line(f"Bundling for <c1>{target.describe()}</> from the lock file{named}")
+        compiler = _interpreter(self._poetry, spec, "--compile") if spec.compile else None
+        key = (target, spec.groups, spec.extras, spec.exclude, spec.includes_dependencies)
+        if key not in self._plans:
+            self._plans[key] = make_plan(self._poetry, spec, self.env(target))
+        plan = self._plans[key]
+        artifacts = self._fetch(target, plan)
         wheels = [a.wheel for a in artifacts]
         if spec.builds_project:
-            progress.line(f"  - Building <c1>{spec.project.name} ({spec.project.version})</>")
-            project_wheel = compat.build_project_wheel(poetry, scratch)
-            check_built_wheel(project_wheel)
-            wheels.append(project_wheel)
+            wheels.append(self._build_project(spec))
+        return _Prepared(spec, tuple(artifacts), tuple(wheels), (*spec.warnings, *plan.warnings), compiler)
 
-        progress.line("  - Assembling")
-        prefix = "python/" if spec.layout == "layer" else ""
-        drop = file_filter(spec.exclude_files, prefix)
-        entries = assemble((read_wheel(w, drop) for w in wheels), prefix, _includes(spec))
-        compiled = None
-        if compiler is not None:
-            progress.line(f"  - Compiling bytecode with <c1>{compiler}</>")
-            compiled = _compile(entries, compiler, scratch, spec)
-            entries = merge(entries, compiled.entries)
-            warnings += _summarise(compiled.warnings)
-        check_unzipped_size(entries, spec.max_unzipped_size)
+    def _fetch(self, target: Target, plan: Plan) -> list[Artifact]:
+        fetcher = self._fetchers.get(target)
+        if fetcher is None:
+            fetcher = self._fetchers[target] = Fetcher(
+                self._poetry, self.env(target), target, self._io, self._progress, self.scratch
+            )
+        key = {p.name: (target, p.name, p.version.text) for p in plan.packages}
+        missing = tuple(p for p in plan.packages if key[p.name] not in self._artifacts)
+        for package, artifact in zip(missing, fetcher.fetch_all(replace(plan, packages=missing))):
+            self._artifacts[key[package.name]] = artifact
+        return [self._artifacts[key[p.name]] for p in plan.packages]
 
-        progress.line(f"  - Writing <c1>{spec.output}</>")
-        progress.line(f"  - Writing <c1>{spec.target_dir}</>")
-        result = write_outputs(entries, spec.output, spec.target_dir, spec.epoch)
+    def _build_project(self, spec: BundleSpec) -> Path:
+        if self._project_wheel is None:
+            self._progress.line(f"  - Building <c1>{spec.project.name} ({spec.project.version})</>")
+            wheel = compat.build_project_wheel(self._poetry, self.scratch)
+            check_built_wheel(wheel)
+            self._project_wheel = wheel
+        return self._project_wheel
 
-    handler_check = None
-    if spec.handler is not None:
-        progress.line(f"  - Checking the handler <c1>{spec.handler}</>")
-        handler_check = _check_handler(poetry, spec)
 
-    packages = [(a.name, a.version) for a in artifacts]
+def _write(prepared: _Prepared, shared: SharedWork, progress: Progress) -> BundleReport:
+    """Assemble one bundle's entries and write its two outputs."""
+    spec = prepared.spec
+    tag = f"  [{spec.name}]" if spec.name else ""
+    progress.line(f"  - Assembling{tag}")
+    prefix = "python/" if spec.layout == "layer" else ""
+    drop = file_filter(spec.exclude_files, prefix)
+    entries = assemble((read_wheel(w, drop) for w in prepared.wheels), prefix, _includes(spec))
+    warnings = list(prepared.warnings)
+    compiled = None
+    if prepared.compiler is not None:
+        progress.line(f"  - Compiling bytecode with <c1>{prepared.compiler}</>{tag}")
+        scratch = shared.scratch / f"compile-{spec.name or 'bundle'}"
+        compiled = _compile(entries, prepared.compiler, scratch, spec)
+        entries = merge(entries, compiled.entries)
+        warnings += _summarise(compiled.warnings)
+    check_unzipped_size(entries, spec.max_unzipped_size)
+
+    progress.line(f"  - Writing <c1>{spec.output}</>")
+    progress.line(f"  - Writing <c1>{spec.target_dir}</>")
+    result = write_outputs(entries, spec.output, spec.target_dir, spec.epoch)
+
+    packages = [(a.name, a.version) for a in prepared.artifacts]
     if spec.builds_project:
         packages.append((spec.project.name, spec.project.version))
     return BundleReport(
@@ -90,16 +205,24 @@ def bundle(poetry: Poetry, spec: BundleSpec, io: IO, progress: Progress) -> Bund
         size=result.size,
         unzipped_size=unzipped_size(entries),
         files=len(entries),
-        runtime=target.runtime.name,
-        architecture=target.architecture,
+        runtime=spec.target.runtime.name,
+        architecture=spec.target.architecture,
         layout=spec.layout,
         packages=tuple(sorted(packages)),
         largest=largest_packages(entries),
         warnings=tuple([*warnings, *size_warnings(result.size)]),
         compiled_modules=len(compiled.entries) if compiled else None,
         bytecode_size=compiled.size if compiled else None,
-        handler_check=handler_check,
+        name=spec.name,
     )
+
+
+def _checked(poetry: Poetry, spec: BundleSpec, report: BundleReport, progress: Progress) -> BundleReport:
+    """The report, with the handler check's result when one was asked for."""
+    if spec.handler is None:
+        return report
+    progress.line(f"  - Checking the handler <c1>{spec.handler}</>")
+    return replace(report, handler_check=_check_handler(poetry, spec))
 
 
 def _includes(spec: BundleSpec) -> list[Entry]:

@@ -46,6 +46,7 @@ class BundleReport:
     compiled_modules: int | None = None
     bytecode_size: int | None = None
     handler_check: HandlerCheck | None = None
+    name: str | None = None  # the bundle's name, for a project with named bundles
 
     @property
     def failed(self) -> bool:
@@ -56,7 +57,9 @@ class BundleReport:
         return base64.b64encode(self.sha256).decode("ascii")
 
     def to_json(self) -> dict[str, Any]:
+        named = {} if self.name is None else {"name": self.name}
         return {
+            **named,
             "zip": str(self.zip),
             "target_dir": str(self.target_dir),
             "sha256": self.sha256.hex(),
@@ -98,9 +101,10 @@ def human_size(size: int) -> str:
 
 def render_text(report: BundleReport) -> list[str]:
     """The summary printed after a run, in Poetry's colour tags."""
+    named = f"bundle <c1>{report.name}</>: " if report.name else ""
     lines = [
         "",
-        f"<info>Built</> <c1>{report.zip}</> for <c1>{report.runtime} {report.architecture}</>"
+        f"<info>Built</> {named}<c1>{report.zip}</> for <c1>{report.runtime} {report.architecture}</>"
         f" ({report.layout})",
         f"  size:      {human_size(report.size)} zipped, {human_size(report.unzipped_size)}"
         f" unzipped, {report.files} files",
@@ -125,6 +129,21 @@ def render_text(report: BundleReport) -> list[str]:
         lines.append(f"  handler:   <{style}>{report.handler_check.status}</>: {message}")
     for warning in report.warnings:
         lines.append(f"<warning>Warning: {Formatter.escape(warning)}</>")
+    return lines
+
+
+def render_many(reports: Sequence[BundleReport], failures: Sequence[tuple[str, str]]) -> list[str]:
+    """One block per bundle built, one line per bundle that failed, then the total."""
+    lines = [line for report in reports for line in render_text(report)]
+    for name, message in failures:
+        lines.append(f"<error>Bundle {Formatter.escape(name)} failed: {Formatter.escape(message)}</>")
+    zipped = sum(r.size for r in reports)
+    unzipped = sum(r.unzipped_size for r in reports)
+    lines += [
+        "",
+        f"<info>{len(reports)} of {len(reports) + len(failures)} bundles built</>:"
+        f" {human_size(zipped)} zipped, {human_size(unzipped)} unzipped in all",
+    ]
     return lines
 
 

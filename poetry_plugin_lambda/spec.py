@@ -1,12 +1,13 @@
-"""Configuration and CLI options -> one frozen `BundleSpec`; all validation of user input.
+"""Configuration and CLI options -> frozen `BundleSpec`s (one per bundle); all user input checked.
 
-`[tool.lambda-bundle]` gives the defaults, CLI options win. Every key is validated here, so the
-stages after it can trust the spec: a bad value fails before anything is downloaded or written.
+`[tool.lambda-bundle]` gives the defaults, a named bundle's table overrides them, CLI options win.
+Every value is validated here (each key's checker lives in `config`), so the stages after it can
+trust the spec: a bad value fails before anything is downloaded or written.
 """
+
 
 from __future__ import annotations
 
-import difflib
 import os
 from dataclasses import dataclass
 from dataclasses import field
@@ -18,6 +19,19 @@ from typing import Callable
 from packaging.utils import NormalizedName
 from packaging.utils import canonicalize_name
 
+from poetry_plugin_lambda.config import BUNDLES_KEY
+from poetry_plugin_lambda.config import CLI_NAMES
+from poetry_plugin_lambda.config import CONFIG_KEYS
+from poetry_plugin_lambda.config import CONFIG_TABLE
+from poetry_plugin_lambda.config import DEFAULT_MAX_UNZIPPED_SIZE
+from poetry_plugin_lambda.config import FORMATS
+from poetry_plugin_lambda.config import LAYOUTS
+from poetry_plugin_lambda.config import _choice
+from poetry_plugin_lambda.config import _handler
+from poetry_plugin_lambda.config import _include_list
+from poetry_plugin_lambda.config import _size
+from poetry_plugin_lambda.config import _string_list
+from poetry_plugin_lambda.config import read_config
 from poetry_plugin_lambda.errors import ConfigError
 from poetry_plugin_lambda.targets import ARCHITECTURES
 from poetry_plugin_lambda.targets import DEFAULT_ARCHITECTURE
@@ -27,20 +41,11 @@ from poetry_plugin_lambda.targets import Target
 from poetry_plugin_lambda.zipwriter import DOS_EPOCH_MAX
 from poetry_plugin_lambda.zipwriter import DOS_EPOCH_MIN
 
+__all__ = ["CONFIG_KEYS", "CONFIG_TABLE", "BundleSpec", "ProjectFacts", "build_spec", "build_specs", "read_config"]
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from collections.abc import Sequence
-
-LAYOUTS = ("bundle", "layer", "code")
-# Lambda's quota for a function and all its layers, unzipped.
-DEFAULT_MAX_UNZIPPED_SIZE = 262_144_000
-_SIZE_UNITS = {
-    "": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3,
-    "kib": 1024, "mib": 1024**2, "gib": 1024**3,
-}
-FORMATS = ("text", "json")
-CONFIG_TABLE = "tool.lambda-bundle"
-
 
 @dataclass(frozen=True)
 class ProjectFacts:
@@ -61,6 +66,7 @@ class ProjectFacts:
 class BundleSpec:
     """One immutable description of the bundle to build."""
 
+    name: str | None  # the bundle's name under [tool.lambda-bundle.bundles], None without bundles
     project: ProjectFacts
     target: Target
     groups: frozenset[NormalizedName]
@@ -92,130 +98,6 @@ class BundleSpec:
     @property
     def includes_dependencies(self) -> bool:
         return self.layout in ("bundle", "layer")
-
-
-# -- value checkers: each returns the clean value or raises ConfigError naming `where` ----------
-
-
-def _string(where: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{where} must be a non-empty string, got {value!r}.")
-    return value.strip()
-
-
-def _string_list(where: str, value: Any) -> list[str]:
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{where} must be a list of strings, got {value!r}.")
-    return [part.strip() for v in value for part in v.split(",") if part.strip()]
-
-
-def _boolean(where: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{where} must be true or false, got {value!r}.")
-    return value
-
-
-def _choice(choices: Sequence[str]) -> Callable[[str, Any], str]:
-    def check(where: str, value: Any) -> str:
-        text = _string(where, value)
-        if text not in choices:
-            raise ConfigError(f"{where} must be one of {', '.join(choices)}; got {text!r}.")
-        return text
-
-    return check
-
-
-def _size(where: str, value: Any) -> int:
-    """Bytes, as an integer or a string with a unit ("200MB", "250 MiB")."""
-    import re
-
-    if isinstance(value, bool):
-        raise ConfigError(f"{where} must be a size in bytes or a string such as \"200MB\", got {value!r}.")
-    if isinstance(value, int):
-        size = value
-    elif isinstance(value, str):
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", value)
-        unit = match.group(2).lower() if match else None
-        if match is None or unit not in _SIZE_UNITS:
-            raise ConfigError(
-                f"{where} must be a size such as 262144000, \"200MB\" or \"250MiB\"; got {value!r}."
-            )
-        from decimal import Decimal
-
-        size = int(Decimal(match.group(1)) * _SIZE_UNITS[unit])
-    else:
-        raise ConfigError(f"{where} must be a size in bytes or a string such as \"200MB\", got {value!r}.")
-    if size <= 0 or size > 1 << 50:
-        raise ConfigError(f"{where} must be positive and at most 1 PiB, got {value!r}.")
-    return size
-
-
-# key in [tool.lambda-bundle] -> checker. The CLI option of the same name (long form) overrides it.
-CONFIG_KEYS: dict[str, Callable[[str, Any], Any]] = {
-    "runtime": _string,
-    "architecture": _choice(tuple(ARCHITECTURES)),
-    "output": _string,
-    "target-dir": _string,
-    "with": _string_list,
-    "without": _string_list,
-    "only": _string_list,
-    "extras": _string_list,
-    "all-extras": _boolean,
-    "layout": _choice(LAYOUTS),
-    "exclude": _string_list,
-    "exclude-files": _string_list,
-    "max-unzipped-size": _size,
-    "include": lambda where, value: _include_list(where, value),  # noqa: PLW0108 (defined below)
-    "compile": _boolean,
-    "compile-with": _string,
-    "handler": _string,
-}
-
-
-# Config key -> its CLI option, where the names differ.
-CLI_NAMES = {"architecture": "--arch", "handler": "--check-handler"}
-
-# Names users reach for (the CLI's, snake_case) -> the config key.
-_ALIASES = {
-    "arch": "architecture",
-    "check-handler": "handler",
-    "target_dir": "target-dir",
-    "all_extras": "all-extras",
-    "exclude_files": "exclude-files",
-    "max_unzipped_size": "max-unzipped-size",
-    "compile_with": "compile-with",
-    "group": "with",
-    "groups": "with",
-}
-
-
-def _unwrap(value: Any) -> Any:
-    """tomlkit items -> plain Python values."""
-    unwrap = getattr(value, "unwrap", None)
-    return unwrap() if callable(unwrap) else value
-
-
-def read_config(table: Any) -> dict[str, Any]:
-    """Validate `[tool.lambda-bundle]`: known keys, right types. Returns the clean values."""
-    if table is None:
-        return {}
-    table = _unwrap(table)
-    if not isinstance(table, dict):
-        raise ConfigError(f"[{CONFIG_TABLE}] must be a table, got {table!r}.")
-    clean: dict[str, Any] = {}
-    for key, value in table.items():
-        checker = CONFIG_KEYS.get(key)
-        if checker is None:
-            close = [_ALIASES[key]] if key in _ALIASES else difflib.get_close_matches(key, CONFIG_KEYS, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(
-                f"Unknown key {key!r} in [{CONFIG_TABLE}].{hint}"
-                f" Valid keys: {', '.join(CONFIG_KEYS)}."
-            )
-        clean[key] = checker(f"[{CONFIG_TABLE}] {key}", value)
-    return clean
 
 
 def resolve_runtime(name: str | None, project: ProjectFacts, where: str) -> Runtime:
@@ -287,15 +169,19 @@ def _path(value: str, base: Path, where: str = "a path") -> Path:
     return (path if path.is_absolute() else base / path).resolve()
 
 
-def default_output(project: ProjectFacts, target: Target, layout: str) -> Path:
-    suffix = "" if layout == "bundle" else f"-{layout}"
-    name = f"{project.name.replace('-', '_')}-{project.version}-{target.runtime.name}-{target.architecture}{suffix}.zip"
-    return project.root / "dist" / "lambda" / name
+def default_output(project: ProjectFacts, target: Target, layout: str, bundle: str | None = None) -> Path:
+    """dist/lambda/<name>-<version>[-<bundle>]-<runtime>-<arch>[-<layout>].zip"""
+    middle = f"-{bundle}" if bundle else ""
+    suffix = "" if layout == "bundle" or bundle else f"-{layout}"
+    stem = f"{project.name.replace('-', '_')}-{project.version}{middle}-{target.runtime.name}-{target.architecture}"
+    return project.root / "dist" / "lambda" / f"{stem}{suffix}.zip"
 
 
-def default_target_dir(project: ProjectFacts, target: Target, layout: str) -> Path:
-    suffix = "" if layout == "bundle" else f"-{layout}"
-    return project.root / "build" / "lambda" / f"{target.runtime.name}-{target.architecture}{suffix}"
+def default_target_dir(project: ProjectFacts, target: Target, layout: str, bundle: str | None = None) -> Path:
+    """build/lambda/[<bundle>-]<runtime>-<arch>[-<layout>]"""
+    prefix = f"{bundle}-" if bundle else ""
+    suffix = "" if layout == "bundle" or bundle else f"-{layout}"
+    return project.root / "build" / "lambda" / f"{prefix}{target.runtime.name}-{target.architecture}{suffix}"
 
 
 def source_epoch(environ: Mapping[str, str]) -> int:
@@ -321,6 +207,41 @@ def source_epoch(environ: Mapping[str, str]) -> int:
     return max(epoch, DOS_EPOCH_MIN)
 
 
+def build_specs(
+    config_table: Any,
+    cli: Mapping[str, Any],
+    project: ProjectFacts,
+    cwd: Path,
+    environ: Mapping[str, str] | None = None,
+    selected: Sequence[str] = (),
+) -> list[BundleSpec]:
+    """One spec per bundle to build: the named bundles of the config (all, or `selected`), else one.
+
+    Each `[tool.lambda-bundle.bundles.<name>]` table overrides the main table's keys; the CLI
+    overrides both, for every selected bundle.
+    """
+    config = read_config(config_table)
+    epoch = source_epoch(os.environ if environ is None else environ)
+    bundles: dict[str, dict[str, Any]] = config.pop(BUNDLES_KEY, {})
+    if not bundles:
+        if selected:
+            raise ConfigError(
+                f"--bundle needs named bundles, and this project defines none: add tables such as"
+                f" [{CONFIG_TABLE}.{BUNDLES_KEY}.api] to pyproject.toml, or leave out --bundle."
+            )
+        return [_spec(config, cli, project, cwd, epoch, None)]
+    unknown = [name for name in selected if name not in bundles]
+    if unknown:
+        raise ConfigError(
+            f"No bundle named {', '.join(map(repr, unknown))} in [{CONFIG_TABLE}.{BUNDLES_KEY}]."
+            f" Defined bundles: {', '.join(bundles)}."
+        )
+    names = list(dict.fromkeys(selected)) or list(bundles)
+    specs = [_spec({**config, **bundles[name]}, cli, project, cwd, epoch, name) for name in names]
+    _check_distinct_outputs(specs)
+    return specs
+
+
 def build_spec(
     config_table: Any,
     cli: Mapping[str, Any],
@@ -328,19 +249,48 @@ def build_spec(
     cwd: Path,
     environ: Mapping[str, str] | None = None,
 ) -> BundleSpec:
+    """The one spec of a project without named bundles."""
+    specs = build_specs(config_table, cli, project, cwd, environ)
+    if len(specs) != 1:
+        raise ConfigError("This project defines several bundles: choose one with --bundle.")
+    return specs[0]
+
+
+def _check_distinct_outputs(specs: Sequence[BundleSpec]) -> None:
+    """Two bundles writing the same ZIP or target dir would overwrite each other."""
+    seen: dict[Path, str] = {}
+    for spec in specs:
+        for what, path in (("ZIP", spec.output), ("target dir", spec.target_dir)):
+            other = seen.setdefault(path, f"{spec.name}")
+            if other != spec.name:
+                raise ConfigError(
+                    f"Bundles {other!r} and {spec.name!r} would both write the {what} {path}."
+                    " Give each bundle its own `output` and `target-dir` (or leave them to the"
+                    " defaults, which include the bundle's name); --output and --target-dir apply"
+                    " to every selected bundle, so use them with one --bundle."
+                )
+
+
+def _spec(
+    config: Mapping[str, Any],
+    cli: Mapping[str, Any],
+    project: ProjectFacts,
+    cwd: Path,
+    epoch: int,
+    name: str | None,
+) -> BundleSpec:
     """Merge config and CLI (CLI wins) into a validated spec.
 
     `cli` maps config key names to values; a value of None (or an empty list) means "not given".
     Relative paths from the CLI are taken from `cwd`, those from the config from the project root.
     """
-    config = read_config(config_table)
-    epoch = source_epoch(os.environ if environ is None else environ)
+    table = CONFIG_TABLE if name is None else f"{CONFIG_TABLE}.{BUNDLES_KEY}.{name}"
 
     def pick(key: str) -> tuple[Any, str, Path]:
         value = cli.get(key)
         if value not in (None, [], ()):
             return value, CLI_NAMES.get(key, f"--{key}"), cwd
-        return config.get(key), f"[{CONFIG_TABLE}] {key}", project.root
+        return config.get(key), f"[{table}] {key}", project.root
 
     runtime_name, runtime_where, _ = pick("runtime")
     runtime = resolve_runtime(runtime_name, project, runtime_where)
@@ -363,7 +313,7 @@ def build_spec(
     output = (
         _path(output_value, output_base, output_where)
         if output_value
-        else default_output(project, target, layout)
+        else default_output(project, target, layout, name)
     )
     if output.suffix.lower() != ".zip":
         raise ConfigError(f"The output must be a .zip file, got {output}.")
@@ -371,7 +321,7 @@ def build_spec(
     target_dir = (
         _path(target_value, target_base, target_where)
         if target_value
-        else default_target_dir(project, target, layout)
+        else default_target_dir(project, target, layout, name)
     )
     exclude_value, exclude_where, _ = pick("exclude")
     exclude = frozenset(canonicalize_name(n) for n in _string_list(exclude_where, exclude_value or []))
@@ -391,6 +341,7 @@ def build_spec(
     if include and layout == "layer":
         warnings.append("include is ignored by the layer layout: project files belong to the function's code.")
     return BundleSpec(
+        name=name,
         project=project,
         target=target,
         groups=groups,
@@ -410,23 +361,6 @@ def build_spec(
         epoch=epoch,
         warnings=tuple(warnings),
     )
-
-
-def _include_list(where: str, value: Any) -> list[str]:
-    """Like a string list, but globs may contain commas, so no splitting."""
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v.strip() for v in value):
-        raise ConfigError(f"{where} must be a list of strings (glob patterns), got {value!r}.")
-    from poetry_plugin_lambda.includes import check_pattern
-
-    return [check_pattern(v.strip()) for v in value]
-
-
-def _handler(where: str, value: Any) -> str:
-    from poetry_plugin_lambda.handler_check import check_handler_name
-
-    return check_handler_name(_string(where, value), where)
 
 
 def _check_content(project: ProjectFacts, layout: str, include: tuple[str, ...]) -> None:
