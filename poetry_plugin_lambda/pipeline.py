@@ -18,6 +18,7 @@ from poetry_plugin_lambda.emit import source_epoch
 from poetry_plugin_lambda.emit import write_target_dir
 from poetry_plugin_lambda.emit import pending_zip
 from poetry_plugin_lambda.fetch import Fetcher
+from poetry_plugin_lambda.includes import Outputs
 from poetry_plugin_lambda.includes import project_files
 from poetry_plugin_lambda.plan import check_lock
 from poetry_plugin_lambda.plan import make_plan
@@ -115,7 +116,7 @@ def _includes(spec: BundleSpec) -> list[Entry]:
     """Project files named by `include`; they belong to code, so never to a layer."""
     if not spec.include or not spec.includes_project:
         return []
-    outputs = [spec.target_dir, spec.output.parent]
+    outputs = Outputs(output=spec.output, target_dir=spec.target_dir)
     return project_files(spec.project.root, spec.include, spec.project.name, outputs)
 
 
