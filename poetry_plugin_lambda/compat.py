@@ -187,25 +187,34 @@ def build_project_wheel(poetry: Poetry, directory: Path, dependency: bool = Fals
 
     from poetry_plugin_lambda.errors import FetchError
 
+    package = poetry.package
+    root = Path(poetry.pyproject_path).parent
     try:
         return directory / WheelBuilder.make_in(poetry, directory)
     except ModuleOrPackageNotFoundError:
-        package = poetry.package
         module = package.name.replace("-", "_").replace(".", "_")
-        root = Path(poetry.pyproject_path).parent
         advice = (
             f"The project {package.pretty_name} at {root} is a package, but it has no folder or module"
             f" {module} (nor src/{module}) for poetry-core to build. Name the code in pyproject.toml:"
             f' `packages = [{{ include = "your_package" }}]` under [tool.poetry]'
             ' (add `from = "src"` for a src layout)'
         )
-        if dependency:
-            raise FetchError(f"{advice}.") from None
-        raise FetchError(
-            f"{advice}; or, if the function is only files such as lambda_function.py, set"
-            " `package-mode = false` under [tool.poetry] and list the files with"
-            ' `include = ["lambda_function.py"]` under [tool.lambda-bundle].'
-        ) from None
+    except ValueError as error:
+        if "does not contain any element" not in str(error):
+            raise
+        missing = str(error).split(" does not contain", 1)[0]
+        advice = (
+            f"The project {package.pretty_name} at {root} names {missing} in `packages` under"
+            " [tool.poetry], and there is nothing there for poetry-core to build. Correct its"
+            " `include` (and `from` for a src layout) to the folder that holds the code"
+        )
+    if dependency:
+        raise FetchError(f"{advice}.")
+    raise FetchError(
+        f"{advice}; or, if the function is only files such as lambda_function.py, set"
+        " `package-mode = false` under [tool.poetry] and list the files with"
+        ' `include = ["lambda_function.py"]` under [tool.lambda-bundle].'
+    )
 
 
 def build_backend(project: Path) -> str | None:

@@ -13,41 +13,7 @@ import pytest
 from poetry_plugin_lambda import compat
 from poetry_plugin_lambda.errors import BundleError
 from poetry_plugin_lambda.quiet import captured
-
-NOISY_BACKEND = '''\
-"""An in-tree PEP 517 backend that warns and prints like an old setuptools, then writes a wheel."""
-import sys
-import warnings
-import zipfile
-
-def get_requires_for_build_wheel(config_settings=None):
-    return []
-
-def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
-    print("BANNER on stdout: SetuptoolsDeprecationWarning: setup.py install is deprecated")
-    print("BANNER on stderr: !!! ******** deprecated ******** !!!", file=sys.stderr)
-    warnings.warn("BANNER as a warning: License classifiers are deprecated", UserWarning)  # as SetuptoolsDeprecationWarning
-    name = "noisy-1.0-py3-none-any.whl"
-    with zipfile.ZipFile(wheel_directory + "/" + name, "w") as wheel:
-        wheel.writestr("noisy/__init__.py", "X = 1\\n")
-        wheel.writestr("noisy-1.0.dist-info/METADATA", "Metadata-Version: 2.1\\nName: noisy\\nVersion: 1.0\\n")
-        wheel.writestr("noisy-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n")
-        wheel.writestr("noisy-1.0.dist-info/RECORD", "")
-    return name
-'''
-
-
-def _noisy_source(root: Path) -> Path:
-    root.mkdir()
-    (root / "noisybackend.py").write_text(NOISY_BACKEND)
-    (root / "pyproject.toml").write_text(textwrap.dedent('''\
-        [build-system]
-        requires = []
-        build-backend = "noisybackend"
-        backend-path = ["."]
-    '''))
-    return root
-
+from tests.fixtures.noisy import noisy_source
 
 BUILD = """
 import sys
@@ -68,7 +34,7 @@ def test_isolated_build_keeps_banners_out_of_the_console(tmp_path: Path, verbose
     import os
     import subprocess
 
-    source = _noisy_source(tmp_path / "noisy")
+    source = noisy_source(tmp_path / "noisy")
     out = tmp_path / "out"
     out.mkdir()
     log = tmp_path / "verbose.log"
@@ -128,3 +94,29 @@ def test_a_package_project_without_its_package_folder_is_told_what_to_write(tmp_
     with pytest.raises(BundleError) as as_dependency:
         compat.build_wheel_of(project, out)
     assert "packages = [" in str(as_dependency.value) and "package-mode" not in str(as_dependency.value)
+
+
+def test_packages_naming_a_missing_folder_is_told_what_to_correct(tmp_path: Path) -> None:
+    from poetry.factory import Factory
+
+    project = tmp_path / "fn"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(textwrap.dedent('''\
+        [tool.poetry]
+        name = "fn"
+        version = "1.0"
+        description = ""
+        authors = []
+        packages = [{ include = "app", from = "src" }]
+
+        [build-system]
+        requires = ["poetry-core>=2"]
+        build-backend = "poetry.core.masonry.api"
+    '''))
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(BundleError) as error:
+        compat.build_project_wheel(Factory().create_poetry(project), out)
+    message = str(error.value)
+    assert str(project / "src" / "app") in message and "Correct its `include`" in message
+    assert "package-mode = false" in message
