@@ -395,3 +395,50 @@ def test_no_registry_host_names_in_the_docs() -> None:
         if host in _text(path).lower()
     ]
     assert not found, found
+
+
+# -- 5. configuration snippets parse and pass the plugin's own validation ----------------------------
+
+
+def _toml_blocks() -> list[tuple[str, str]]:
+    """Every ```toml block of README.md and docs/*.md, as (where, text)."""
+    blocks = []
+    for path in [ROOT / "README.md", *PAGES]:
+        lines = _text(path).splitlines()
+        start = None
+        for number, line in enumerate(lines, 1):
+            if start is None and line.strip() == "```toml":
+                start = number
+            elif start is not None and line.strip() == "```":
+                blocks.append((f"{path.relative_to(ROOT)}:{start}", "\n".join(lines[start:number - 1])))
+                start = None
+    return blocks
+
+
+TOML_BLOCKS = _toml_blocks()
+
+
+def test_the_docs_have_config_snippets_to_check() -> None:
+    assert sum("[tool.lambda-bundle]" in text for _, text in TOML_BLOCKS) >= 5
+
+
+@pytest.mark.parametrize(("where", "text"), TOML_BLOCKS, ids=[where for where, _ in TOML_BLOCKS])
+def test_toml_snippets_parse_and_their_config_is_valid(where: str, text: str) -> None:
+    """Every snippet is valid TOML; every `[tool.lambda-bundle]` table passes `spec.read_config`."""
+    import tomlkit
+    from tomlkit.exceptions import TOMLKitError
+
+    from poetry_plugin_lambda.errors import ConfigError
+    from poetry_plugin_lambda.spec import read_config
+
+    try:
+        doc = tomlkit.parse(text).unwrap()
+    except TOMLKitError as error:
+        pytest.fail(f"{where}: not valid TOML: {error}")
+    table = doc.get("tool", {}).get("lambda-bundle")
+    if table is None:
+        return
+    try:
+        read_config(table)
+    except ConfigError as error:
+        pytest.fail(f"{where}: [tool.lambda-bundle] is refused by the plugin: {error}")
