@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 VCS_DIRS = frozenset({".git", ".hg", ".svn", ".bzr"})
+_NEVER_ENTERED = VCS_DIRS | {"__pycache__"}
 _GLOB_CHARS = frozenset("*?[")
 
 Segments = tuple[str, ...]
@@ -82,6 +83,12 @@ def may_hold(pattern: Segments, folder: Segments) -> bool:
 # -- walking: our own, never leaving the project through a symlink ---------------------------------
 
 
+def _named_inside(pattern: Segments, folder: Segments) -> bool:
+    """Whether a pattern without wildcards names a file inside `folder` (taken as is)."""
+    literal = not any(_GLOB_CHARS.intersection(part) for part in pattern)
+    return literal and len(pattern) > len(folder) and pattern[: len(folder)] == folder
+
+
 @dataclass(frozen=True)
 class Found:
     """A file the walk found: its path under the project, the real file, or where a link escapes to."""
@@ -112,6 +119,8 @@ def _walk(
                 yield Found("/".join(sub), Path(real), escapes=True)
             continue
         if os.path.isdir(real) if link else entry.is_dir(follow_symlinks=False):
+            if entry.name in _NEVER_ENTERED and not _named_inside(pattern, sub):
+                continue  # .git holds thousands of files no wildcard may pick up
             if real not in prune and real not in chain and (selects(pattern, sub) or may_hold(pattern, sub)):
                 yield from _walk(root, real, sub, pattern, prune, chain | {real})
         elif (os.path.isfile(real) if link else entry.is_file(follow_symlinks=False)) and selects(pattern, sub):

@@ -137,3 +137,9 @@ def test_executable_bit_is_kept(project: Path) -> None:
     os.chmod(project / "lambda_function.py", 0o755)
     (entry,) = project_files(project, ["lambda_function.py"], "fn")
     assert entry.executable
+
+
+def test_vcs_folders_are_never_walked_but_a_file_named_in_one_is_taken(project: Path) -> None:
+    _tree(project, ".git/objects/x.json", ".hg/store.json")
+    assert _paths(project, "**/*.json") == ["config/a.json", "config/sub/b.json", "data/d.json"]
+    assert _paths(project, ".hg/store.json") == [".hg/store.json"]
