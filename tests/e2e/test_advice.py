@@ -34,7 +34,7 @@ def world(tmp_path_factory: pytest.TempPathFactory):
         yield {"project": project, "cache": cache}
 
 
-def test_sdist_build_is_quiet_unless_verbose(world, tmp_path: Path) -> None:
+def test_sdist_build_keeps_the_build_tools_banners_out_of_the_output(world, tmp_path: Path) -> None:
     result = bundle(world["project"], world["cache"], "-o", str(tmp_path / "q.zip"))
     assert result.returncode == 0, result.stderr
     lines = (result.stdout + result.stderr).splitlines()

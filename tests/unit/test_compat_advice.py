@@ -15,6 +15,8 @@ from poetry_plugin_lambda.errors import BundleError
 from poetry_plugin_lambda.quiet import captured
 from tests.fixtures.noisy import noisy_source
 
+pytestmark = pytest.mark.compat  # compat.py's reading of Poetry's builders: run on the oldest Poetry too
+
 BUILD = """
 import sys
 from pathlib import Path
