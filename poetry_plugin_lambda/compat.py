@@ -175,11 +175,45 @@ def file_hash(path: Path, hash_name: str = "sha256") -> str:
     return str(get_file_hash(path, hash_name))
 
 
-def build_project_wheel(poetry: Poetry, directory: Path) -> Path:
-    """Build the project itself into a wheel with poetry-core's own builder."""
-    from poetry.core.masonry.builders.wheel import WheelBuilder
+def build_project_wheel(poetry: Poetry, directory: Path, dependency: bool = False) -> Path:
+    """Build the project itself into a wheel with poetry-core's own builder.
 
-    return directory / WheelBuilder.make_in(poetry, directory)
+    poetry-core's "No file/folder found for package X" says what is wrong, not what to do: the
+    advice is added here, where we know which project it is and whether it is the function's own.
+    """
+    from poetry.core.masonry.builders.wheel import WheelBuilder
+    from poetry.core.masonry.utils.module import ModuleOrPackageNotFoundError
+
+    from poetry_plugin_lambda.errors import FetchError
+
+    package = poetry.package
+    root = Path(poetry.pyproject_path).parent
+    try:
+        return directory / WheelBuilder.make_in(poetry, directory)
+    except ModuleOrPackageNotFoundError:
+        module = package.name.replace("-", "_").replace(".", "_")
+        advice = (
+            f"The project {package.pretty_name} at {root} is a package, but it has no folder or module"
+            f" {module} (nor src/{module}) for poetry-core to build. Name the code in pyproject.toml:"
+            f' `packages = [{{ include = "your_package" }}]` under [tool.poetry]'
+            ' (add `from = "src"` for a src layout)'
+        )
+    except ValueError as error:
+        if "does not contain any element" not in str(error):
+            raise
+        missing = str(error).split(" does not contain", 1)[0]
+        advice = (
+            f"The project {package.pretty_name} at {root} names {missing} in `packages` under"
+            " [tool.poetry], and there is nothing there for poetry-core to build. Correct its"
+            " `include` (and `from` for a src layout) to the folder that holds the code"
+        )
+    if dependency:
+        raise FetchError(f"{advice}.")
+    raise FetchError(
+        f"{advice}; or, if the function is only files such as lambda_function.py, set"
+        " `package-mode = false` under [tool.poetry] and list the files with"
+        ' `include = ["lambda_function.py"]` under [tool.lambda-bundle].'
+    )
 
 
 def build_backend(project: Path) -> str | None:
@@ -196,7 +230,7 @@ def build_wheel_of(project: Path, directory: Path) -> Path:
     from poetry.core.factory import Factory
 
     poetry = Factory().create_poetry(project)
-    return build_project_wheel(poetry, directory)  # type: ignore[arg-type]
+    return build_project_wheel(poetry, directory, dependency=True)  # type: ignore[arg-type]
 
 
 def project_is_package(poetry: Poetry) -> bool:
@@ -204,17 +238,30 @@ def project_is_package(poetry: Poetry) -> bool:
     return bool(getattr(poetry, "is_package_mode", True))
 
 
-def build_isolated(pool: RepositoryPool, source: Path, output_dir: Path) -> Path:
+def build_isolated(
+    pool: RepositoryPool, source: Path, output_dir: Path, log: Callable[[str], None] | None = None
+) -> Path:
     """Build an sdist or a source tree into a wheel in an isolated environment (PEP 517).
 
     Build requirements come from the project's sources through Poetry's own machinery; the
-    host's Python runs the build, so callers must check that the wheel is pure.
+    host's Python runs the build, so callers must check that the wheel is pure. What the build
+    tools print in-process (virtualenv's and setuptools' deprecation banners) goes to `log`
+    (the caller's verbose output), never to the progress lines; a failed build's own output is
+    in the exception Poetry raises.
     """
     from poetry.installation.chef import Chef
     from poetry.utils.env import EnvManager
 
+    from poetry_plugin_lambda.quiet import captured
+
     chef = Chef(pool.artifact_cache, EnvManager.get_system_env(naive=True), pool)
-    return Path(chef.prepare(source, output_dir=output_dir))
+    with captured() as output:
+        try:
+            return Path(chef.prepare(source, output_dir=output_dir))
+        finally:
+            text = output.getvalue().strip()
+            if log is not None and text:
+                log(text)
 
 
 def project_python(poetry: Poetry) -> Path | None:

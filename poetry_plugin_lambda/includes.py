@@ -1,14 +1,23 @@
 """`include`: project files outside any package (a root lambda_function.py, config/, SQL files).
 
-Globs are relative to the project root and copied to the same relative paths in the bundle.
-A pattern starting with `!` removes what earlier patterns matched. Wildcards never pick up
-VCS internals, bytecode, git-ignored files or the plugin's own outputs; a pattern that matches
-nothing is an error, so a typo cannot silently ship a bundle without its handler.
+Patterns are relative to the project root and work like Poetry's own `include`: a folder's name
+takes its files recursively, `*` and `?` stay inside one path segment, `**` spans folders
+(`config/**`, `**/*.json`). We walk the tree ourselves and match with one segment matcher, so a
+pattern selects the same files on every Python Poetry runs on (`Path.glob` changed in 3.13).
+A pattern starting with `!` removes what earlier patterns matched.
+
+Files are copied to the same relative paths in the bundle. Wildcards never pick up VCS internals,
+bytecode or git-ignored files; the plugin's own output files are never picked up; a symlink is
+followed only while it stays inside the project (one leading out is an error naming it); a
+pattern that matches nothing is an error, so a typo cannot silently ship a bundle without its
+handler.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 from pathlib import PurePosixPath
@@ -18,11 +27,14 @@ from poetry_plugin_lambda.assemble import Entry
 from poetry_plugin_lambda.errors import ConfigError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterator
     from collections.abc import Sequence
 
 VCS_DIRS = frozenset({".git", ".hg", ".svn", ".bzr"})
+_NEVER_ENTERED = VCS_DIRS | {"__pycache__"}
 _GLOB_CHARS = frozenset("*?[")
+
+Segments = tuple[str, ...]
 
 
 def check_pattern(pattern: str) -> str:
@@ -32,6 +44,114 @@ def check_pattern(pattern: str) -> str:
     if not body or path.is_absolute() or ".." in path.parts or (body[1:2] == ":"):
         raise ConfigError(f"include pattern {pattern!r} must be a relative path inside the project.")
     return pattern
+
+
+# -- matching: one implementation, the same on every Python ---------------------------------------
+
+
+def segments(pattern: str) -> Segments:
+    """`pattern` split into path segments (`./`, empty segments and a trailing `/` dropped)."""
+    return tuple(part for part in pattern.replace("\\", "/").split("/") if part not in ("", "."))
+
+
+def matches(pattern: Segments, parts: Segments) -> bool:
+    """Whether the whole path `parts` matches; `**` stands for zero or more folders."""
+    if not pattern:
+        return not parts
+    head, rest = pattern[0], pattern[1:]
+    if head == "**":
+        return any(matches(rest, parts[i:]) for i in range(len(parts) + 1))
+    return bool(parts) and fnmatchcase(parts[0], head) and matches(rest, parts[1:])
+
+
+def selects(pattern: Segments, parts: Segments) -> bool:
+    """Whether the file `parts` is selected: it matches, or lies in a folder that matches."""
+    return any(matches(pattern, parts[:end]) for end in range(len(parts), -1, -1))
+
+
+def may_hold(pattern: Segments, folder: Segments) -> bool:
+    """Whether something inside `folder` could be selected (so the walk must enter it)."""
+    if not folder:
+        return True
+    if not pattern:
+        return False
+    if pattern[0] == "**":
+        return True
+    return fnmatchcase(folder[0], pattern[0]) and may_hold(pattern[1:], folder[1:])
+
+
+# -- walking: our own, never leaving the project through a symlink ---------------------------------
+
+
+def _named_inside(pattern: Segments, folder: Segments) -> bool:
+    """Whether a pattern without wildcards names a file inside `folder` (taken as is)."""
+    literal = not any(_GLOB_CHARS.intersection(part) for part in pattern)
+    return literal and len(pattern) > len(folder) and pattern[: len(folder)] == folder
+
+
+@dataclass(frozen=True)
+class Found:
+    """A file the walk found: its path under the project, the real file, or where a link escapes to."""
+
+    rel: str
+    real: Path
+    escapes: bool = False
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _walk(
+    root: str, folder: str, parts: Segments, pattern: Segments, prune: frozenset[str], chain: frozenset[str]
+) -> Iterator[Found]:
+    """Files under the real folder `folder` the pattern may select; symlinks followed only inside `root`."""
+    try:
+        listing = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        return
+    for entry in listing:
+        sub = (*parts, entry.name)
+        link = entry.is_symlink()
+        real = os.path.realpath(entry.path) if link else entry.path
+        if link and not _inside(real, root):
+            if selects(pattern, sub) or (os.path.isdir(real) and may_hold(pattern, sub)):
+                yield Found("/".join(sub), Path(real), escapes=True)
+            continue
+        if os.path.isdir(real) if link else entry.is_dir(follow_symlinks=False):
+            if entry.name in _NEVER_ENTERED and not _named_inside(pattern, sub):
+                continue  # .git holds thousands of files no wildcard may pick up
+            if real not in prune and real not in chain and (selects(pattern, sub) or may_hold(pattern, sub)):
+                yield from _walk(root, real, sub, pattern, prune, chain | {real})
+        elif (os.path.isfile(real) if link else entry.is_file(follow_symlinks=False)) and selects(pattern, sub):
+            yield Found("/".join(sub), Path(real))
+
+
+# -- selection ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """The plugin's own output files, which `include` never picks up (their folders' other files it may)."""
+
+    output: Path | None = None
+    target_dir: Path | None = None
+
+    def prune(self) -> frozenset[str]:
+        return frozenset({os.path.realpath(self.target_dir)} if self.target_dir else set())
+
+    def owns(self, real: Path) -> bool:
+        if self.output is not None:
+            final = Path(os.path.realpath(self.output))
+            if real == final or (real.parent == final.parent and real.name.startswith(f".{final.name}.tmp-")):
+                return True
+        if self.target_dir is not None:
+            target = Path(os.path.realpath(self.target_dir))
+            if real.parent == target.parent and real.name == f".{target.name}.manifest.json":
+                return True
+            if _inside(str(real), str(target)):
+                return True
+        return False
 
 
 def _skipped(rel: str) -> bool:
@@ -55,54 +175,51 @@ def _git_ignored(root: Path, paths: list[str]) -> set[str]:
     return {p for p in result.stdout.split("\0") if p}
 
 
-def _matches(root: Path, pattern: str, outputs: Iterable[Path]) -> list[str]:
-    wildcard = bool(_GLOB_CHARS.intersection(pattern))
-    found = []
-    try:
-        hits = list(root.glob(pattern))
-    except (ValueError, NotImplementedError) as error:
-        raise ConfigError(f"include pattern {pattern!r} is not a valid glob: {error}.") from None
-    for path in hits:
-        if not path.is_file():
-            continue
-        rel = path.relative_to(root).as_posix()
-        if wildcard and (_skipped(rel) or any(_inside(path, o) for o in outputs)):
-            continue
-        found.append(rel)
-    if wildcard:
-        ignored = _git_ignored(root, found)
-        found = [f for f in found if f not in ignored]
-    return sorted(found)
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    return path.resolve() == folder or folder in path.resolve().parents
+def _hits(root: Path, pattern: str, outputs: Outputs) -> list[Found]:
+    """What one pattern selects. A file named exactly is taken as is; the rest follow the filters."""
+    segs = segments(pattern)
+    real_root = os.path.realpath(root)
+    named = "/".join(segs) if not _GLOB_CHARS.intersection(pattern) else None
+    found = list(_walk(real_root, real_root, (), segs, outputs.prune(), frozenset({real_root})))
+    kept = [f for f in found if f.rel == named or not _skipped(f.rel)]
+    ignored = _git_ignored(root, [f.rel for f in kept if f.rel != named])
+    return [f for f in kept if f.rel not in ignored and (f.escapes or not outputs.owns(f.real))]
 
 
 def project_files(
-    root: Path, patterns: Sequence[str], owner: str, outputs: Sequence[Path] = ()
+    root: Path, patterns: Sequence[str], owner: str, outputs: Outputs | None = None
 ) -> list[Entry]:
     """The files `patterns` select under `root`, as bundle entries at the same relative paths."""
-    selected: dict[str, None] = {}
+    outputs = outputs or Outputs()
+    selected: dict[str, Found] = {}
     for pattern in patterns:
         check_pattern(pattern)
         if pattern.startswith("!"):
-            for rel in [r for r in selected if fnmatchcase(r, pattern[1:])]:
+            negated = segments(pattern[1:])
+            for rel in [r for r in selected if selects(negated, tuple(r.split("/")))]:
                 del selected[rel]
             continue
-        hits = _matches(root, pattern, outputs)
+        hits = _hits(root, pattern, outputs)
         if not hits:
             raise ConfigError(
                 f"include pattern {pattern!r} matches no file under {root}"
-                " (VCS folders, bytecode and git-ignored files are never picked up by wildcards)."
+                " (VCS folders, bytecode, git-ignored files and the plugin's own outputs are never"
+                " picked up by wildcards)."
             )
-        selected.update(dict.fromkeys(hits))
+        selected.update((f.rel, f) for f in hits)
+    escaping = [f for f in selected.values() if f.escapes]
+    if escaping:
+        first = escaping[0]
+        raise ConfigError(
+            f"include would ship {first.rel}, a symlink to {first.real}, which is outside the project"
+            f" {root}. Copy what the function needs into the project, or leave the link out with"
+            f" '!{first.rel}' in include."
+        )
     entries = []
     for rel in sorted(selected):
-        path = root / rel
-        mode = path.stat().st_mode
+        stat = selected[rel].real.stat()
         entries.append(Entry(
-            path=rel, owner=f"{owner} (include)", size=path.stat().st_size,
-            executable=bool(mode & 0o111), file=path,
+            path=rel, owner=f"{owner} (include)", size=stat.st_size,
+            executable=bool(stat.st_mode & 0o111), file=selected[rel].real,
         ))
     return entries

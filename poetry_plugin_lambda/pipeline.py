@@ -24,6 +24,7 @@ from poetry_plugin_lambda.emit import check_outputs
 from poetry_plugin_lambda.emit import write_outputs
 from poetry_plugin_lambda.errors import BundleError
 from poetry_plugin_lambda.fetch import Fetcher
+from poetry_plugin_lambda.includes import Outputs
 from poetry_plugin_lambda.includes import project_files
 from poetry_plugin_lambda.plan import check_lock
 from poetry_plugin_lambda.plan import make_plan
@@ -229,7 +230,7 @@ def _includes(spec: BundleSpec) -> list[Entry]:
     """Project files named by `include`; they belong to code, so never to a layer."""
     if not spec.include or not spec.includes_project:
         return []
-    outputs = [spec.target_dir, spec.output.parent]
+    outputs = Outputs(output=spec.output, target_dir=spec.target_dir)
     return project_files(spec.project.root, spec.include, spec.project.name, outputs)
 
 

@@ -35,6 +35,7 @@ from poetry_plugin_lambda.config import read_config
 from poetry_plugin_lambda.errors import ConfigError
 from poetry_plugin_lambda.targets import ARCHITECTURES
 from poetry_plugin_lambda.targets import DEFAULT_ARCHITECTURE
+from poetry_plugin_lambda.targets import RETIRED_RUNTIMES
 from poetry_plugin_lambda.targets import RUNTIMES
 from poetry_plugin_lambda.targets import Runtime
 from poetry_plugin_lambda.targets import Target
@@ -114,6 +115,8 @@ def resolve_runtime(name: str | None, project: ProjectFacts, where: str) -> Runt
             f" [{CONFIG_TABLE}]."
         )
     runtime = RUNTIMES.get(name)
+    if runtime is None and name in RETIRED_RUNTIMES:
+        raise ConfigError(_retired(name, project, where))
     if runtime is None:
         raise ConfigError(
             f"{where}: unknown Lambda runtime {name!r}."
@@ -126,6 +129,21 @@ def resolve_runtime(name: str | None, project: ProjectFacts, where: str) -> Runt
             " or widen the `python` constraint of the project."
         )
     return runtime
+
+
+def _retired(name: str, project: ProjectFacts, where: str) -> str:
+    """Name the nearest runtime Lambda still supports: the oldest, or the oldest the project allows."""
+    allowed = [r for r in RUNTIMES.values() if project.allows_python(_full(r))]
+    nearest = (allowed or list(RUNTIMES.values()))[0]
+    widen = "" if allowed else f", and let the project's Python constraint ({project.python_constraint}) allow it"
+    return (
+        f"{where}: the {name} runtime is retired: AWS Lambda deprecated it on"
+        f" {RETIRED_RUNTIMES[name]} (no more security patches, and Lambda blocks creating and"
+        f" then updating functions on it), so bundles are not built for it."
+        f" The nearest supported runtime is {nearest.name}: use --runtime {nearest.name}"
+        f' (or `runtime = "{nearest.name}"` in [{CONFIG_TABLE}]){widen}.'
+        f" Supported runtimes: {', '.join(RUNTIMES)}."
+    )
 
 
 def _full(runtime: Runtime) -> str:

@@ -52,6 +52,15 @@ RUNTIMES: dict[str, Runtime] = {
     )
 }
 
+# Python runtimes Lambda has deprecated and this plugin no longer builds for: the date of
+# Lambda's deprecation (no more security patches; creating and then updating functions is blocked).
+RETIRED_RUNTIMES: dict[str, str] = {
+    "python2.7": "2021-07-15",
+    "python3.6": "2022-07-18",
+    "python3.7": "2023-12-04",
+    "python3.8": "2024-10-14",
+}
+
 # Lambda's architecture names -> the machine name wheels and markers use.
 ARCHITECTURES: dict[str, str] = {"x86_64": "x86_64", "arm64": "aarch64"}
 DEFAULT_ARCHITECTURE = "x86_64"

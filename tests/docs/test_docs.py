@@ -419,3 +419,136 @@ def test_tests_named_in_the_docs_exist() -> None:
                 if not any(pattern.match(d) for d in defined):
                     missing.append(f"{page.name}: {current.relative_to(ROOT)}::{name}")
     assert missing == []
+
+
+# -- 5. configuration snippets parse and pass the plugin's own validation ----------------------------
+
+
+def _toml_blocks() -> list[tuple[str, str]]:
+    """Every ```toml block of README.md and docs/*.md, as (where, text)."""
+    blocks = []
+    for path in [ROOT / "README.md", *PAGES]:
+        lines = _text(path).splitlines()
+        start = None
+        for number, line in enumerate(lines, 1):
+            if start is None and line.strip() == "```toml":
+                start = number
+            elif start is not None and line.strip() == "```":
+                blocks.append((f"{path.relative_to(ROOT)}:{start}", "\n".join(lines[start:number - 1])))
+                start = None
+    return blocks
+
+
+TOML_BLOCKS = _toml_blocks()
+
+
+def test_the_docs_have_config_snippets_to_check() -> None:
+    assert sum("[tool.lambda-bundle]" in text for _, text in TOML_BLOCKS) >= 5
+
+
+@pytest.mark.parametrize(("where", "text"), TOML_BLOCKS, ids=[where for where, _ in TOML_BLOCKS])
+def test_toml_snippets_parse_and_their_config_is_valid(where: str, text: str) -> None:
+    """Every snippet is valid TOML; every `[tool.lambda-bundle]` table passes `spec.read_config`."""
+    import tomlkit
+    from tomlkit.exceptions import TOMLKitError
+
+    from poetry_plugin_lambda.errors import ConfigError
+    from poetry_plugin_lambda.spec import read_config
+
+    try:
+        doc = tomlkit.parse(text).unwrap()
+    except TOMLKitError as error:
+        pytest.fail(f"{where}: not valid TOML: {error}")
+    table = doc.get("tool", {}).get("lambda-bundle")
+    if table is None:
+        return
+    try:
+        read_config(table)
+    except ConfigError as error:
+        pytest.fail(f"{where}: [tool.lambda-bundle] is refused by the plugin: {error}")
+
+
+# -- 6. claims checked against the tools users run (grep level: the AWS tools do not run here) -------
+
+
+def _section(page: str, heading: str) -> str:
+    """The text of `## heading` in docs/page, up to the next `## `."""
+    text = _text(DOCS / page)
+    start = text.index(f"## {heading}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start:] if end < 0 else text[start:end]
+
+
+def test_terraform_recipe_uses_code_sha256_and_a_module_relative_filename() -> None:
+    terraform = _section("recipes.md", "Terraform")
+    hcl = "\n".join(re.findall(r"```hcl\n(.*?)```", terraform, re.S))
+    assert re.search(r"^\s*code_sha256\s*=", hcl, re.M), "the resources must set code_sha256"
+    assert not re.search(r"^\s*source_code_hash\s*=", hcl, re.M), "source_code_hash is kept only in state"
+    filenames = re.findall(r"^\s*filename\s*=\s*(.+)$", hcl, re.M)
+    assert filenames and all("path.module" in f or f.strip().startswith("local.") for f in filenames), filenames
+    assert "path.module" in hcl and ".zip" not in "".join(re.findall(r"jq '([^']*)'", hcl))
+    assert "5.51" in terraform
+
+
+def test_publish_layer_version_names_the_layer_its_runtimes_and_architectures() -> None:
+    for page in PAGES:
+        text = re.sub(r"\\\n\s*", " ", _text(page))  # shell continuation lines
+        for match in re.finditer(r"publish-layer-version[^`\n]*(?:\n[^`\n]*)?", text):
+            command = match.group(0)
+            for flag in ("--layer-name", "--compatible-runtimes", "--compatible-architectures"):
+                assert flag in command, f"{page.name}: `{command}` lacks {flag}"
+
+
+def test_no_page_says_quiet_hides_errors() -> None:
+    wrong = re.compile(r"but also (the )?error message|silences error messages|error messages too", re.I)
+    for name in ("getting-started.md", "configuration.md", "troubleshooting.md"):
+        text = _normalise(_text(DOCS / name))
+        assert not wrong.search(text), f"{name} still says -q hides errors: {wrong.search(text)}"
+    assert "error messages are always printed" in _normalise(_text(DOCS / "configuration.md"))
+
+
+def test_serverless_recipe_names_its_major_version() -> None:
+    serverless = _section("recipes.md", "Serverless Framework")
+    assert "v4" in serverless and "login" in serverless and "v3" in serverless and "python3.12" in serverless
+
+
+def test_sam_recipe_says_what_sam_build_and_local_invoke_do_with_a_zip() -> None:
+    sam = _normalise(_section("recipes.md", "AWS SAM"))
+    assert "`sam build` does nothing to a function whose `CodeUri` is a `.zip` file" in sam
+    assert "`sam local invoke` works with the ZIP" in sam
+
+
+def test_install_from_a_checkout_is_said_plainly() -> None:
+    for path in (ROOT / "README.md", DOCS / "getting-started.md"):
+        text = _normalise(_text(path))
+        assert "Until poetry-plugin-lambda is published" in text or "Until the plugin is published" in text, path
+        assert "poetry self add" in text and "checkout" in text
+
+
+def test_test_tools_are_a_dependency_group_not_an_extra() -> None:
+    """An extra would make `poetry self show plugins` list hypothesis as the plugin's dependency."""
+    import tomlkit
+
+    project = tomlkit.parse(_text(ROOT / "pyproject.toml")).unwrap()
+    assert "optional-dependencies" not in project["project"]
+    tools = " ".join(project["dependency-groups"]["test"])
+    assert "pytest" in tools and "hypothesis" in tools
+    readme, ci = _text(ROOT / "README.md"), _text(ROOT / ".ci" / "run")
+    for text in (readme, ci):
+        assert "--group test" in text and "'.[test]'" not in text
+        assert "install -q --upgrade pip" in text  # --group needs pip >= 25.1
+    test_command = re.search(r"^# 2\. run the whole test suite\n(.+)$", readme, re.M)
+    assert test_command is not None and test_command.group(1).strip() in ci
+
+
+def test_what_lambda_users_look_for_is_documented() -> None:
+    comparison = _text(DOCS / "comparison.md")
+    for tool in ("sam build", "serverless-python-requirements", "PythonFunction", "uv", "poetry export"):
+        assert tool in comparison, f"comparison.md does not cover {tool}"
+    faq = _text(DOCS / "faq.md")
+    assert "## Should I bundle boto3?" in faq and "## Over 250 MB unzipped" in faq
+    assert "layer" in faq and "container image" in faq
+    assert "--slim" not in faq + comparison  # not built: never promised
+    versions = _section("recipes.md", "Tool versions")
+    for tool in ("AWS CLI", "SAM", "CDK", "Terraform", "Serverless", "GitHub Actions"):
+        assert tool in versions, f"no tool version for {tool}"

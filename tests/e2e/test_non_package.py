@@ -177,3 +177,92 @@ def test_check_handler_is_skipped_for_another_architecture(world, tmp_path: Path
 def test_bad_handler_name_is_a_config_error(world) -> None:
     result = bundle(world["project"], world["cache"], "--include", "lambda_function.py", "--check-handler", "nodot")
     assert result.returncode == 1 and "module.function" in result.stderr
+
+
+def test_include_takes_folders_like_poetry_on_every_python(world, tmp_path: Path) -> None:
+    """`config` and `app/**` take every file under them (they matched nothing before Python 3.13)."""
+    result = bundle(world["project"], world["cache"], "--include", "lambda_function.py", "--include", "config",
+                    "--include", "app/**", "--format", "json", "-o", str(tmp_path / "f.zip"))
+    assert result.returncode == 0, result.stderr
+    files = set(zip_files(Path(result.report["zip"])))
+    assert {"config/settings.json", "config/notes.txt", "app/__init__.py", "app/logic.py",
+            "app/tests/test_logic.py"} <= files
+    assert "app/secret.py" not in files  # git-ignored
+
+
+def test_include_refuses_a_symlink_leading_out_of_the_project(world, tmp_path: Path) -> None:
+    project = world["project"]
+    secret = tmp_path / "credentials.json"
+    secret.write_text('{"token": "s3cr3t"}')
+    outside = tmp_path / "shared"
+    outside.mkdir()
+    (outside / "x.json").write_text("{}")
+    leak = project / "config" / "leak.json"
+    folder = project / "config" / "shared"
+    inside = project / "config" / "alias.json"
+    try:
+        leak.symlink_to(secret)
+        result = bundle(project, world["cache"], "--include", "lambda_function.py", "--include", "config/*.json",
+                        "-o", str(tmp_path / "s.zip"))
+        assert result.returncode == 1
+        assert "config/leak.json" in result.stderr and str(secret) in result.stderr
+        assert "outside the project" in result.stderr and "Traceback" not in result.stderr
+        assert not (tmp_path / "s.zip").exists()
+        leak.unlink()
+        folder.symlink_to(outside, target_is_directory=True)
+        result = bundle(project, world["cache"], "--include", "lambda_function.py", "--include", "**/*.json",
+                        "-o", str(tmp_path / "s.zip"))
+        assert result.returncode == 1 and "config/shared" in result.stderr and str(outside) in result.stderr
+        folder.unlink()
+        inside.symlink_to(project / "config" / "settings.json")  # inside the project: followed
+        result = bundle(project, world["cache"], "--include", "lambda_function.py", "--include", "config/*.json",
+                        "-o", str(tmp_path / "s.zip"), "--format", "json")
+        assert result.returncode == 0, result.stderr
+        with zipfile.ZipFile(tmp_path / "s.zip") as archive:
+            assert archive.read("config/alias.json") == b'{"greeting": "hi"}\n'
+    finally:
+        for link in (leak, folder, inside):
+            if link.is_symlink():
+                link.unlink()
+
+
+def test_include_leaves_out_only_the_plugins_own_files(world) -> None:
+    """The manifest beside the target dir, the target dir and the ZIP are ours; their neighbours are not."""
+    import shutil
+
+    project = world["project"]
+    shutil.rmtree(project / "build", ignore_errors=True)  # other tests' target dirs are not this run's
+    try:
+        first = bundle(project, world["cache"], "--include", "lambda_function.py", "--format", "json")
+        assert first.returncode == 0, first.stderr
+        zip_path = Path(first.report["zip"])
+        target_dir = Path(first.report["target_dir"])
+        (zip_path.parent / "meta.json").write_text("{}")
+        (target_dir.parent / "kept.json").write_text("{}")
+        again = bundle(project, world["cache"], "--include", "lambda_function.py", "--include", "**/*.json",
+                       "--format", "json")
+        assert again.returncode == 0, again.stderr
+        jsons = sorted(f for f in zip_files(zip_path) if f.endswith(".json") and "/" in f)
+        outside_config = [f for f in jsons if not f.startswith("config/")]
+        assert outside_config == [
+            (target_dir.parent / "kept.json").relative_to(project).as_posix(),
+            (zip_path.parent / "meta.json").relative_to(project).as_posix(),
+        ]
+    finally:
+        shutil.rmtree(project / "build", ignore_errors=True)
+        shutil.rmtree(project / "dist", ignore_errors=True)
+
+
+def test_include_wildcards_work_with_the_zip_in_the_projects_parent(world) -> None:
+    project = world["project"]
+    output = project.parent / "fn.zip"
+    try:
+        result = bundle(project, world["cache"], "--include", "lambda_function.py", "--include", "**/*.json",
+                        "-o", str(output), "--format", "json")
+        assert result.returncode == 0, result.stderr
+        assert "config/settings.json" in zip_files(output)
+    finally:
+        output.unlink(missing_ok=True)
+        import shutil
+
+        shutil.rmtree(project / "build", ignore_errors=True)

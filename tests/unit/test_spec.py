@@ -495,18 +495,39 @@ def test_runtime_default_with_none_allowed(tmp_path: Path, cwd: Path) -> None:
 @pytest.mark.parametrize("where", ["cli", "config"])
 def test_unknown_runtime(project: ProjectFacts, cwd: Path, where: str) -> None:
     if where == "cli":
-        args: dict[str, Any] = {"runtime": "python2.7"}
+        args: dict[str, Any] = {"runtime": "python4.2"}
         config = None
         label = "--runtime"
     else:
         args = {}
-        config = {"runtime": "python2.7"}
+        config = {"runtime": "python4.2"}
         label = "[tool.lambda-bundle] runtime"
     with pytest.raises(ConfigError) as caught:
         spec_of(project, cwd, config, **args)
     text = str(caught.value)
-    assert text.startswith(f"{label}: unknown Lambda runtime 'python2.7'")
+    assert text.startswith(f"{label}: unknown Lambda runtime 'python4.2'")
     assert ", ".join(RUNTIMES) in text
+
+
+@pytest.mark.parametrize(("name", "date"), [("python3.8", "2024-10-14"), ("python3.7", "2023-12-04"),
+                                            ("python3.6", "2022-07-18"), ("python2.7", "2021-07-15")])
+@pytest.mark.parametrize("where", ["cli", "config"])
+def test_retired_runtime_names_the_nearest_supported_one(
+    project: ProjectFacts, cwd: Path, where: str, name: str, date: str
+) -> None:
+    args: dict[str, Any] = {"runtime": name} if where == "cli" else {}
+    config = {"runtime": name} if where == "config" else None
+    with pytest.raises(ConfigError) as caught:
+        spec_of(project, cwd, config, **args)
+    text = str(caught.value)
+    assert f"the {name} runtime is retired" in text and f"AWS Lambda deprecated it on {date}" in text
+    assert "nearest supported runtime is python3.9: use --runtime python3.9" in text
+
+
+def test_retired_runtime_advice_follows_the_projects_python(tmp_path: Path, cwd: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        spec_of(facts(tmp_path, python=">=3.11"), cwd, None, runtime="python3.8")
+    assert "nearest supported runtime is python3.11" in str(caught.value)
 
 
 @pytest.mark.parametrize("where", ["cli", "config"])
