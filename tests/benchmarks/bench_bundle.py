@@ -19,6 +19,8 @@ What "warm" and "cold" mean here:
   with a restored cache.
 - **re-bundle** (ours only): warm, and the previous run's ZIP and target dir are left in place;
   only one project source file changes between runs. This is a developer's edit-and-rebuild loop.
+- **three bundles** (ours only): warm, a copy of the project with three named bundles (a layer,
+  a code bundle, a full bundle without boto3) built by one run; compared with "ours warm".
 - **cold**: an empty cache dir (a fresh one per run) and no outputs, so every wheel (~60 MB) is
   downloaded again. The lock file stays: nothing is re-locked. Network speed dominates these.
 
@@ -377,6 +379,38 @@ def case_ours_rebundle(ws: Workspace, facts: BundleFacts, runs: int) -> Case:
         ws.handler.write_text(original, encoding="utf-8")
     case.notes["target_files_carried_over"] = carried
     return case
+
+
+THREE_BUNDLES = """
+[tool.lambda-bundle.bundles.deps]
+layout = "layer"
+
+[tool.lambda-bundle.bundles.code]
+layout = "code"
+
+[tool.lambda-bundle.bundles.full]
+exclude = ["boto3"]
+"""
+
+
+def case_ours_three_bundles(ws: Workspace, runs: int) -> Case:
+    """A layer, a code bundle and a full bundle without boto3, in one run (a copy of the project)."""
+    copy = ws.base / "project-bundles"
+    remove(copy)
+    shutil.copytree(ws.project, copy, ignore=shutil.ignore_patterns("dist", "build"))
+    pyproject = copy / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text(encoding="utf-8") + THREE_BUNDLES, encoding="utf-8")
+
+    def step(i: int) -> None:
+        result = run_poetry(copy, ws.poetry_cache, *ws.bundle_args(), timeout=QUICK_TIMEOUT)
+        if result.returncode != 0:
+            raise _failure("poetry lambda-bundle (three bundles)", result)
+
+    step(0)  # unmeasured: builds the project once into this copy's outputs
+    return measure(
+        "ours three bundles", "layer + code + full without boto3 in one run; warm; outputs deleted", runs,
+        step=step, prepare=lambda i: remove(copy / "dist", copy / "build"),
+    )
 
 
 def case_ours_cold(ws: Workspace, facts: BundleFacts, runs: int) -> Case:
@@ -761,6 +795,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("ours re-bundle ...", flush=True)
         cases["ours_rebundle"] = case_ours_rebundle(ws, facts, args.runs)
         print("ours cold ...", flush=True)
+        print("ours three bundles ...", flush=True)
+        cases["ours_three_bundles"] = case_ours_three_bundles(ws, args.runs)
         cases["ours_cold"] = case_ours_cold(ws, facts, cold_runs)
         build_env = use_project_python(ws)
         print(f"Pipelines' project env: {build_env}", flush=True)
@@ -784,6 +820,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "ratios": {
                 "ours warm / uv warm": ratio(cases["ours_warm"], cases["uv_warm"]),
                 "ours re-bundle / uv warm": ratio(cases["ours_rebundle"], cases["uv_warm"]),
+                "ours three bundles / ours warm": ratio(cases["ours_three_bundles"], cases["ours_warm"]),
                 "ours cold / uv cold": ratio(cases["ours_cold"], cases["uv_cold"]),
                 "ours warm / pip warm": ratio(cases["ours_warm"], cases["pip_warm"]),
             },
