@@ -8,7 +8,12 @@ wheel is opened once however many of its members are read, and every member read
 from __future__ import annotations
 
 import zipfile
+import zlib
 from typing import TYPE_CHECKING
+
+from poetry_plugin_lambda.errors import WheelError
+from poetry_plugin_lambda.zipwriter import ZipWriteError
+from poetry_plugin_lambda.zipwriter import locate_raw_data
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -24,6 +29,13 @@ class Archives:
 
     def __init__(self) -> None:
         self._open: dict[Path, zipfile.ZipFile] = {}
+        self._handles: dict[Path, BinaryIO] = {}  # for reading members' raw bytes
+
+    def _handle(self, archive: Path) -> BinaryIO:
+        handle = self._handles.get(archive)
+        if handle is None:
+            handle = self._handles[archive] = archive.open("rb")
+        return handle
 
     def get(self, archive: Path) -> zipfile.ZipFile:
         zf = self._open.get(archive)
@@ -51,12 +63,32 @@ class Archives:
         if entry.file is not None:
             return entry.file.read_bytes()
         assert entry.archive is not None and entry.info is not None
-        return self.get(entry.archive).read(entry.info)
+        return self._read_member(entry.archive, entry.info)
+
+    def _read_member(self, archive: Path, info: zipfile.ZipInfo) -> bytes:
+        """A member's bytes, read raw and inflated in one call (zipfile's reader costs more per
+        member than inflating a small file), checked against the central directory's CRC."""
+        handle = self._handle(archive)
+        try:
+            handle.seek(locate_raw_data(handle, info))
+            raw = handle.read(info.compress_size)
+            if info.compress_type == zipfile.ZIP_DEFLATED:
+                data = zlib.decompress(raw, -15, max(info.file_size, 1))
+            else:
+                data = raw
+        except (ZipWriteError, zlib.error) as error:
+            raise WheelError(f"{archive.name}: {info.filename} cannot be read ({error}).") from None
+        if len(data) != info.file_size or zlib.crc32(data) != info.CRC:
+            raise WheelError(f"{archive.name}: {info.filename} does not match its CRC: the wheel is corrupt.")
+        return data
 
     def close(self) -> None:
         for zf in self._open.values():
             zf.close()
         self._open.clear()
+        for handle in self._handles.values():
+            handle.close()
+        self._handles.clear()
 
     def __enter__(self) -> Archives:
         return self

@@ -162,13 +162,12 @@ class _Deflater:
         while chunk := stream.read(CHUNK_SIZE):
             self.crc = zlib.crc32(chunk, self.crc)
             self.file_size += len(chunk)
-            yield from self._counted(compressor.compress(chunk))
-        yield from self._counted(compressor.flush())
-
-    def _counted(self, block: bytes) -> Iterator[bytes]:
-        if block:
+            block = compressor.compress(chunk)
             self.compressed_size += len(block)
             yield block
+        block = compressor.flush()
+        self.compressed_size += len(block)
+        yield block
 
 
 class DeterministicZipWriter:
@@ -355,23 +354,7 @@ class DeterministicZipWriter:
         return source.fp  # type: ignore[return-value]
 
     def _locate_raw_data(self, source: zipfile.ZipFile, info: zipfile.ZipInfo) -> int:
-        """Offset of the member's compressed bytes, after checking its local header."""
-        handle = self._source_handle(source)
-        handle.seek(info.header_offset)
-        header = handle.read(_LOCAL.size)
-        if len(header) != _LOCAL.size or header[:4] != _LOCAL_SIG:
-            raise ZipWriteError(f"{info.filename}: bad local header signature")
-        fields = _LOCAL.unpack(header)
-        flags, method, crc, compressed_size, file_size, name_len, extra_len = (
-            fields[2], fields[3], fields[6], fields[7], fields[8], fields[9], fields[10]
-        )  # fmt: skip
-        if method != info.compress_type or flags & _FLAG_ENCRYPTED:
-            raise ZipWriteError(f"{info.filename}: local header disagrees with central directory")
-        encoding = getattr(source, "metadata_encoding", None)
-        _check_local_name(info, handle.read(name_len), flags, encoding)
-        if not flags & _FLAG_DATA_DESCRIPTOR:
-            _check_local_sizes(info, crc, compressed_size, file_size)
-        return int(info.header_offset) + _LOCAL.size + int(name_len) + int(extra_len)
+        return locate_raw_data(self._source_handle(source), info, getattr(source, "metadata_encoding", None))
 
     def _release_handles(self) -> None:
         current, self._handle = self._handle, None
@@ -410,6 +393,24 @@ def _central_header(record: _Record, dos_time: int, dos_date: int) -> bytes:
         record.external_attr, record.offset,
     )  # fmt: skip
     return header + record.name_bytes
+
+
+def locate_raw_data(handle: BinaryIO, info: zipfile.ZipInfo, encoding: str | None = None) -> int:
+    """Offset of a member's compressed bytes in its archive, after checking its local header."""
+    handle.seek(info.header_offset)
+    header = handle.read(_LOCAL.size)
+    if len(header) != _LOCAL.size or header[:4] != _LOCAL_SIG:
+        raise ZipWriteError(f"{info.filename}: bad local header signature")
+    fields = _LOCAL.unpack(header)
+    flags, method, crc, compressed_size, file_size, name_len, extra_len = (
+        fields[2], fields[3], fields[6], fields[7], fields[8], fields[9], fields[10]
+    )  # fmt: skip
+    if method != info.compress_type or flags & _FLAG_ENCRYPTED:
+        raise ZipWriteError(f"{info.filename}: local header disagrees with central directory")
+    _check_local_name(info, handle.read(name_len), flags, encoding)
+    if not flags & _FLAG_DATA_DESCRIPTOR:
+        _check_local_sizes(info, crc, compressed_size, file_size)
+    return int(info.header_offset) + _LOCAL.size + int(name_len) + int(extra_len)
 
 
 def _check_source_member(info: zipfile.ZipInfo) -> None:
