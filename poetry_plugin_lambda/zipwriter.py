@@ -15,8 +15,7 @@ Why not `zipfile.ZipFile` for writing:
   ZIP that would is refused with a clear error. Only the ZIP64 end record stays, for bundles of
   more than 65,535 files.
 
-The archive holds regular files only; the caller decides the order (entries are written in call
-order), so sorting is the caller's job.
+The archive holds regular files only, written in call order: sorting is the caller's job.
 """
 
 from __future__ import annotations
