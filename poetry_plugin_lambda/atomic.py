@@ -5,7 +5,9 @@ beside its final place under a unique temporary name (`.<name>.tmp-XXXXXXXX`), l
 advisory lock for as long as its writer lives, and renamed into place only when complete. A
 writer that fails removes its temporary; one that is killed leaves it unlocked, and the next
 writer of the same final path removes it (`remove_stale`). Concurrent writers never share a
-temporary name.
+temporary name, and a temporary is created under a name of its own (`.<name>.new-…`), locked,
+and only then given its `.tmp-` name, so no other writer can find it unlocked and take it for a
+dead run's.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import errno
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,6 +40,14 @@ def temp_prefix(final: Path) -> str:
     return f".{final.name}.tmp-"
 
 
+def _new_prefix(final: Path) -> str:
+    """The prefix a temporary has for the microseconds before it is locked."""
+    return f".{final.name}.new-"
+
+
+_NEW_GRACE = 60.0  # seconds: a `.new-` name older than this was left by a killed writer
+
+
 def _lock(fd: int, blocking: bool) -> bool:
     if fcntl is None:  # pragma: no cover - Windows
         return True
@@ -51,7 +62,13 @@ def remove_stale(final: Path) -> None:
     """Delete temporaries of `final` that no live writer holds (left by a killed run)."""
     if fcntl is None or not final.parent.is_dir():  # pragma: no cover - Windows
         return
-    for stray in final.parent.glob(temp_prefix(final) + "*"):
+    now = time.time()
+    strays = list(final.parent.glob(temp_prefix(final) + "*"))
+    for young in final.parent.glob(_new_prefix(final) + "*"):
+        with contextlib.suppress(OSError):
+            if now - young.lstat().st_mtime > _NEW_GRACE:
+                strays.append(young)
+    for stray in strays:
         try:
             fd = os.open(stray, os.O_RDONLY | os.O_NOFOLLOW)
         except OSError:
@@ -82,12 +99,18 @@ class Staged:
             raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(final.parent)) from None
         remove_stale(final)
         if folder:
-            self.path = Path(tempfile.mkdtemp(prefix=temp_prefix(final), dir=final.parent))
-            self._fd = os.open(self.path, os.O_RDONLY)
+            created = tempfile.mkdtemp(prefix=_new_prefix(final), dir=final.parent)
+            self._fd = os.open(created, os.O_RDONLY)
         else:
-            self._fd, name = tempfile.mkstemp(prefix=temp_prefix(final), dir=final.parent)
-            self.path = Path(name)
-        _lock(self._fd, blocking=True)
+            self._fd, created = tempfile.mkstemp(prefix=_new_prefix(final), dir=final.parent)
+        _lock(self._fd, blocking=True)  # nobody else knows this name: never contended
+        self.path = final.parent / (temp_prefix(final) + created.rsplit(".new-", 1)[1])
+        try:
+            os.rename(created, self.path)
+        except BaseException:
+            os.close(self._fd)
+            (shutil.rmtree if folder else os.unlink)(created)
+            raise
         self.folder = folder
         self._done = False
 

@@ -1,0 +1,113 @@
+"""atomic: the one helper behind every file and folder the plugin writes."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from poetry_plugin_lambda.atomic import Staged
+from poetry_plugin_lambda.atomic import copy_atomic
+from poetry_plugin_lambda.atomic import remove_stale
+from poetry_plugin_lambda.atomic import write_atomic
+
+
+def _listing(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_write_replaces_whole_or_not_at_all(tmp_path: Path) -> None:
+    final = tmp_path / "out" / "entry"
+    write_atomic(final, b"first")
+    assert final.read_bytes() == b"first" and final.stat().st_mode & 0o777 == 0o644
+
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom), Staged(final) as staged:
+        os.write(staged.fd, b"half of the second")
+        raise Boom
+    assert final.read_bytes() == b"first"
+    assert _listing(final.parent) == ["entry"]  # the temporary is gone
+
+
+def test_copy_and_modes(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    source.write_bytes(b"x" * 3_000_000)
+    copy_atomic(source, tmp_path / "copy", mode=0o755)
+    assert (tmp_path / "copy").read_bytes() == source.read_bytes()
+    assert (tmp_path / "copy").stat().st_mode & 0o777 == 0o755
+
+
+def test_concurrent_writers_never_share_a_temporary(tmp_path: Path) -> None:
+    final = tmp_path / "shared"
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            for _ in range(20):
+                write_atomic(final, str(n).encode() * 1000)
+        except BaseException as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    data = final.read_bytes()
+    assert len(set(data)) == 1 and len(data) == 1000  # one writer's whole content
+    assert _listing(tmp_path) == ["shared"]
+
+
+def test_stale_temporaries_go_live_ones_stay(tmp_path: Path) -> None:
+    final = tmp_path / "entry"
+    dead = tmp_path / ".entry.tmp-dead"
+    dead.write_bytes(b"killed")
+    dead_dir = tmp_path / ".entry.tmp-deaddir"
+    (dead_dir / "sub").mkdir(parents=True)
+    live = tmp_path / ".entry.tmp-live"
+    live.write_bytes(b"writing")
+    other = tmp_path / ".other.tmp-dead"
+    other.write_bytes(b"not ours")
+    fd = os.open(live, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        remove_stale(final)
+    finally:
+        os.close(fd)
+    assert _listing(tmp_path) == [".entry.tmp-live", ".other.tmp-dead"]
+
+
+def test_staged_folder_commits_and_uncommits(tmp_path: Path) -> None:
+    final = tmp_path / "target"
+    staged = Staged(final, folder=True)
+    (staged.path / "file.py").write_text("X = 1\n")
+    staged.commit()
+    assert (final / "file.py").read_text() == "X = 1\n"
+    staged.uncommit()
+    assert not final.exists()
+    staged.discard()
+    assert _listing(tmp_path) == []
+
+
+def test_a_file_where_the_folder_should_be_is_said_plainly(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError) as caught:
+        write_atomic(tmp_path / "file" / "entry", b"data")
+    assert caught.value.filename == str(tmp_path / "file")
+
+
+def test_names_of_writers_killed_before_their_lock_go_after_a_grace_period(tmp_path: Path) -> None:
+    final = tmp_path / "entry"
+    old = tmp_path / ".entry.new-old"
+    old.write_bytes(b"killed between creating and locking")
+    os.utime(old, (1_000_000_000, 1_000_000_000))
+    young = tmp_path / ".entry.new-young"  # maybe a live writer, about to lock and rename it
+    young.write_bytes(b"")
+    remove_stale(final)
+    assert _listing(tmp_path) == [".entry.new-young"]
