@@ -8,11 +8,8 @@ no ZIP can hold is refused before any build, and a killed run's temporaries are 
 
 from __future__ import annotations
 
-import contextlib
 import random
-import resource
 import shutil
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +21,7 @@ from tests.e2e.helpers import bundle
 from tests.e2e.helpers import dir_files
 from tests.e2e.helpers import zip_files
 from tests.fixtures.index import LoopbackIndex
+from tests.fixtures.limits import file_size_limit
 from tests.fixtures.projects import poetry_lock
 from tests.fixtures.projects import write_project
 from tests.fixtures.wheelfactory import build_wheel
@@ -86,19 +84,6 @@ def _snapshot(*roots: Path) -> dict[str, bytes | None]:
         for path in sorted([root, *root.rglob("*")]) if root.exists() else []:
             found[str(path)] = path.read_bytes() if path.is_file() and not path.is_symlink() else None
     return found
-
-
-@contextlib.contextmanager
-def file_size_limit(limit: int) -> Iterator[None]:
-    """Writes past `limit` bytes fail with EFBIG in the child (a full disk that works for root)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
-    try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-        signal.signal(signal.SIGXFSZ, previous)
 
 
 # -- 1. the ZIP and the target dir never disagree ------------------------------------------------

@@ -7,9 +7,7 @@ import fcntl
 import hashlib
 import os
 import random
-import resource
 import shutil
-import signal
 import stat
 import subprocess
 import zipfile
@@ -29,6 +27,7 @@ from poetry_plugin_lambda.errors import ConfigError
 from poetry_plugin_lambda.errors import OutputError
 from poetry_plugin_lambda.spec import source_epoch
 from poetry_plugin_lambda.wheels import read_wheel
+from tests.fixtures.limits import file_size_limit
 from tests.fixtures.wheelfactory import build_wheel
 
 DOS_1980 = 315532800
@@ -321,19 +320,6 @@ def test_outputs_under_a_file_are_an_output_error(tmp_path: Path) -> None:
     assert str(somefile) in str(caught.value)
     assert "Not a directory" in str(caught.value)
     assert somefile.read_text() == "a file, not a folder\n"
-
-
-@contextlib.contextmanager
-def file_size_limit(limit: int) -> Iterator[None]:
-    """Make writes past `limit` bytes fail with EFBIG (works for root, unlike chmod)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
-    try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-        signal.signal(signal.SIGXFSZ, previous)
 
 
 def _failed_write_keeps_both(tmp_path: Path, limit: int, blob: bytes = BLOB) -> str:
