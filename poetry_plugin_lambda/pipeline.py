@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
     from poetry_plugin_lambda.assemble import Entry
     from poetry_plugin_lambda.fetch import Progress
+    from poetry_plugin_lambda.handler_check import HandlerChecker
     from poetry_plugin_lambda.spec import BundleSpec
 
 
@@ -44,6 +45,7 @@ def bundle(poetry: Poetry, spec: BundleSpec, io: IO, progress: Progress) -> Bund
     check_outputs(spec.output, spec.target_dir, spec.project.root)
     check_lock(poetry)
     compiler = _interpreter(poetry, spec, "--compile") if spec.compile else None
+    checker = _handler_checker(poetry, spec)
     env = compat.target_env(
         marker_environment(target), list(supported_tags(target)), target.runtime.python
     )
@@ -84,10 +86,9 @@ def bundle(poetry: Poetry, spec: BundleSpec, io: IO, progress: Progress) -> Bund
             finally:
                 target_dir.cancel()
 
-    handler_check = None
-    if spec.handler is not None:
-        progress.line(f"  - Checking the handler <c1>{spec.handler}</>")
-        handler_check = _check_handler(poetry, spec)
+    handler_checks = None
+    if checker is not None:
+        handler_checks = checker.run(env, io, progress, result.path, plan.excluded)
 
     packages = [(a.name, a.version) for a in artifacts]
     if spec.builds_project:
@@ -107,7 +108,7 @@ def bundle(poetry: Poetry, spec: BundleSpec, io: IO, progress: Progress) -> Bund
         warnings=tuple([*warnings, *size_warnings(result.size)]),
         compiled_modules=len(compiled.entries) if compiled else None,
         bytecode_size=compiled.size if compiled else None,
-        handler_check=handler_check,
+        handler_checks=handler_checks,
     )
 
 
@@ -139,24 +140,10 @@ def _summarise(skipped: tuple[str, ...], shown: int = 3) -> list[str]:
     return [*skipped[:shown], f"... and {len(skipped) - shown} more modules skipped by the compiler."]
 
 
-def _check_handler(poetry: Poetry, spec: BundleSpec):  # type: ignore[no-untyped-def]
-    from poetry_plugin_lambda.handler_check import HandlerCheck
-    from poetry_plugin_lambda.handler_check import host_architecture
-    from poetry_plugin_lambda.handler_check import run_check
-    from poetry_plugin_lambda.interpreters import find_interpreter
+def _handler_checker(poetry: Poetry, spec: BundleSpec) -> HandlerChecker | None:
+    """Made before bundling, so a bad --check-with fails before anything is written."""
+    if not spec.handlers:
+        return None
+    from poetry_plugin_lambda.handler_check import HandlerChecker
 
-    assert spec.handler is not None
-    if spec.layout != "bundle":
-        return HandlerCheck("skipped", f"the {spec.layout} layout holds no complete function to import.")
-    host = host_architecture()
-    if host != spec.target.architecture:
-        return HandlerCheck(
-            "skipped",
-            f"the bundle is for {spec.target.architecture} and this machine is {host or 'another architecture'}:"
-            " its binaries cannot run here.",
-        )
-    version = spec.target.runtime.python_version
-    python = spec.compile_with or find_interpreter(version, compat.project_python(poetry))
-    if python is None:
-        return HandlerCheck("skipped", f"no python{version} found (PATH, pyenv, uv) to import it with.")
-    return run_check(python, spec.target_dir, spec.handler)
+    return HandlerChecker(poetry, spec)

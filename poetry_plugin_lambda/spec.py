@@ -73,7 +73,9 @@ class BundleSpec:
     include: tuple[str, ...] = ()
     compile: bool = False
     compile_with: Path | None = None
-    handler: str | None = None
+    handlers: tuple[str, ...] = ()
+    check_layers: tuple[Path, ...] = ()
+    check_with: Path | None = None
     package_mode: bool = True
     warnings: tuple[str, ...] = field(default=())
 
@@ -167,17 +169,23 @@ CONFIG_KEYS: dict[str, Callable[[str, Any], Any]] = {
     "include": lambda where, value: _include_list(where, value),
     "compile": _boolean,
     "compile-with": _string,
-    "handler": _string,
+    "handler": lambda where, value: _handler_list(where, value),
+    "check-layers": lambda where, value: _path_list(where, value),
+    "check-with": _string,
 }
 
 
 # Config key -> its CLI option, where the names differ.
-CLI_NAMES = {"architecture": "--arch", "handler": "--check-handler"}
+CLI_NAMES = {"architecture": "--arch", "handler": "--check-handler", "check-layers": "--check-layer"}
 
 # Names users reach for (the CLI's, snake_case) -> the config key.
 _ALIASES = {
     "arch": "architecture",
     "check-handler": "handler",
+    "handlers": "handler",
+    "check-layer": "check-layers",
+    "check_layers": "check-layers",
+    "check_with": "check-with",
     "target_dir": "target-dir",
     "all_extras": "all-extras",
     "exclude_files": "exclude-files",
@@ -354,7 +362,13 @@ def build_spec(
     compile_value, compile_where, compile_base = pick("compile-with")
     compile_with = _path(compile_value, compile_base, compile_where) if compile_value else None
     handler_value, handler_where, _ = pick("handler")
-    handler = _handler(handler_where, handler_value) if handler_value else None
+    handlers = tuple(_handler_list(handler_where, handler_value)) if handler_value else ()
+    layers_value, layers_where, layers_base = pick("check-layers")
+    check_layers = tuple(_path(v, layers_base, layers_where) for v in _path_list(layers_where, layers_value or []))
+    if handlers and layout != "layer":  # a layer is often built first: only a real check needs them
+        check_layers = tuple(_layer(layers_where, path) for path in check_layers)
+    check_value, check_where, check_base = pick("check-with")
+    check_with = _path(check_value, check_base, check_where) if check_value else None
     _check_content(project, layout, include)
     warnings = []
     if include and layout == "layer":
@@ -374,7 +388,9 @@ def build_spec(
         include=include,
         compile=compile_flag or compile_with is not None,
         compile_with=compile_with,
-        handler=handler,
+        handlers=handlers,
+        check_layers=check_layers,
+        check_with=check_with,
         package_mode=project.package_mode,
         warnings=tuple(warnings),
     )
@@ -382,19 +398,35 @@ def build_spec(
 
 def _include_list(where: str, value: Any) -> list[str]:
     """Like a string list, but globs may contain commas, so no splitting."""
+    from poetry_plugin_lambda.includes import check_pattern
+
+    return [check_pattern(v) for v in _path_list(where, value, "strings (glob patterns)")]
+
+
+def _handler_list(where: str, value: Any) -> list[str]:
+    """One handler or several (a string or a list); each must look like module.function."""
+    from poetry_plugin_lambda.handler_check import check_handler_name
+
+    values = value if isinstance(value, (list, tuple)) else [value]
+    if not values:
+        raise ConfigError(f"{where} must be a handler (module.function) or a list of them, got {value!r}.")
+    names = [check_handler_name(_string(where, v), where) for v in values]
+    return list(dict.fromkeys(names))  # each handler checked once, in the order given
+
+
+def _path_list(where: str, value: Any, what: str = "paths (strings)") -> list[str]:
+    """Paths or globs, not split at commas (a file name may hold one)."""
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v.strip() for v in value):
-        raise ConfigError(f"{where} must be a list of strings (glob patterns), got {value!r}.")
-    from poetry_plugin_lambda.includes import check_pattern
-
-    return [check_pattern(v.strip()) for v in value]
+        raise ConfigError(f"{where} must be a list of {what}, got {value!r}.")
+    return [v.strip() for v in value]
 
 
-def _handler(where: str, value: Any) -> str:
-    from poetry_plugin_lambda.handler_check import check_handler_name
+def _layer(where: str, path: Path) -> Path:
+    from poetry_plugin_lambda.lambda_env import check_layer_path
 
-    return check_handler_name(_string(where, value), where)
+    return check_layer_path(path, where)
 
 
 def _check_content(project: ProjectFacts, layout: str, include: tuple[str, ...]) -> None:
