@@ -154,7 +154,7 @@ class LambdaBundleCommand(Command):
         failed = report.failed_checks
         if failed and (self.io.output.is_quiet() or fmt == "json"):
             for check in failed:  # the text report shows them, unless silenced
-                self._error(Formatter.escape(check.message))
+                self._error(Formatter.escape(f"{check.handler}: {check.message}"))
         if failed:
             names = ", ".join(check.handler for check in failed)
             self._error(f"The handler check failed for {Formatter.escape(names)} (the bundle was written).")

@@ -68,8 +68,6 @@ class HandlerChecker:
         self, env: Env, io: IO, progress: Progress, zip_path: Path, excluded: Collection[str] = ()
     ) -> tuple[HandlerCheck, ...]:
         spec = self._spec
-        for handler in spec.handlers:
-            progress.line(f"  - Checking the handler <c1>{handler}</>")
         if spec.layout == "layer":
             return self._skip(
                 "a layer holds no function to import: check the handler when bundling the function"
@@ -110,6 +108,7 @@ class HandlerChecker:
         context = Context(spec.layout, frozenset(excluded) | spec.exclude, sdk.unchecked, bool(spec.check_layers))
         results = []
         for index, handler in enumerate(spec.handlers):
+            progress.line(f"  - Checking the handler <c1>{handler}</>")
             environ = lambda_environ(
                 root, spec.target.runtime.name, spec.project.name, handler, python.executable, os.environ
             )
@@ -120,8 +119,8 @@ class HandlerChecker:
             check = explain(handler, outcome, context)
             if check.status == "passed":
                 check = HandlerCheck(handler, "passed", _with_notes(
-                    f"{check.message} On {python.executable} (Python {python.version}, {_machine(python)}),"
-                    f" runtime SDK: {sdk.describe()}.", notes))
+                    f"{check.message} ({python.executable}, {_machine(python)}; runtime SDK: {sdk.describe()}).",
+                    notes))
             results.append(check)
         return tuple(results)
 

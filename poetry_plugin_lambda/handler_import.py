@@ -57,7 +57,7 @@ _NATIVE_FAILURE = re.compile(
 
 @dataclass(frozen=True)
 class HandlerCheck:
-    """The check of one handler: passed, failed or skipped, and why."""
+    """The check of one handler: passed, failed or skipped, and why (a message without its name)."""
 
     handler: str
     status: str  # "passed", "failed" or "skipped"
@@ -115,23 +115,23 @@ def explain(handler: str, result: Mapping[str, object], context: Context) -> Han
     stage = result.get("stage")
     if result.get("ok"):
         seconds = float(result.get("seconds") or 0.0)  # type: ignore[arg-type]
-        message = f"{handler} imports and is callable"
+        message = "imports and is callable"
         if seconds > INIT_LIMIT:
             message += (
                 f"; importing it took {seconds:.1f} s here, and Lambda's init phase allows"
                 f" {INIT_LIMIT:.0f} s"
             )
-        return HandlerCheck(handler, "passed", message + ".")
+        return HandlerCheck(handler, "passed", message)
     if stage == "timeout":
         return HandlerCheck(
-            handler, "failed", f"Importing {handler} took more than {IMPORT_TIMEOUT} s: it hangs at import time."
+            handler, "failed", f"Importing it took more than {IMPORT_TIMEOUT} s: it hangs at import time."
         )
     if stage == "crash":
         code = result.get("returncode")
         how = f" (exit code {code})" if code is not None else ""
         detail = sentence(str(result.get("message") or "no output"))
         return HandlerCheck(
-            handler, "failed", f"Importing {handler} ended the interpreter{how} before it finished: {detail}"
+            handler, "failed", f"Importing it ended the interpreter{how} before it finished: {detail}"
         )
     name = result.get("name")
     top = name.split(".")[0] if isinstance(name, str) and name else None
@@ -139,12 +139,12 @@ def explain(handler: str, result: Mapping[str, object], context: Context) -> Han
         return HandlerCheck(
             handler,
             "passed",
-            f"{handler}: {top} is provided by the runtime, not checked (poetry.lock holds no"
-            f" {top}; add boto3 to a group, e.g. dev, to check against it). The module's code"
-            f" after that import was not run.",
+            f"{top} is provided by the runtime, not checked (poetry.lock holds no {top}; add"
+            " boto3 to a group, e.g. dev, to check against it). The module's code after that"
+            " import was not run",
         )
     error = sentence(f"{result.get('type')}: {result.get('message')}")
-    return HandlerCheck(handler, "failed", f"{handler} failed: {error} {likely_cause(result, context)}")
+    return HandlerCheck(handler, "failed", f"{error} {likely_cause(result, context)}")
 
 
 def likely_cause(result: Mapping[str, object], context: Context | None = None) -> str:

@@ -50,8 +50,8 @@ class RuntimeSdk:
 
     def describe(self) -> str:
         if not self.installed:
-            return "no SDK from the lock"
-        return ", ".join(f"{name} {version}" for name, version in self.installed)
+            return "none in the lock"
+        return "from the lock, " + ", ".join(f"{name} {version}" for name, version in self.installed)
 
 
 def sdk_packages(poetry: Poetry, spec: BundleSpec, env: Env) -> list[Package]:

@@ -119,7 +119,7 @@ def test_module_level_boto3_client_passes_with_the_sdk_from_the_dev_group(world,
     assert result.returncode == 0, result.stderr
     check = _checks(result)["devsdk.handler.handler"]
     assert check["status"] == "passed", check
-    assert "runtime SDK: boto3 1.34.0, botocore 1.34.0, jmespath 1.0.1" in check["message"]
+    assert "runtime SDK: from the lock, boto3 1.34.0, botocore 1.34.0, jmespath 1.0.1" in check["message"]
 
 
 def test_module_level_boto3_client_passes_bundled_and_excluded(world, tmp_path: Path) -> None:
