@@ -19,12 +19,10 @@ from poetry_plugin_lambda.errors import BundleError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-
     from pathlib import Path
 
-    from poetry_plugin_lambda.handler_import import HandlerCheck
-
     from poetry_plugin_lambda.assemble import Entry
+    from poetry_plugin_lambda.handler_import import HandlerCheck
 
 LARGEST_SHOWN = 10
 # Lambda's limit for a ZIP uploaded directly (larger ones go through S3).
