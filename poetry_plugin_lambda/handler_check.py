@@ -93,11 +93,14 @@ class HandlerChecker:
         from poetry_plugin_lambda.runtime_sdk import install_sdk
 
         spec = self._spec
-        extract_zip(zip_path, root.task, "The bundle")
-        for layer in spec.check_layers:
-            add_layer(layer, root.opt)
-        fetch_scratch = root.base.parent / "fetch"
-        fetch_scratch.mkdir()
+        try:
+            extract_zip(zip_path, root.task, "The bundle")
+            for layer in spec.check_layers:
+                add_layer(layer, root.opt)
+            fetch_scratch = root.base.parent / "fetch"
+            fetch_scratch.mkdir()
+        except OSError as error:  # a full disk, an unreadable layer dir: the check cannot run
+            return self._skip(f"the check's scratch copy of the function could not be made: {error}.")
         sdk = install_sdk(self._poetry, spec, env, io, progress, root.runtime, fetch_scratch)
         arch = spec.target.architecture
         machines = elf_machines(root.task, root.opt, root.runtime)

@@ -98,12 +98,15 @@ def _walk(top: Path) -> Iterator[Path]:
 
 
 def extract_zip(archive: Path, dest: Path, what: str) -> None:
-    """Unzip `archive` into `dest` (member names are sanitised by zipfile: nothing lands outside)."""
+    """Unzip `archive` into `dest` (member names are sanitised by zipfile: nothing lands outside).
+
+    OSError (a full disk, an unreadable file) is left to the caller.
+    """
     try:
         with zipfile.ZipFile(archive) as zf:
             zf.extractall(dest)
-    except (OSError, zipfile.BadZipFile) as error:
-        raise ConfigError(f"{what} {archive} cannot be read as a ZIP: {error}") from None
+    except zipfile.BadZipFile as error:
+        raise ConfigError(f"{what} {archive} cannot be read as a ZIP: {str(error).rstrip('.')}.") from None
 
 
 def add_layer(layer: Path, opt: Path) -> None:
