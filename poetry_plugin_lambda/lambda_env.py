@@ -28,8 +28,6 @@ if TYPE_CHECKING:
 # What the check sets when your environment does not (documented in docs/checking-handlers.md).
 DEFAULT_REGION = "us-east-1"
 DEFAULT_MEMORY_SIZE = "128"
-# Variables Lambda sets whose value the user's environment may give for the check.
-FROM_USER = ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
 ELF_MAGIC = b"\x7fELF"
 ELF_MACHINES = {62: "x86_64", 183: "arm64"}
 # This machine's interpreter needs its libraries; they go after Lambda's folders.
@@ -170,8 +168,9 @@ def lambda_environ(
     """Lambda's environment variables, pointing at the scratch folders; no credentials.
 
     Nothing else of `user_env` passes (no PYTHONPATH, PYTHONHOME, AWS profile or keys), except
-    the region and function settings listed in FROM_USER and the host's library path, which
-    this machine's interpreter may need to start.
+    the region (AWS_REGION, AWS_DEFAULT_REGION), AWS_LAMBDA_FUNCTION_NAME and
+    AWS_LAMBDA_FUNCTION_MEMORY_SIZE, and the host's library path, which this machine's
+    interpreter may need to start.
     """
     region = user_env.get("AWS_REGION") or user_env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
     name = user_env.get("AWS_LAMBDA_FUNCTION_NAME") or function_name
@@ -183,7 +182,7 @@ def lambda_environ(
         library_path.append(user_env[_HOST_LIBRARY_PATH])
     return {
         "AWS_REGION": region,
-        "AWS_DEFAULT_REGION": user_env.get("AWS_DEFAULT_REGION") or region,
+        "AWS_DEFAULT_REGION": region,  # Lambda sets both to the function's region
         "AWS_LAMBDA_FUNCTION_NAME": name,
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": user_env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") or DEFAULT_MEMORY_SIZE,
         "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
