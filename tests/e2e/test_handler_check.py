@@ -3,6 +3,7 @@ the runtime's SDK from the lock, layers, several handlers, other architectures."
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -147,8 +148,6 @@ def test_a_venv_on_path_does_not_supply_what_the_bundle_lacks(world, tmp_path: P
     site = next(venv.glob(f"lib/python{PY}/site-packages"))
     (site / "docopt").mkdir()
     (site / "docopt" / "__init__.py").write_text("def docopt():\n    return 'from the venv'\n")
-    import os
-
     env = {"PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}", "VIRTUAL_ENV": str(venv)}
     for extra in ([], ["--check-with", str(venv / "bin" / f"python{PY}")]):
         result = _run(world, "alpha", tmp_path, "--exclude", "docopt", "--check-handler", "alphafn.handler.handler",
