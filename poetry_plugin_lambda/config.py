@@ -106,17 +106,23 @@ CONFIG_KEYS: dict[str, Callable[[str, Any], Any]] = {
     "include": lambda where, value: _include_list(where, value),  # noqa: PLW0108 (defined below)
     "compile": _boolean,
     "compile-with": _string,
-    "handler": _string,
+    "handler": lambda where, value: _handler_list(where, value),  # noqa: PLW0108 (defined below)
+    "check-layers": lambda where, value: _path_list(where, value),  # noqa: PLW0108 (defined below)
+    "check-with": _string,
 }
 
 
 # Config key -> its CLI option, where the names differ.
-CLI_NAMES = {"architecture": "--arch", "handler": "--check-handler"}
+CLI_NAMES = {"architecture": "--arch", "handler": "--check-handler", "check-layers": "--check-layer"}
 
 # Names users reach for (the CLI's, snake_case) -> the config key.
 _ALIASES = {
     "arch": "architecture",
     "check-handler": "handler",
+    "handlers": "handler",
+    "check-layer": "check-layers",
+    "check_layers": "check-layers",
+    "check_with": "check-with",
     "target_dir": "target-dir",
     "all_extras": "all-extras",
     "exclude_files": "exclude-files",
@@ -135,20 +141,29 @@ def _unwrap(value: Any) -> Any:
 
 def _include_list(where: str, value: Any) -> list[str]:
     """Like a string list, but globs may contain commas, so no splitting."""
+    from poetry_plugin_lambda.includes import check_pattern
+
+    return [check_pattern(v) for v in _path_list(where, value, "strings (glob patterns)")]
+
+
+def _handler_list(where: str, value: Any) -> list[str]:
+    """One handler or several (a string or a list); each must look like module.function."""
+    from poetry_plugin_lambda.handler_check import check_handler_name
+
+    values = value if isinstance(value, (list, tuple)) else [value]
+    if not values:
+        raise ConfigError(f"{where} must be a handler (module.function) or a list of them, got {value!r}.")
+    names = [check_handler_name(_string(where, v), where) for v in values]
+    return list(dict.fromkeys(names))  # each handler checked once, in the order given
+
+
+def _path_list(where: str, value: Any, what: str = "paths (strings)") -> list[str]:
+    """Paths or globs, not split at commas (a file name may hold one)."""
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v.strip() for v in value):
-        raise ConfigError(f"{where} must be a list of strings (glob patterns), got {value!r}.")
-    from poetry_plugin_lambda.includes import check_pattern
-
-    return [check_pattern(v.strip()) for v in value]
-
-
-def _handler(where: str, value: Any) -> str:
-    from poetry_plugin_lambda.handler_check import check_handler_name
-
-    return check_handler_name(_string(where, value), where)
-
+        raise ConfigError(f"{where} must be a list of {what}, got {value!r}.")
+    return [v.strip() for v in value]
 
 
 BUNDLES_KEY = "bundles"

@@ -1,51 +1,48 @@
-"""`--check-handler module.function`: import the handler from the bundle as Lambda would.
+"""`--check-handler`: import every handler from the written ZIP as Lambda would, and say why not.
 
-A fresh interpreter of the target's Python version, isolated (-I), with only the bundle on
-sys.path, imports the module and looks the function up. An import error is explained (a binary
-for another platform, a missing dependency, a misspelt name) before anyone deploys.
+The ZIP is extracted into a scratch copy of Lambda's folders (`lambda_env`) with the layers
+given to the check and the runtime's SDK from the lock (`runtime_sdk`); each handler is imported
+in a fresh, site-less interpreter of the runtime's version (`handler_import`). A pass means "this
+imports on Lambda", a failure "this fails there", with the likely cause. What the check cannot
+model (network, IAM, memory, the runtime's exact SDK version) is in docs/checking-handlers.md.
 """
 
 from __future__ import annotations
 
-import json
+import os
 import platform
 import re
-import subprocess
-from dataclasses import dataclass
+import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from poetry_plugin_lambda.errors import ConfigError
+from poetry_plugin_lambda.handler_import import Context
+from poetry_plugin_lambda.handler_import import HandlerCheck
+from poetry_plugin_lambda.handler_import import explain
+from poetry_plugin_lambda.handler_import import run_import
+from poetry_plugin_lambda.lambda_env import LambdaRoot
+from poetry_plugin_lambda.lambda_env import add_layer
+from poetry_plugin_lambda.lambda_env import elf_machines
+from poetry_plugin_lambda.lambda_env import extract_zip
+from poetry_plugin_lambda.lambda_env import lambda_environ
+from poetry_plugin_lambda.lambda_env import layer_notes
 
-_CHECK = r'''
-import importlib, json, sys
-root, handler = sys.argv[1], sys.argv[2]
-sys.path.insert(0, root)
-module_name, _, function = handler.rpartition(".")
-def report(**fields):
-    print(json.dumps(fields)); sys.exit(0)
-try:
-    module = importlib.import_module(module_name)
-except BaseException as error:
-    report(ok=False, stage="import", type=type(error).__name__, message=str(error),
-           name=getattr(error, "name", None), module=module_name, function=function)
-target = getattr(module, function, None)
-if not callable(target):
-    report(ok=False, stage="lookup", type="AttributeError", module=module_name, function=function,
-           message=f"module {module_name!r} has no callable {function!r}", name=None)
-report(ok=True, module=module_name, function=function)
-'''
+if TYPE_CHECKING:
+    from collections.abc import Collection
+
+    from cleo.io.io import IO
+    from poetry.poetry import Poetry
+    from poetry.utils.env import Env
+
+    from poetry_plugin_lambda.fetch import Progress
+    from poetry_plugin_lambda.interpreters import Interpreter
+    from poetry_plugin_lambda.spec import BundleSpec
+
+__all__ = ["HandlerCheck", "HandlerChecker", "check_handler_name", "host_architecture"]
 
 _HANDLER = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$")
 _MACHINES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
-
-
-@dataclass(frozen=True)
-class HandlerCheck:
-    status: str  # "passed", "failed" or "skipped"
-    message: str
-
-    def to_json(self) -> dict[str, str]:
-        return {"status": self.status, "message": self.message}
 
 
 def check_handler_name(handler: str, where: str) -> str:
@@ -54,46 +51,134 @@ def check_handler_name(handler: str, where: str) -> str:
     return handler
 
 
-def host_architecture() -> str | None:
-    return _MACHINES.get(platform.machine().lower())
+def host_architecture(machine: str | None = None) -> str | None:
+    return _MACHINES.get((machine or platform.machine()).lower())
 
 
-def likely_cause(result: dict[str, object]) -> str:
-    """Turn the child's error into what a user should look at first."""
-    kind, message, name = str(result.get("type")), str(result.get("message")), result.get("name")
-    module = str(result.get("module"))
-    if result.get("stage") == "lookup":
-        return f"The module imports, but has no function {result.get('function')!r}: check the function name."
-    if re.search(r"ELF|wrong ELF class|cannot open shared object|undefined symbol|invalid ELF header", message):
-        return "A compiled extension does not load: a binary built for another platform or Python version."
-    if kind == "ModuleNotFoundError" and isinstance(name, str):
-        if module == name or module.startswith(name + "."):
-            return f"No module {name!r} in the bundle: check the handler's module name (a typo?) and `include`."
+class HandlerChecker:
+    """Made before bundling (so a bad --check-with fails first), run once the ZIP is written."""
+
+    def __init__(self, poetry: Poetry, spec: BundleSpec) -> None:
+        self._poetry = poetry
+        self._spec = spec
+        self._version = spec.target.runtime.python_version
+        self._given = _given_interpreter(spec.check_with, self._version) if spec.check_with else None
+
+    def run(
+        self, env: Env, io: IO, progress: Progress, zip_path: Path, excluded: Collection[str] = ()
+    ) -> tuple[HandlerCheck, ...]:
+        spec = self._spec
+        if spec.layout == "layer":
+            return self._skip(
+                "a layer holds no function to import: check the handler when bundling the function"
+                " (--layout code or bundle), giving this layer with --check-layer."
+            )
+        python = self._given or self._find()
+        if python is None:
+            return self._skip(
+                f"no python{self._version} found (pyenv, uv, /usr/bin, PATH) to import it with:"
+                f" install one (e.g. `uv python install {self._version}`) or give --check-with."
+            )
+        with tempfile.TemporaryDirectory(prefix="lambda-bundle-check-") as tmp:
+            root = LambdaRoot(Path(tmp) / "lambda").create()
+            try:
+                return self._run_in(root, python, env, io, progress, zip_path, excluded)
+            finally:
+                root.thaw()
+
+    def _run_in(
+        self, root: LambdaRoot, python: Interpreter, env: Env, io: IO, progress: Progress,
+        zip_path: Path, excluded: Collection[str],
+    ) -> tuple[HandlerCheck, ...]:
+        from poetry_plugin_lambda.runtime_sdk import install_sdk
+
+        spec = self._spec
+        try:
+            extract_zip(zip_path, root.task, "The bundle")
+            for layer in spec.check_layers:
+                add_layer(layer, root.opt)
+            fetch_scratch = root.base.parent / "fetch"
+            fetch_scratch.mkdir()
+        except OSError as error:  # a full disk, an unreadable layer dir: the check cannot run
+            return self._skip(f"the check's scratch copy of the function could not be made: {error}.")
+        sdk = install_sdk(self._poetry, spec, env, io, progress, root.runtime, fetch_scratch)
+        arch = spec.target.architecture
+        machines = elf_machines(root.task, root.opt, root.runtime)
+        if machines and python.machine and host_architecture(python.machine) != arch:
+            return self._skip(self._cannot_run(python, machines))
+        notes = [n for n in (sdk.note, *layer_notes(root.opt, self._version)) if n]
+        root.freeze()
+        context = Context(spec.layout, frozenset(excluded) | spec.exclude, sdk.unchecked, bool(spec.check_layers))
+        results = []
+        for index, handler in enumerate(spec.handlers):
+            progress.line(f"  - Checking the handler <c1>{handler}</>")
+            environ = lambda_environ(
+                root, spec.target.runtime.name, spec.project.name, handler, python.executable, os.environ
+            )
+            outcome = run_import(
+                python.executable, handler, root.sys_path(self._version), root.task, environ,
+                root.base.parent / f"result-{index}.json",
+            )
+            check = explain(handler, outcome, context)
+            if check.status == "passed":
+                check = HandlerCheck(handler, "passed", _with_notes(
+                    f"{check.message} ({python.executable}, {_machine(python)}; runtime SDK: {sdk.describe()}).",
+                    notes))
+            results.append(check)
+        return tuple(results)
+
+    def _find(self) -> Interpreter | None:
+        from poetry_plugin_lambda import compat
+        from poetry_plugin_lambda.interpreters import find_check_interpreter
+
+        preferred = [self._spec.compile_with] if self._spec.compile_with else []
+        project = compat.project_python(self._poetry)
+        return find_check_interpreter(self._version, preferred, [project] if project else [])
+
+    def _cannot_run(self, python: Interpreter, machines: set[str]) -> str:
+        arch = self._spec.target.architecture
+        held = " and ".join(sorted(machines))
+        if self._given is not None:
+            return (
+                f"--check-with {self._spec.check_with} runs {_machine(python)} code, and the bundle holds"
+                f" {held} binaries: give a python{self._version} that runs {arch} code (e.g. under qemu-user)."
+            )
         return (
-            f"The bundle lacks {name!r}, which the handler imports: a dependency that is missing"
-            " (excluded, in a group that is not bundled, or expected from a layer)."
+            f"the bundle holds {held} binaries and python{self._version} here runs {_machine(python)}"
+            f" code: give --check-with PYTHON, a python{self._version} that runs {arch} code (e.g."
+            f" under qemu-user), or run the check on an {arch} machine."
         )
-    return "The module raised an exception while being imported."
+
+    def _skip(self, reason: str) -> tuple[HandlerCheck, ...]:
+        return tuple(HandlerCheck(handler, "skipped", reason) for handler in self._spec.handlers)
 
 
-IMPORT_TIMEOUT = 300
+def _given_interpreter(python: Path, version: str) -> Interpreter:
+    """--check-with, validated before anything is bundled; a venv's is replaced by its base."""
+    from poetry_plugin_lambda.interpreters import base_interpreter
+    from poetry_plugin_lambda.interpreters import describe
 
-
-def run_check(python: Path, bundle_root: Path, handler: str) -> HandlerCheck:
-    try:
-        out = subprocess.run(
-            [str(python), "-I", "-c", _CHECK, str(bundle_root), handler],
-            capture_output=True, text=True, timeout=IMPORT_TIMEOUT, check=False, cwd=bundle_root,
+    found = describe(python)
+    if found is None or found.version != version:
+        what = f"CPython {found.version}" if found else "not a CPython interpreter that runs here"
+        raise ConfigError(
+            f"--check-with {python} is {what}; the handler check needs CPython {version}, the"
+            " target runtime's version."
         )
-    except subprocess.TimeoutExpired:
-        return HandlerCheck(
-            "failed", f"importing {handler} took more than {IMPORT_TIMEOUT} s: it hangs at import time."
+    base = base_interpreter(python, version)
+    if base is None:
+        raise ConfigError(
+            f"--check-with {python} is a virtualenv's interpreter whose base interpreter cannot be"
+            f" found; give the base python{version} itself (a venv's packages must not be seen)."
         )
-    try:
-        result = json.loads(out.stdout.strip().splitlines()[-1])
-    except (IndexError, ValueError):
-        return HandlerCheck("failed", f"The check crashed: {out.stderr.strip()[-500:]}")
-    if result.get("ok"):
-        return HandlerCheck("passed", f"{handler} imports and is callable on {python.name}.")
-    error = f"{result.get('type')}: {result.get('message')}"
-    return HandlerCheck("failed", f"{handler} failed: {error}. {likely_cause(result)}")
+    return base
+
+
+def _machine(python: Interpreter) -> str:
+    return host_architecture(python.machine) or python.machine or "unknown"
+
+
+def _with_notes(message: str, notes: list[str]) -> str:
+    if not notes:
+        return message
+    return message + " Note: " + " ".join(n[0].upper() + n[1:] for n in notes)

@@ -1,14 +1,17 @@
 """Find a CPython of the target's minor version on this machine (for --compile, --check-handler).
 
 Never another minor version: bytecode's magic number and a handler check are only meaningful
-for the exact `python3.X` the Lambda runtime runs.
+for the exact `python3.X` the Lambda runtime runs. For the handler check, a virtualenv's
+interpreter is replaced by its base interpreter: the check must not see what a venv installed.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from poetry_plugin_lambda.errors import ConfigError
@@ -76,3 +79,101 @@ def require_interpreter(version: str, explicit: Path | None, why: str, project_p
             f" `pyenv install {version}`) or pass --compile-with /path/to/python{version}."
         )
     return found
+
+
+_DESCRIBE = (
+    "import json, platform, sys; print(json.dumps({'implementation': sys.implementation.name,"
+    " 'version': '%d.%d' % sys.version_info[:2], 'executable': sys.executable,"
+    " 'prefix': sys.prefix, 'base_prefix': sys.base_prefix,"
+    " 'base_executable': getattr(sys, '_base_executable', sys.executable),"
+    " 'machine': platform.machine()}))"
+)
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    """What a probe learnt of one interpreter: the real executable (not a shim) and its CPU."""
+
+    executable: Path
+    version: str
+    machine: str
+    is_venv: bool
+    base_candidates: tuple[Path, ...]
+
+
+def describe(python: Path) -> Interpreter | None:
+    """Run `python` once (site enabled, so a venv shows itself); None if it is not CPython."""
+    try:
+        out = subprocess.run(
+            [str(python), "-I", "-c", _DESCRIBE],
+            capture_output=True, text=True, timeout=30, check=False,
+        )
+        facts = json.loads(out.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+    if out.returncode != 0 or facts.get("implementation") != "cpython" or not facts.get("executable"):
+        return None
+    version = str(facts["version"])
+    executable = Path(facts["executable"])
+    is_venv = facts["prefix"] != facts["base_prefix"]
+    base = Path(facts["base_prefix"]) / "bin"
+    candidates = [Path(facts["base_executable"]), base / f"python{version}", base / "python3"]
+    return Interpreter(
+        executable=executable,
+        version=version,
+        machine=str(facts.get("machine", "")),
+        is_venv=is_venv,
+        base_candidates=tuple(c for c in candidates if c != executable),
+    )
+
+
+def base_interpreter(python: Path, version: str | None = None) -> Interpreter | None:
+    """`python` itself, or for a virtualenv's interpreter, the base interpreter it was made from.
+
+    None when `python` is not CPython (of `version`, when given) or its base cannot be found.
+    """
+    found = describe(python)
+    if found is None or (version is not None and found.version != version):
+        return None
+    if not found.is_venv:
+        return found
+    for candidate in found.base_candidates:
+        if candidate.exists():
+            base = describe(candidate)
+            if base is not None and not base.is_venv and base.version == found.version:
+                return base
+    return None
+
+
+def check_candidates(version: str, preferred: list[Path], fallback: list[Path]) -> list[Path]:
+    """Where to look for the check's interpreter: `preferred`, pyenv, uv, the system, PATH, `fallback`.
+
+    Installed interpreters come before PATH, where an activated virtualenv would come first.
+    """
+    found = list(preferred)
+    pyenv_root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    found += sorted(pyenv_root.glob(f"versions/{version}.*/bin/python{version}"), reverse=True)
+    uv_dir = os.environ.get("UV_PYTHON_INSTALL_DIR") or Path(
+        os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    ) / "uv" / "python"
+    found += sorted(Path(uv_dir).glob(f"cpython-{version}.*/bin/python{version}"), reverse=True)
+    found += [Path(f"/usr/local/bin/python{version}"), Path(f"/usr/bin/python{version}")]
+    on_path = shutil.which(f"python{version}")
+    if on_path:
+        found.append(Path(on_path))
+    return found + fallback
+
+
+def find_check_interpreter(
+    version: str, preferred: list[Path], fallback: list[Path] | None = None
+) -> Interpreter | None:
+    """A CPython `version` for the handler check, never a virtualenv's (its base instead)."""
+    seen: set[Path] = set()
+    for candidate in check_candidates(version, preferred, fallback or []):
+        if candidate in seen or not candidate.exists():
+            continue
+        seen.add(candidate)
+        found = base_interpreter(candidate, version)
+        if found is not None:
+            return found
+    return None

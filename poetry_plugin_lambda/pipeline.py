@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from poetry_plugin_lambda.assemble import Entry
     from poetry_plugin_lambda.fetch import Artifact
     from poetry_plugin_lambda.fetch import Progress
+    from poetry_plugin_lambda.handler_check import HandlerChecker
     from poetry_plugin_lambda.plan import Plan
     from poetry_plugin_lambda.spec import BundleSpec
     from poetry_plugin_lambda.targets import Target
@@ -67,8 +68,9 @@ def bundle(poetry: Poetry, spec: BundleSpec, io: IO, progress: Progress) -> Bund
     check_lock(poetry)
     with tempfile.TemporaryDirectory(prefix="lambda-bundle-") as tmp:
         shared = SharedWork(poetry, io, progress, Path(tmp))
-        report = _write(shared.prepare(spec), shared, progress)
-    return _checked(poetry, spec, report, progress)
+        prepared = shared.prepare(spec)
+        report = _write(prepared, shared, progress)
+        return _checked(prepared, report, shared, io, progress)
 
 
 def bundle_all(poetry: Poetry, specs: Sequence[BundleSpec], io: IO, progress: Progress) -> list[BundleReport | BundleFailure]:
@@ -98,10 +100,10 @@ def bundle_all(poetry: Poetry, specs: Sequence[BundleSpec], io: IO, progress: Pr
                     outcomes[str(spec.name)] = future.result()
                 except BundleError as error:
                     outcomes[str(spec.name)] = BundleFailure(str(spec.name), str(error), error.exit_code)
-    for spec in specs:
-        done = outcomes[str(spec.name)]
-        if isinstance(done, BundleReport):
-            outcomes[str(spec.name)] = _checked(poetry, spec, done, progress)
+        for prepared in ready:  # last: a code bundle may be checked with a layer bundle of this run
+            done = outcomes[str(prepared.spec.name)]
+            if isinstance(done, BundleReport):
+                outcomes[str(prepared.spec.name)] = _checked(prepared, done, shared, io, progress)
     return [outcomes[str(spec.name)] for spec in specs]
 
 
@@ -110,10 +112,12 @@ class _Prepared:
     """A bundle's inputs, fetched and verified: ready to assemble."""
 
     spec: BundleSpec
+    plan: Plan
     artifacts: tuple[Artifact, ...]
     wheels: tuple[Path, ...]
     warnings: tuple[str, ...]
     compiler: Path | None
+    checker: HandlerChecker | None  # made early, so a bad --check-with fails before any work
 
 
 class SharedWork:
@@ -143,6 +147,7 @@ class SharedWork:
         named = f" (bundle <c1>{spec.name}</>)" if spec.name else ""
         self._progress.line(f"Bundling for <c1>{target.describe()}</> from the lock file{named}")
         compiler = _interpreter(self._poetry, spec, "--compile") if spec.compile else None
+        checker = _handler_checker(self._poetry, spec)
         key = (target, spec.groups, spec.extras, spec.exclude, spec.includes_dependencies)
         if key not in self._plans:
             self._plans[key] = make_plan(self._poetry, spec, self.env(target))
@@ -151,7 +156,8 @@ class SharedWork:
         wheels = [a.wheel for a in artifacts]
         if spec.builds_project:
             wheels.append(self._build_project(spec))
-        return _Prepared(spec, tuple(artifacts), tuple(wheels), (*spec.warnings, *plan.warnings), compiler)
+        warnings = (*spec.warnings, *plan.warnings)
+        return _Prepared(spec, plan, tuple(artifacts), tuple(wheels), warnings, compiler, checker)
 
     def _fetch(self, target: Target, plan: Plan) -> list[Artifact]:
         fetcher = self._fetchers.get(target)
@@ -218,12 +224,15 @@ def _write(prepared: _Prepared, shared: SharedWork, progress: Progress) -> Bundl
     )
 
 
-def _checked(poetry: Poetry, spec: BundleSpec, report: BundleReport, progress: Progress) -> BundleReport:
-    """The report, with the handler check's result when one was asked for."""
-    if spec.handler is None:
+def _checked(
+    prepared: _Prepared, report: BundleReport, shared: SharedWork, io: IO, progress: Progress
+) -> BundleReport:
+    """The report, with the handler checks' results when checks were asked for."""
+    if prepared.checker is None:
         return report
-    progress.line(f"  - Checking the handler <c1>{spec.handler}</>")
-    return replace(report, handler_check=_check_handler(poetry, spec))
+    env = shared.env(prepared.spec.target)
+    checks = prepared.checker.run(env, io, progress, report.zip, prepared.plan.excluded)
+    return replace(report, handler_checks=checks)
 
 
 def _includes(spec: BundleSpec) -> list[Entry]:
@@ -254,24 +263,10 @@ def _summarise(skipped: tuple[str, ...], shown: int = 3) -> list[str]:
     return [*skipped[:shown], f"... and {len(skipped) - shown} more modules skipped by the compiler."]
 
 
-def _check_handler(poetry: Poetry, spec: BundleSpec):  # type: ignore[no-untyped-def]
-    from poetry_plugin_lambda.handler_check import HandlerCheck
-    from poetry_plugin_lambda.handler_check import host_architecture
-    from poetry_plugin_lambda.handler_check import run_check
-    from poetry_plugin_lambda.interpreters import find_interpreter
+def _handler_checker(poetry: Poetry, spec: BundleSpec) -> HandlerChecker | None:
+    """Made before bundling, so a bad --check-with fails before anything is written."""
+    if not spec.handlers:
+        return None
+    from poetry_plugin_lambda.handler_check import HandlerChecker
 
-    assert spec.handler is not None
-    if spec.layout != "bundle":
-        return HandlerCheck("skipped", f"the {spec.layout} layout holds no complete function to import.")
-    host = host_architecture()
-    if host != spec.target.architecture:
-        return HandlerCheck(
-            "skipped",
-            f"the bundle is for {spec.target.architecture} and this machine is {host or 'another architecture'}:"
-            " its binaries cannot run here.",
-        )
-    version = spec.target.runtime.python_version
-    python = spec.compile_with or find_interpreter(version, compat.project_python(poetry))
-    if python is None:
-        return HandlerCheck("skipped", f"no python{version} found (PATH, pyenv, uv) to import it with.")
-    return run_check(python, spec.target_dir, spec.handler)
+    return HandlerChecker(poetry, spec)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from poetry_plugin_lambda.assemble import Entry
-    from poetry_plugin_lambda.handler_check import HandlerCheck
+    from poetry_plugin_lambda.handler_import import HandlerCheck
 
 LARGEST_SHOWN = 10
 # Lambda's limit for a ZIP uploaded directly (larger ones go through S3).
@@ -45,12 +45,16 @@ class BundleReport:
     warnings: tuple[str, ...]
     compiled_modules: int | None = None
     bytecode_size: int | None = None
-    handler_check: HandlerCheck | None = None
+    handler_checks: tuple[HandlerCheck, ...] | None = None  # None: no check was asked for
     name: str | None = None  # the bundle's name, for a project with named bundles
 
     @property
+    def failed_checks(self) -> tuple[HandlerCheck, ...]:
+        return tuple(c for c in self.handler_checks or () if c.status == "failed")
+
+    @property
     def failed(self) -> bool:
-        return self.handler_check is not None and self.handler_check.status == "failed"
+        return bool(self.failed_checks)
 
     @property
     def code_sha256(self) -> str:
@@ -77,7 +81,9 @@ class BundleReport:
             "warnings": list(self.warnings),
             "compiled_modules": self.compiled_modules,
             "bytecode_size": self.bytecode_size,
-            "handler_check": self.handler_check.to_json() if self.handler_check else None,
+            "handler_checks": (
+                None if self.handler_checks is None else [c.to_json() for c in self.handler_checks]
+            ),
         }
 
 
@@ -123,10 +129,9 @@ def render_text(report: BundleReport) -> list[str]:
             f"  bytecode:  {report.compiled_modules} modules compiled,"
             f" {human_size(report.bytecode_size or 0)} added"
         )
-    if report.handler_check is not None:
-        style = {"passed": "info", "failed": "error", "skipped": "comment"}[report.handler_check.status]
-        message = Formatter.escape(report.handler_check.message)
-        lines.append(f"  handler:   <{style}>{report.handler_check.status}</>: {message}")
+    for check in report.handler_checks or ():
+        style = {"passed": "info", "failed": "error", "skipped": "comment"}[check.status]
+        lines.append(f"  handler:   <c1>{Formatter.escape(check.handler)}</> <{style}>{check.status}</>: {Formatter.escape(check.message)}")
     for warning in report.warnings:
         lines.append(f"<warning>Warning: {Formatter.escape(warning)}</>")
     return lines

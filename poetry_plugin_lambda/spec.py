@@ -27,8 +27,9 @@ from poetry_plugin_lambda.config import DEFAULT_MAX_UNZIPPED_SIZE
 from poetry_plugin_lambda.config import FORMATS
 from poetry_plugin_lambda.config import LAYOUTS
 from poetry_plugin_lambda.config import _choice
-from poetry_plugin_lambda.config import _handler
+from poetry_plugin_lambda.config import _handler_list
 from poetry_plugin_lambda.config import _include_list
+from poetry_plugin_lambda.config import _path_list
 from poetry_plugin_lambda.config import _size
 from poetry_plugin_lambda.config import _string_list
 from poetry_plugin_lambda.config import read_config
@@ -82,7 +83,9 @@ class BundleSpec:
     include: tuple[str, ...] = ()
     compile: bool = False
     compile_with: Path | None = None
-    handler: str | None = None
+    handlers: tuple[str, ...] = ()
+    check_layers: tuple[Path, ...] = ()
+    check_with: Path | None = None
     package_mode: bool = True
     epoch: int = DOS_EPOCH_MIN  # every file's timestamp (SOURCE_DATE_EPOCH)
     warnings: tuple[str, ...] = field(default=())
@@ -255,7 +258,14 @@ def build_specs(
             f" Defined bundles: {', '.join(bundles)}."
         )
     names = list(dict.fromkeys(selected)) or list(bundles)
-    specs = [_spec({**config, **bundles[name]}, cli, project, cwd, epoch, name) for name in names]
+    # A bundle of this project may serve as another's check layer (`check-layers = ["deps"]`):
+    # its name stands for its ZIP, which this run writes before any handler is checked.
+    unchecked = {key: None for key in ("handler", "check-layers", "check-with")}
+    siblings = {
+        name: _spec({**config, **table, **dict.fromkeys(unchecked)}, {**cli, **unchecked}, project, cwd, epoch, name).output
+        for name, table in bundles.items()
+    }
+    specs = [_spec({**config, **bundles[name]}, cli, project, cwd, epoch, name, siblings) for name in names]
     _check_distinct_outputs(specs)
     return specs
 
@@ -296,6 +306,7 @@ def _spec(
     cwd: Path,
     epoch: int,
     name: str | None,
+    siblings: Mapping[str, Path] | None = None,
 ) -> BundleSpec:
     """Merge config and CLI (CLI wins) into a validated spec.
 
@@ -353,7 +364,15 @@ def _spec(
     compile_value, compile_where, compile_base = pick("compile-with")
     compile_with = _path(compile_value, compile_base, compile_where) if compile_value else None
     handler_value, handler_where, _ = pick("handler")
-    handler = _handler(handler_where, handler_value) if handler_value else None
+    handlers = tuple(_handler_list(handler_where, handler_value)) if handler_value else ()
+    layers_value, layers_where, layers_base = pick("check-layers")
+    siblings = siblings or {}
+    check_layers = tuple(
+        siblings[v] if v in siblings else _layer(layers_where, _path(v, layers_base, layers_where), bool(handlers) and layout != "layer")
+        for v in _path_list(layers_where, layers_value or [])
+    )
+    check_value, check_where, check_base = pick("check-with")
+    check_with = _path(check_value, check_base, check_where) if check_value else None
     _check_content(project, layout, include)
     warnings = []
     if include and layout == "layer":
@@ -374,11 +393,23 @@ def _spec(
         include=include,
         compile=compile_flag or compile_with is not None,
         compile_with=compile_with,
-        handler=handler,
+        handlers=handlers,
+        check_layers=check_layers,
+        check_with=check_with,
         package_mode=project.package_mode,
         epoch=epoch,
         warnings=tuple(warnings),
     )
+
+
+def _layer(where: str, path: Path, checked: bool) -> Path:
+    """A check layer's path; it must exist only when a handler will be checked with it (a layer
+    is often built in a run of its own, before its function)."""
+    if not checked:
+        return path
+    from poetry_plugin_lambda.lambda_env import check_layer_path
+
+    return check_layer_path(path, where)
 
 
 def _check_content(project: ProjectFacts, layout: str, include: tuple[str, ...]) -> None:

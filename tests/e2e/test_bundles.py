@@ -182,3 +182,21 @@ def _edit_bundles(project: Path, bundles: dict) -> None:
         table[name] = sub
     doc["tool"]["lambda-bundle"]["bundles"] = table
     (project / "pyproject.toml").write_text(tomlkit.dumps(doc))
+
+
+def test_a_code_bundle_is_checked_with_its_sibling_layer_bundle(world: dict, service: Path) -> None:
+    api = {"layout": "code", "handler": ["service.handler.handler"]}
+    _edit_bundles(service, {"deps": {"layout": "layer"}, "api": {**api, "check-layers": ["deps"]}})
+    result = bundle(service, world["cache"], "--format", "json")
+    assert result.returncode == 0, result.stderr
+    checks = {r["name"]: r["handler_checks"] for r in result.report["bundles"]}
+    assert checks["deps"] is None
+    assert [c["status"] for c in checks["api"]] == ["passed"], checks["api"]
+
+    _edit_bundles(service, {"deps": {"layout": "layer"}, "api": api})  # the same, without its layer
+    alone = bundle(service, world["cache"], "--format", "json")
+    assert alone.returncode == 3, alone.stderr
+    [check] = next(r for r in alone.report["bundles"] if r["name"] == "api")["handler_checks"]
+    assert check["status"] == "failed"
+    assert "aws_requests_auth" in check["message"] or "requests" in check["message"]
+    assert "Bundle api: the handler check failed for service.handler.handler" in alone.stderr

@@ -185,7 +185,12 @@ BAD_NEWER_VALUES = [
     ("compile-with", 3, "must be a non-empty string"),
     ("compile-with", "", "must be a non-empty string"),
     ("handler", 1, "must be a non-empty string"),
-    ("handler", ["app.handler"], "must be a non-empty string"),
+    ("handler", [1], "must be a non-empty string"),
+    ("handler", [], "must be a handler (module.function) or a list of them"),
+    ("handler", ["app"], "must look like module.function"),
+    ("check-layers", 1, "must be a list of paths"),
+    ("check-layers", [""], "must be a list of paths"),
+    ("check-with", 3, "must be a non-empty string"),
 ]
 
 
@@ -599,3 +604,25 @@ def test_include_globs_with_commas_are_kept_whole_in_config(project: ProjectFact
     assert from_cli == ("data/a,b.json",)
     from_config = spec_of(project, cwd, {"include": ["data/a,b.json"]}, runtime="python3.12").include
     assert from_config == from_cli
+
+
+def test_handlers_layers_and_check_with(project: ProjectFacts, cwd: Path) -> None:
+    layer_dir = project.root / "layer-target"
+    layer_dir.mkdir()
+    config = {"handler": ["app.a.handler", "app.b.handler", "app.a.handler"], "check-layers": ["layer-target"],
+              "check-with": "py/python3.12"}
+    spec = spec_of(project, cwd, config, runtime="python3.12")
+    assert spec.handlers == ("app.a.handler", "app.b.handler")
+    assert spec.check_layers == (layer_dir.resolve(),)
+    assert spec.check_with == (project.root / "py" / "python3.12").resolve()
+    one = spec_of(project, cwd, {"handler": "app.a.handler"}, runtime="python3.12")
+    assert one.handlers == ("app.a.handler",) and one.check_layers == ()
+    cli = spec_of(project, cwd, config, runtime="python3.12", handler=["app.c.handler"])
+    assert cli.handlers == ("app.c.handler",)
+    missing = {"handler": "app.a.handler", "check-layers": ["dist/layer.zip"]}
+    with pytest.raises(ConfigError, match=r"\[tool\.lambda-bundle\] check-layers: the layer .* does not exist"):
+        spec_of(project, cwd, missing, runtime="python3.12")
+    # Building the layer itself (or bundling without a check) does not need the layer yet.
+    assert spec_of(project, cwd, missing, runtime="python3.12", layout="layer").check_layers
+    with pytest.raises(ConfigError, match="--check-layer: the layer"):
+        spec_of(project, cwd, None, runtime="python3.12", handler=["app.a.handler"], check_layers=["nope.zip"])
