@@ -53,7 +53,7 @@ def bundle(poetry: Poetry, spec: BundleSpec, io: IO, progress: Progress) -> Bund
     warnings = [*spec.warnings, *plan.warnings]
     with tempfile.TemporaryDirectory(prefix="lambda-bundle-") as tmp:
         scratch = Path(tmp)
-        artifacts = Fetcher(poetry, env, target, io, progress, scratch).fetch_all(plan)
+        artifacts = Fetcher(poetry, target, io, progress, scratch).fetch_all(plan)
         wheels = [a.wheel for a in artifacts]
         if spec.builds_project:
             progress.line(f"  - Building <c1>{spec.project.name} ({spec.project.version})</>")

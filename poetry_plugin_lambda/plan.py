@@ -29,25 +29,21 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Plan:
-    """The locked packages to bundle, sorted by name, and what exclusions left out."""
+    """The locked packages to bundle, sorted by name, and warnings about what was excluded."""
 
     packages: tuple[Package, ...]
-    excluded: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
-
-    def names(self) -> list[str]:
-        return [p.name for p in self.packages]
 
 
 def check_lock(poetry: Poetry) -> None:
     """A missing or stale lock would make the bundle differ from what the user reviewed."""
-    locker = poetry.locker
-    if not locker.is_locked():
+    locked, fresh = compat.lock_status(poetry)
+    if not locked:
         raise LockError(
             f"No poetry.lock in {poetry.pyproject_path.parent}. The bundle is built from the"
             " lock file: run `poetry lock` first."
         )
-    if not locker.is_fresh():
+    if not fresh:
         raise LockError(
             "poetry.lock is out of date: pyproject.toml changed significantly since it was"
             " written. Run `poetry lock` to update it."
@@ -61,7 +57,7 @@ def make_plan(poetry: Poetry, spec: BundleSpec, env: Env) -> Plan:
     """
     if not spec.includes_dependencies:
         return Plan(())
-    locked = poetry.locker.locked_repository().packages  # parsed once, used twice below
+    locked = compat.locked_packages(poetry)  # parsed once, used twice below
     try:
         packages = compat.packages_from_lock(poetry, env, spec.groups, spec.extras, locked)
     except Exception as error:  # the solver's own error types differ between Poetry versions
@@ -69,8 +65,9 @@ def make_plan(poetry: Poetry, spec: BundleSpec, env: Env) -> Plan:
             f"poetry.lock cannot satisfy the project for {spec.target.describe()}: {error}"
             " Run `poetry lock` and try again."
         ) from None
-    own = spec.project.name
-    packages = sorted((p for p in packages if p.name != own), key=lambda p: p.name)
+    # The project itself is never a locked package: a name equal to the project's (or to its
+    # folder's, for a non-package project) is a real dependency and ships.
+    packages = sorted(packages, key=lambda p: p.name)
     if not spec.exclude:
         return Plan(tuple(packages))
     roots = _root_names(poetry, spec, env)
@@ -139,7 +136,6 @@ def apply_exclusions(
             )
     return Plan(
         packages=tuple(p for p in packages if p.name in kept),
-        excluded=tuple(sorted(set(by_name) - kept)),
         warnings=tuple(warnings),
     )
 
