@@ -133,8 +133,14 @@ class Builder:
         except BundleError:
             raise
         except Exception as error:
+            hint = ""
+            if "installer.no-binary" in str(error):
+                hint = (
+                    " Poetry's installer.no-binary setting applies to build requirements too:"
+                    " name packages in it instead of :all:."
+                )
             raise FetchError(
-                f"Building {label} from {redact(str(source))} failed: {first_line(error)}"
+                f"Building {label} from {redact(str(source))} failed: {first_line(error)}{hint}"
             ) from None
         if not is_pure(wheel) or wheel_rank(wheel.name, self._target) is None:
             raise no_wheel_error(

@@ -66,7 +66,11 @@ def first_line(error: BaseException) -> str:
         return type(error).__name__
     lines = [line.strip(" |") for line in text.splitlines() if line.strip(" |")]
     raised = [line for line in lines if re.match(r"^[\w.]+(Error|Exception):", line)]
-    return redact((raised or lines)[-1])
+    if raised:
+        return redact(raised[-1])
+    if "Output:" in lines[1:]:  # Poetry's "Failed to install X.\n\nOutput:\n<the log>"
+        return redact(" ".join(lines[: lines.index("Output:")]))
+    return redact(lines[-1])
 
 
 def env_name(source: str) -> str:
