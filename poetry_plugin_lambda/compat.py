@@ -220,19 +220,23 @@ def make_authenticator(config: Config, io: IO, pool_size: int) -> Authenticator:
 
 def binary_policy(config: Config) -> Callable[[str], tuple[bool, bool]]:
     """package name -> (wheels allowed, sdists allowed), as Poetry's Chooser reads
-    `installer.no-binary` and `installer.only-binary` (an exact name beats `:all:`)."""
+    `installer.no-binary` and `installer.only-binary`.
+
+    Poetry 2.2+ lets a package named exactly in one setting win over `:all:` in the other;
+    2.1 has no such rule (and no `has_exact_package`), and its Chooser then refuses both: the
+    2.2 rule is used on every version, since it only differs where 2.1 can install nothing.
+    """
+    from packaging.utils import canonicalize_name
     from poetry.config.config import PackageFilterPolicy
 
     no_binary = PackageFilterPolicy(config.get("installer.no-binary", []))
     only_binary = PackageFilterPolicy(config.get("installer.only-binary", []))
 
     def decide(name: str) -> tuple[bool, bool]:
-        wheels = not no_binary.has_exact_package(name) and (
-            no_binary.allows(name) or only_binary.has_exact_package(name)
-        )
-        sdists = not only_binary.has_exact_package(name) and (
-            only_binary.allows(name) or no_binary.has_exact_package(name)
-        )
+        canonical = canonicalize_name(name)
+        named_no, named_only = canonical in no_binary.packages, canonical in only_binary.packages
+        wheels = not named_no and (no_binary.allows(name) or named_only)
+        sdists = not named_only and (only_binary.allows(name) or named_no)
         return wheels, sdists
 
     return decide

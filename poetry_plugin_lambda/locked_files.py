@@ -69,7 +69,7 @@ def matches_lock(archive: Path, package: Package) -> bool:
 
 
 def wheel_tags(package: Package) -> list[str]:
-    tags = []
+    tags: list[str] = []
     for f in package.files:
         name = f.get("file", "")
         if name.endswith(".whl"):

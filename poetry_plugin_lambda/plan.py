@@ -72,9 +72,9 @@ def make_plan(poetry: Poetry, spec: BundleSpec, env: Env) -> Plan:
         return Plan(tuple(packages))
     roots = _root_names(poetry, spec, env)
     # The walk above does not carry each package's requirements; the lock's own packages do.
-    requires = {(p.name, p.version): p.requires for p in locked}
+    requires: dict[tuple[str, Any], list[Dependency]] = {(p.name, p.version): p.requires for p in locked}
     return apply_exclusions(
-        packages, roots, spec.exclude, env.marker_env, requires, frozenset(p.name for p in locked)
+        packages, roots, spec.exclude, dict(env.marker_env), requires, frozenset(p.name for p in locked)
     )
 
 
@@ -99,7 +99,7 @@ def apply_exclusions(
     excluded package; whatever the walk does not reach is left out. A kept package that needs
     an excluded one is allowed (the runtime or a layer must provide it) and warned about.
     """
-    by_name = {p.name: p for p in packages}
+    by_name: dict[str, Package] = {p.name: p for p in packages}
     # A locked package this target does not need (a marker) is fine to name: one `exclude`
     # list then serves every runtime. Only names the lock does not know are mistakes.
     unknown = sorted(exclude - by_name.keys() - locked)
@@ -112,14 +112,14 @@ def apply_exclusions(
             f"Cannot exclude {'; '.join(hints)}: not a package in poetry.lock."
         )
     roots = {dep.name for dep in root_deps}
-    needs = {p.name: requires.get((p.name, p.version), []) for p in packages}
+    needs: dict[str, list[Dependency]] = {p.name: requires.get((p.name, p.version), []) for p in packages}
     wanted_extras = _requested_extras(needs, root_deps)
     edges = {
         name: _needs(deps, by_name, marker_env, wanted_extras.get(name, set()))
         for name, deps in needs.items()
     }
     kept: set[str] = set()
-    todo = [name for name in roots if name in by_name and name not in exclude]
+    todo: list[str] = [name for name in roots if name in by_name and name not in exclude]
     while todo:
         name = todo.pop()
         if name in kept:

@@ -21,6 +21,8 @@ from tests.fixtures.wheelfactory import build_sdist
 from tests.fixtures.wheelfactory import build_wheel
 from tests.fixtures.wheelfactory import wheel_from_installed
 
+pytestmark = pytest.mark.compat
+
 TOKEN = "tok-9f3a7c1e55b2"
 PY312 = ("--runtime", "python3.12")
 
