@@ -164,6 +164,23 @@ def test_pypi_source_without_json_api_falls_back_to_the_simple_page(
     assert "/pypi/alpha/1.0/json" in asked and "/simple/alpha/" in asked
 
 
+def test_pypi_source_fallback_reads_a_pep_691_json_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, world) -> None:
+    from poetry.repositories import RepositoryPool
+    from poetry.repositories.pypi_repository import PyPiRepository
+
+    _, packages = _pypi_like(world, tmp_path, monkeypatch)
+    with LoopbackIndex(tmp_path / "json-index", simple_json=True) as json_index:
+        for path in world["index"].root.iterdir():
+            json_index.add(path)
+        poetry = load_poetry(world["project"], tmp_path / "cache", monkeypatch)
+        pypi = PyPiRepository(url=f"http://127.0.0.1:{json_index.port}/", config=poetry.config, disable_cache=True)
+        poetry.set_pool(RepositoryPool([pypi], config=poetry.config))
+        links = compat.find_links(poetry.pool, packages["both"])
+        assert sorted(link.filename for link in links) == ["both-1.0-py3-none-any.whl", "both-1.0.tar.gz"]
+        assert not any("#sha256=" in link.url for link in links)  # the JSON page, not the HTML one
+        assert "/simple/both/" in json_index.requests
+
+
 def test_pypi_source_that_lists_nothing_says_so(world, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fetcher, packages = _pypi_like(world, tmp_path, monkeypatch)
     ghost = Package("ghost", "1.0")
