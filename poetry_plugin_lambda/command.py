@@ -15,6 +15,7 @@ from packaging.utils import canonicalize_name
 from poetry.console.commands.command import Command
 
 from poetry_plugin_lambda.errors import BundleError
+from poetry_plugin_lambda.errors import redact
 from poetry_plugin_lambda.targets import ARCHITECTURES
 from poetry_plugin_lambda.targets import RUNTIMES
 
@@ -36,6 +37,7 @@ class _Progress:
         self._to_stderr = to_stderr
 
     def line(self, message: str) -> None:
+        message = redact(message)  # a URL in a progress line never shows its credentials
         if self._to_stderr:
             self._io.write_error_line(message)
         else:
@@ -53,10 +55,9 @@ def project_facts(poetry: Poetry) -> ProjectFacts:
     constraint = package.python_constraint
     groups = frozenset(canonicalize_name(g) for g in package.dependency_group_names(include_optional=True))
     root = poetry.pyproject_path.parent.resolve()
-    named = compat.project_is_package(poetry) or package.name != "non-package-mode"
     return ProjectFacts(
         root=root,
-        name=package.name if named else canonicalize_name(root.name),
+        name=compat.declared_name(poetry) or canonicalize_name(root.name),
         version=package.version.text,
         allows_python=lambda version: constraint.allows(Version.parse(version)),
         python_constraint=str(package.python_versions),
@@ -215,7 +216,7 @@ class LambdaBundleCommand(Command):
         """Errors are printed even with -q: a script must learn why a bundle is missing."""
         from cleo.io.outputs.output import Verbosity
 
-        self.io.write_error_line(f"<error>{message}</error>", Verbosity.QUIET)
+        self.io.write_error_line(f"<error>{redact(message)}</error>", Verbosity.QUIET)
 
     def _bundle(self) -> BundleReport | list[BundleReport | BundleFailure]:
         from poetry_plugin_lambda.pipeline import bundle

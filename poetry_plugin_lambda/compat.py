@@ -27,17 +27,67 @@ if TYPE_CHECKING:
 
 
 def target_env(marker_env: dict[str, str], tags: list[Tag], version: tuple[int, int, int]) -> Env:
-    """A Poetry `Env` describing the target instead of the host (markers, tags); never executed."""
-    from poetry.utils.env import MockEnv
+    """A Poetry `Env` describing the target instead of the host (markers, tags); never executed.
 
-    return MockEnv(
-        version_info=version,
-        platform="linux",
-        platform_machine=marker_env["platform_machine"],
-        os_name="posix",
-        marker_env=dict(marker_env),
-        supported_tags=list(tags),
-    )
+    Poetry's Transaction and Solver read only `marker_env` (and through it `version_info`) and
+    `supported_tags`; everything else answers as the running interpreter, which nothing asks.
+    """
+    import sys
+
+    from poetry.utils.env import Env
+
+    markers: dict[str, Any] = {**marker_env, "version_info": (*version, "final", 0)}
+    target_tags = list(tags)
+
+    class TargetEnv(Env):
+        def __init__(self) -> None:
+            super().__init__(Path(sys.prefix))
+
+        @property
+        def sys_path(self) -> list[str]:
+            return []
+
+        def get_marker_env(self) -> Any:
+            return dict(markers)
+
+        def get_supported_tags(self) -> list[Tag]:
+            return list(target_tags)
+
+        def get_paths(self) -> Any:
+            return {}
+
+        def is_venv(self) -> bool:
+            return False
+
+    return TargetEnv()
+
+
+def lock_status(poetry: Poetry) -> tuple[bool, bool]:
+    """(poetry.lock exists, it is fresh for pyproject.toml)."""
+    locker = poetry.locker
+    if not locker.is_locked():
+        return False, False
+    return True, bool(locker.is_fresh())
+
+
+def locked_packages(poetry: Poetry) -> list[Package]:
+    """Every package of poetry.lock, parsed (callers parse it once per run)."""
+    return list(poetry.locker.locked_repository().packages)
+
+
+def declared_name(poetry: Poetry) -> str | None:
+    """The project's name as pyproject.toml gives it; None for a nameless non-package project.
+
+    poetry-core makes up a placeholder name for `package-mode = false` projects without one:
+    that name is not the project's, and nothing may be matched against it.
+    """
+    from packaging.utils import canonicalize_name
+
+    if project_is_package(poetry):
+        return str(poetry.package.name)
+    data = poetry.pyproject.data
+    name = data.get("project", {}).get("name") or data.get("tool", {}).get("poetry", {}).get("name")
+    return str(canonicalize_name(name)) if isinstance(name, str) and name else None
 
 
 def lock_file_version_supports_markers(poetry: Poetry) -> bool:
@@ -73,7 +123,11 @@ def packages_from_lock(
     else:
         transaction = _resolve_from_lock_only(poetry, env, groups, extras, locked)
     operations = transaction.calculate_operations(with_uninstalls=False, extras=set(extras))
-    return [op.package for op in operations if op.job_type == "install" and not op.skipped]
+    return [
+        op.package
+        for op in operations
+        if op.job_type == "install" and not op.skipped and not op.package.is_root()
+    ]
 
 
 def _resolve_from_lock_only(
@@ -103,8 +157,40 @@ def _repository(pool: RepositoryPool, package: Package) -> Any:
 
 
 def find_links(pool: RepositoryPool, package: Package) -> list[Link]:
-    """The download links the package's locked source offers for its version."""
-    return list(_repository(pool, package).find_links_for_package(package))
+    """The download links the package's locked source offers for its version.
+
+    Poetry's PyPI repository asks the per-version JSON API, which mirrors and proxies often do
+    not serve (404, or no files): then the source's simple page (PEP 691 JSON or PEP 503 HTML)
+    is read instead. Either way only the lock's hash is trusted, never the page's.
+    """
+    from poetry.repositories.pypi_repository import PyPiRepository
+
+    repository = _repository(pool, package)
+    if not isinstance(repository, PyPiRepository):
+        return list(repository.find_links_for_package(package))
+    try:
+        links = list(repository.find_links_for_package(package))
+    except Exception:  # e.g. an HTML answer where JSON was asked for
+        links = []
+    return links or _simple_page_links(repository, package)
+
+
+def _simple_page_links(repository: Any, package: Package) -> list[Link]:
+    """The links of the package's version on the source's simple page (PEP 691 or PEP 503)."""
+    from poetry.repositories.link_sources.html import HTMLPage
+    from poetry.repositories.link_sources.json import SimpleJsonPage
+
+    url = f"{str(repository.url).rstrip('/')}/{package.name}/"
+    accept = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"
+    response = repository.session.get(url, raise_for_status=False, headers={"Accept": accept})
+    if response.status_code != 200:
+        return []
+    page: Any
+    if "json" in response.headers.get("Content-Type", ""):
+        page = SimpleJsonPage(url, response.json())
+    else:
+        page = HTMLPage(url, response.text)
+    return list(page.links_for_version(package.name, package.version))
 
 
 def source_answer(pool: RepositoryPool, package: Package, authenticator: Authenticator) -> tuple[str, str, int | None]:
@@ -129,6 +215,30 @@ def make_authenticator(config: Config, io: IO, pool_size: int) -> Authenticator:
     from poetry.utils.authenticator import Authenticator
 
     return Authenticator(config, io, pool_size=pool_size)
+
+
+def binary_policy(config: Config) -> Callable[[str], tuple[bool, bool]]:
+    """package name -> (wheels allowed, sdists allowed), as Poetry's Chooser reads
+    `installer.no-binary` and `installer.only-binary`.
+
+    Poetry 2.2+ lets a package named exactly in one setting win over `:all:` in the other;
+    2.1 has no such rule (and no `has_exact_package`), and its Chooser then refuses both: the
+    2.2 rule is used on every version, since it only differs where 2.1 can install nothing.
+    """
+    from packaging.utils import canonicalize_name
+    from poetry.config.config import PackageFilterPolicy
+
+    no_binary = PackageFilterPolicy(config.get("installer.no-binary", []))
+    only_binary = PackageFilterPolicy(config.get("installer.only-binary", []))
+
+    def decide(name: str) -> tuple[bool, bool]:
+        canonical = canonicalize_name(name)
+        named_no, named_only = canonical in no_binary.packages, canonical in only_binary.packages
+        wheels = not named_no and (no_binary.allows(name) or named_only)
+        sdists = not named_only and (only_binary.allows(name) or named_no)
+        return wheels, sdists
+
+    return decide
 
 
 def max_workers(config: Config) -> int:

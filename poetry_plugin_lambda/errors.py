@@ -2,11 +2,15 @@
 
 Every stage raises `BundleError` at the boundary where bad input is understood, with a message
 that says what is wrong and what to do; the command prints it as one line and exits non-zero.
+Also owns the helpers that word messages, and the one redaction of credentials in URLs.
 """
 
 from __future__ import annotations
 
 import errno
+import re
+from urllib.parse import urlsplit
+from urllib.parse import urlunsplit
 
 
 class BundleError(Exception):
@@ -54,3 +58,70 @@ def os_error(error: OSError, action: str) -> OutputError:
     where = f" ({error.filename})" if error.filename else ""
     advice = _OS_ADVICE.get(error.errno or 0, "Check the path, its permissions and the free disk space.")
     return OutputError(f"Could not {action}: {reason}{where}. {advice}")
+# Messages -----------------------------------------------------------------------------------
+# One redaction for the whole code base: every URL a message or the bundle carries goes through
+# `redact_url` (a URL) or `redact` (free text, e.g. an error from git or the network layer).
+
+_USERINFO = re.compile(r"(?<=://)[^/?#@\s]*@")
+
+
+def redact_url(url: str) -> str:
+    """`url` without its user information (`user:token@`); everything else is kept."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+def redact(text: str) -> str:
+    """Free text with the user information of every URL in it removed."""
+    return _USERINFO.sub("", text)
+
+
+def first_line(error: BaseException) -> str:
+    """The line of a (build) error that says what went wrong, redacted, without console markup."""
+    text = re.sub(r"</?[a-z0-9=;_,]*>", "", str(error)).strip()
+    if not text:
+        return type(error).__name__
+    lines = [line.strip(" |") for line in text.splitlines() if line.strip(" |")]
+    raised = [line for line in lines if re.match(r"^[\w.]+(Error|Exception):", line)]
+    if raised:
+        return redact(raised[-1])
+    if "Output:" in lines[1:]:  # Poetry's "Failed to install X.\n\nOutput:\n<the log>"
+        return redact(" ".join(lines[: lines.index("Output:")]))
+    return redact(lines[-1])
+
+
+def env_name(source: str) -> str:
+    """A source's name as Poetry spells it in environment variables (POETRY_HTTP_BASIC_<NAME>_...)."""
+    return re.sub(r"[^A-Z0-9]", "_", source.upper())
+
+
+def download_failure(label: str, error: Exception, url: str | None = None) -> str:
+    """A download or index error, said so that the user knows what to fix (no credentials)."""
+    if isinstance(error, OSError) and getattr(error, "filename", None):
+        return (
+            f"Could not store {label} in Poetry's cache: {error.strerror or error}"
+            f" ({error.filename}). Check the permissions of Poetry's cache dir"
+            " (`poetry config cache-dir`), or point POETRY_CACHE_DIR at a writable folder."
+        )
+    response = getattr(error, "response", None)
+    status = getattr(response, "status_code", None)
+    if url is None:
+        url = str(getattr(response, "url", "") or "")
+    where = redact_url(url) if url else "its source"
+    if status in (401, 403):
+        return (
+            f"Could not download {label} from {where}: the index answered {status}"
+            " (credentials missing or refused). Configure them with"
+            " `poetry config http-basic.<source> <user> <password>` or"
+            " POETRY_HTTP_BASIC_<SOURCE>_USERNAME/PASSWORD."
+        )
+    if status is not None:
+        return f"Could not download {label} from {where}: the index answered {status}."
+    reason = first_line(error)[:200].rstrip(".")
+    return (
+        f"Could not download {label} from {where}: {reason}."
+        " Check your network, proxy settings and the source's URL."
+    )

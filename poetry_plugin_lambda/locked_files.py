@@ -25,9 +25,9 @@ if TYPE_CHECKING:
 SDIST_SUFFIXES = (".tar.gz", ".zip", ".tar.bz2", ".tgz")
 
 
-def verify_hash(archive: Path, package: Package, lock_name: str | None = None) -> None:
+def verify_hash(archive: Path, package: Package) -> None:
     """The archive's hash must be one poetry.lock recorded for that file name."""
-    name = lock_name or archive.name
+    name = archive.name
     known = [f["hash"] for f in package.files if f.get("file") == name]
     label = f"{package.pretty_name} {package.pretty_version}"
     if not known:
@@ -69,7 +69,7 @@ def matches_lock(archive: Path, package: Package) -> bool:
 
 
 def wheel_tags(package: Package) -> list[str]:
-    tags = []
+    tags: list[str] = []
     for f in package.files:
         name = f.get("file", "")
         if name.endswith(".whl"):
@@ -80,19 +80,41 @@ def wheel_tags(package: Package) -> list[str]:
     return sorted(set(tags))
 
 
-def choose_locked_file(package: Package, target: Target) -> str:
-    """The locked wheel with the target's best tag (the order of `packaging.tags`)."""
+def choose_locked_file(
+    package: Package, target: Target, wheels: bool = True, sdists: bool = True
+) -> str:
+    """The locked wheel with the target's best tag (the order of `packaging.tags`), else an sdist.
+
+    `wheels` and `sdists` say what Poetry's `installer.no-binary` and `installer.only-binary`
+    allow for this package (`compat.binary_policy`), as `poetry install` applies them.
+    """
     ranked = []
     for entry in package.files:
         name = entry.get("file", "")
         rank = wheel_rank(name, target) if name.endswith(".whl") else None
         if rank is not None:
             ranked.append((rank, name))
-    if ranked:
+    if ranked and wheels:
         return min(ranked)[1]
-    sdists = sorted(f["file"] for f in package.files if f.get("file", "").endswith(SDIST_SUFFIXES))
-    if sdists:
-        return sdists[0]
+    sdists_locked = sorted(f["file"] for f in package.files if f.get("file", "").endswith(SDIST_SUFFIXES))
+    label = f"{package.pretty_name} {package.pretty_version}"
+    if sdists_locked and not sdists:
+        raise FetchError(
+            f"No wheel of {label} fits {target.describe()}, and Poetry's installer.only-binary"
+            f" setting forbids building {package.pretty_name} from its source archive"
+            f" {sdists_locked[0]}. Pin a version that publishes wheels for this target, or allow"
+            f" the build: remove {package.pretty_name} (or :all:) from installer.only-binary"
+            " (`poetry config installer.only-binary`, POETRY_INSTALLER_ONLY_BINARY)."
+        )
+    if sdists_locked:
+        return sdists_locked[0]
+    if ranked:
+        raise FetchError(
+            f"Poetry's installer.no-binary setting names {package.pretty_name}, but poetry.lock"
+            f" lists no source archive of {label} to build. Remove {package.pretty_name} from"
+            " installer.no-binary (`poetry config installer.no-binary`,"
+            " POETRY_INSTALLER_NO_BINARY), or pin a version that publishes an sdist."
+        )
     raise no_wheel_error(package, target, "and no source archive to build")
 
 

@@ -162,9 +162,7 @@ class SharedWork:
     def _fetch(self, target: Target, plan: Plan) -> list[Artifact]:
         fetcher = self._fetchers.get(target)
         if fetcher is None:
-            fetcher = self._fetchers[target] = Fetcher(
-                self._poetry, self.env(target), target, self._io, self._progress, self.scratch
-            )
+            fetcher = self._fetchers[target] = Fetcher(self._poetry, target, self._io, self._progress, self.scratch)
         key = {p.name: (target, p.name, p.version.text) for p in plan.packages}
         missing = tuple(p for p in plan.packages if key[p.name] not in self._artifacts)
         for package, artifact in zip(missing, fetcher.fetch_all(replace(plan, packages=missing))):

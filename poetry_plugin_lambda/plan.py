@@ -29,25 +29,23 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Plan:
-    """The locked packages to bundle, sorted by name, and what exclusions left out."""
+    """The locked packages to bundle, sorted by name; what `exclude` left out, and warnings about it."""
 
     packages: tuple[Package, ...]
-    excluded: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
-
-    def names(self) -> list[str]:
-        return [p.name for p in self.packages]
+    # `exclude` and what only it needed: the handler check says "excluded" when one is missing
+    excluded: frozenset[str] = frozenset()
 
 
 def check_lock(poetry: Poetry) -> None:
     """A missing or stale lock would make the bundle differ from what the user reviewed."""
-    locker = poetry.locker
-    if not locker.is_locked():
+    locked, fresh = compat.lock_status(poetry)
+    if not locked:
         raise LockError(
             f"No poetry.lock in {poetry.pyproject_path.parent}. The bundle is built from the"
             " lock file: run `poetry lock` first."
         )
-    if not locker.is_fresh():
+    if not fresh:
         raise LockError(
             "poetry.lock is out of date: pyproject.toml changed significantly since it was"
             " written. Run `poetry lock` to update it."
@@ -61,7 +59,7 @@ def make_plan(poetry: Poetry, spec: BundleSpec, env: Env) -> Plan:
     """
     if not spec.includes_dependencies:
         return Plan(())
-    locked = poetry.locker.locked_repository().packages  # parsed once, used twice below
+    locked = compat.locked_packages(poetry)  # parsed once, used twice below
     try:
         packages = compat.packages_from_lock(poetry, env, spec.groups, spec.extras, locked)
     except Exception as error:  # the solver's own error types differ between Poetry versions
@@ -69,15 +67,16 @@ def make_plan(poetry: Poetry, spec: BundleSpec, env: Env) -> Plan:
             f"poetry.lock cannot satisfy the project for {spec.target.describe()}: {error}"
             " Run `poetry lock` and try again."
         ) from None
-    own = spec.project.name
-    packages = sorted((p for p in packages if p.name != own), key=lambda p: p.name)
+    # The project itself is never a locked package: a name equal to the project's (or to its
+    # folder's, for a non-package project) is a real dependency and ships.
+    packages = sorted(packages, key=lambda p: p.name)
     if not spec.exclude:
         return Plan(tuple(packages))
     roots = _root_names(poetry, spec, env)
     # The walk above does not carry each package's requirements; the lock's own packages do.
-    requires = {(p.name, p.version): p.requires for p in locked}
+    requires: dict[tuple[str, Any], list[Dependency]] = {(p.name, p.version): p.requires for p in locked}
     return apply_exclusions(
-        packages, roots, spec.exclude, env.marker_env, requires, frozenset(p.name for p in locked)
+        packages, roots, spec.exclude, dict(env.marker_env), requires, frozenset(p.name for p in locked)
     )
 
 
@@ -102,7 +101,7 @@ def apply_exclusions(
     excluded package; whatever the walk does not reach is left out. A kept package that needs
     an excluded one is allowed (the runtime or a layer must provide it) and warned about.
     """
-    by_name = {p.name: p for p in packages}
+    by_name: dict[str, Package] = {p.name: p for p in packages}
     # A locked package this target does not need (a marker) is fine to name: one `exclude`
     # list then serves every runtime. Only names the lock does not know are mistakes.
     unknown = sorted(exclude - by_name.keys() - locked)
@@ -115,14 +114,14 @@ def apply_exclusions(
             f"Cannot exclude {'; '.join(hints)}: not a package in poetry.lock."
         )
     roots = {dep.name for dep in root_deps}
-    needs = {p.name: requires.get((p.name, p.version), []) for p in packages}
+    needs: dict[str, list[Dependency]] = {p.name: requires.get((p.name, p.version), []) for p in packages}
     wanted_extras = _requested_extras(needs, root_deps)
     edges = {
         name: _needs(deps, by_name, marker_env, wanted_extras.get(name, set()))
         for name, deps in needs.items()
     }
     kept: set[str] = set()
-    todo = [name for name in roots if name in by_name and name not in exclude]
+    todo: list[str] = [name for name in roots if name in by_name and name not in exclude]
     while todo:
         name = todo.pop()
         if name in kept:
@@ -139,8 +138,8 @@ def apply_exclusions(
             )
     return Plan(
         packages=tuple(p for p in packages if p.name in kept),
-        excluded=tuple(sorted(set(by_name) - kept)),
         warnings=tuple(warnings),
+        excluded=frozenset(set(by_name) - kept),
     )
 
 

@@ -84,7 +84,7 @@ def install_sdk(
     if not packages:
         return RuntimeSdk()
     try:
-        artifacts = Fetcher(poetry, env, spec.target, io, progress, scratch).fetch_all(Plan(tuple(packages)))
+        artifacts = Fetcher(poetry, spec.target, io, progress, scratch).fetch_all(Plan(tuple(packages)))
         for artifact in artifacts:
             contents = read_wheel(artifact.wheel)
             with zipfile.ZipFile(artifact.wheel) as zf:

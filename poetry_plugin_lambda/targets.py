@@ -18,6 +18,7 @@ from packaging.tags import cpython_tags
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -146,3 +147,11 @@ def wheel_rank(filename: str, target: Target) -> int | None:
     priority = tag_priority(target)
     ranks = [priority[tag] for tag in tags if tag in priority]
     return min(ranks) if ranks else None
+
+
+def is_pure(wheel: Path) -> bool:
+    """True when every tag of the wheel says: no ABI, any platform (it runs on any target)."""
+    from packaging.utils import parse_wheel_filename
+
+    tags = parse_wheel_filename(wheel.name)[3]
+    return all(tag.abi == "none" and tag.platform == "any" for tag in tags)

@@ -28,6 +28,7 @@ from packaging.utils import canonicalize_name
 from packaging.utils import parse_wheel_filename
 
 from poetry_plugin_lambda.errors import WheelError
+from poetry_plugin_lambda.errors import redact
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _DROPPED_DATA_SCHEMES = ("scripts", "headers", "data")
@@ -244,22 +245,33 @@ def record_hash(data: bytes) -> str:
 
 
 def without_local_urls(metadata: bytes) -> bytes | None:
-    """METADATA with `Requires-Dist: x @ file:///home/...` reduced to `x` (None if unchanged).
+    """METADATA safe to ship, or None when it already is.
 
-    poetry-core records path dependencies as file URLs: an absolute path of the build machine,
-    which would make the bundle differ between checkouts and leak the path.
+    - `Requires-Dist: x @ file:///home/...` is reduced to `x`: poetry-core records path
+      dependencies as file URLs, an absolute path of the build machine, which would make the
+      bundle differ between checkouts and leak the path;
+    - every other URL in the headers (`x @ https://user:token@host/...` of a URL or git
+      dependency, project URLs) loses its user information: credentials never ship.
+    The body (the long description) is left as its author wrote it.
     """
     lines = metadata.split(b"\n")
     changed = False
     for i, line in enumerate(lines):
-        if line.startswith(b"Requires-Dist:") and b"@ file:" in line:
-            text = line[len(b"Requires-Dist:") :].decode("utf-8").strip()
+        if not line.strip():
+            break  # the end of the headers
+        text = line.decode("utf-8", "surrogateescape")
+        if text.startswith("Requires-Dist:") and "@ file:" in text:
             try:
-                requirement = Requirement(text)
+                requirement = Requirement(text[len("Requires-Dist:") :].strip())
             except InvalidRequirement:
-                continue
-            requirement.url = None
-            lines[i] = f"Requires-Dist: {requirement}".encode()
+                requirement = None
+            if requirement is not None:
+                requirement.url = None
+                text = f"Requires-Dist: {requirement}"
+        text = redact(text)
+        new = text.encode("utf-8", "surrogateescape")
+        if new != line:
+            lines[i] = new
             changed = True
     return b"\n".join(lines) if changed else None
 

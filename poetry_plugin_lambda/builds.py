@@ -1,0 +1,160 @@
+"""Packages that come as source -> pure-Python wheels: sdists, path and git dependencies.
+
+The host's Python runs every build, so only a pure wheel (`py3-none-any`) is accepted: a wheel
+for this machine would not run on Lambda. Wheels built from a hash-checked sdist or a locked git
+commit are cached in Poetry's cache beside their source, as Poetry caches its own builds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+from typing import Protocol
+
+from poetry_plugin_lambda import compat
+from poetry_plugin_lambda.atomic import copy_atomic
+from poetry_plugin_lambda.errors import BundleError
+from poetry_plugin_lambda.errors import FetchError
+from poetry_plugin_lambda.errors import first_line
+from poetry_plugin_lambda.errors import redact
+from poetry_plugin_lambda.errors import redact_url
+from poetry_plugin_lambda.locked_files import no_wheel_error
+from poetry_plugin_lambda.locked_files import verify_hash
+from poetry_plugin_lambda.targets import is_pure
+from poetry_plugin_lambda.targets import wheel_rank
+
+if TYPE_CHECKING:
+    from poetry.core.packages.package import Package
+    from poetry.poetry import Poetry
+
+    from poetry_plugin_lambda.targets import Target
+
+
+class Progress(Protocol):
+    def line(self, message: str) -> None: ...
+
+
+def label_of(package: Package) -> str:
+    return f"{package.pretty_name} ({package.pretty_version})"
+
+
+class Builder:
+    """Builds one target's source packages through one Poetry project's pool and cache."""
+
+    def __init__(self, poetry: Poetry, target: Target, progress: Progress, scratch: Path) -> None:
+        self._poetry = poetry
+        self._target = target
+        self._progress = progress
+        self._scratch = scratch
+
+    def _cached_build(self, folder: Path) -> Path | None:
+        for built in sorted(folder.glob("*.whl")):
+            if is_pure(built) and wheel_rank(built.name, self._target) is not None:
+                return built
+        return None
+
+    def from_sdist(self, package: Package, sdist: Path) -> Path:
+        """Build a (hash-checked) sdist once, and cache the pure wheel beside it."""
+        cached = self._cached_build(sdist.parent)
+        if cached is not None:
+            return cached
+        wheel = self.build(package, sdist)
+        return _cache_copy(wheel, sdist.parent / wheel.name)
+
+    def from_git(self, package: Package) -> Path:
+        """The lock's resolved commit, cloned and built (pure only); the wheel cached per commit."""
+        assert package.source_url is not None
+        revision = package.source_resolved_reference or package.source_reference
+        if not revision:
+            raise FetchError(f"{package.pretty_name}: poetry.lock names no git revision; run `poetry lock`.")
+        url = package.source_url
+        cache = compat.git_cache_dir(self._poetry.pool, url, revision, package.source_subdirectory)
+        cached = self._cached_build(cache)
+        if cached is not None:
+            return cached
+        label = label_of(package)
+        self._progress.line(f"  - Cloning <c1>{label}</> at {revision[:12]}")
+        try:
+            checkout = compat.git_checkout(url, revision, self._scratch / "git" / package.name)
+        except Exception as error:
+            raise FetchError(
+                f"Could not clone {label} from {redact_url(url)} at {revision}: {first_line(error)}"
+            ) from None
+        source = checkout / package.source_subdirectory if package.source_subdirectory else checkout
+        wheel = self.build(package, source)
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return wheel
+        return _cache_copy(wheel, cache / wheel.name)
+
+    def local_path(self, package: Package) -> Path:
+        """A path dependency's location, relative paths taken from the project that names it."""
+        assert package.source_url is not None
+        path = Path(package.source_url)
+        if not path.is_absolute():
+            path = (package.root_dir or self._poetry.pyproject_path.parent) / path
+        if package.source_subdirectory:
+            path = path / package.source_subdirectory
+        return path.resolve()
+
+    def from_directory(self, package: Package) -> Path:
+        """A path dependency to a project: built into a real wheel, never an editable one."""
+        path = self.local_path(package)
+        if not (path / "pyproject.toml").is_file() and not (path / "setup.py").is_file():
+            raise FetchError(f"{package.pretty_name}: {path} is not a Python project to build.")
+        return self.build(package, path)
+
+    def from_file(self, package: Package) -> Path:
+        """A path dependency to a wheel (used as is) or an sdist (built), both hash-checked."""
+        path = self.local_path(package)
+        if not path.is_file():
+            raise FetchError(f"{package.pretty_name}: the file {path} named in poetry.lock is missing.")
+        verify_hash(path, package)
+        if path.suffix == ".whl":
+            if wheel_rank(path.name, self._target) is None:
+                raise no_wheel_error(package, self._target, f"{path.name} is for another platform")
+            return path
+        return self.build(package, path)
+
+    def build(self, package: Package, source: Path) -> Path:
+        """Build a source tree or sdist for the target: only a pure-Python wheel is accepted."""
+        label = label_of(package)
+        self._progress.line(f"  - Building <c1>{label}</> from {source.name}")
+        out = self._scratch / f"build-{package.name}"
+        out.mkdir(parents=True, exist_ok=True)
+        try:
+            if source.is_dir() and compat.build_backend(source) == "poetry.core.masonry.api":
+                wheel = compat.build_wheel_of(source, out)  # in process: fast, offline
+            else:
+                wheel = compat.build_isolated(self._poetry.pool, source, out)
+        except BundleError:
+            raise
+        except Exception as error:
+            hint = ""
+            if "installer.no-binary" in str(error):
+                hint = (
+                    " Poetry's installer.no-binary setting applies to build requirements too:"
+                    " name packages in it instead of :all:."
+                )
+            raise FetchError(
+                f"Building {label} from {redact(str(source))} failed: {first_line(error)}{hint}"
+            ) from None
+        if not is_pure(wheel) or wheel_rank(wheel.name, self._target) is None:
+            raise no_wheel_error(
+                package,
+                self._target,
+                f"building {source.name} gave {wheel.name}, a wheel for this machine, not a"
+                " pure-Python one",
+            )
+        return wheel
+
+
+def _cache_copy(wheel: Path, final: Path) -> Path:
+    """The wheel copied into the cache (atomically); a read-only cache only costs a rebuild next
+    time: the scratch wheel is used instead."""
+    try:
+        copy_atomic(wheel, final)
+    except OSError:
+        return wheel
+    return final
