@@ -1,4 +1,7 @@
-"""Benchmark `poetry lambda-bundle` against the manual uv and pip pipelines on a data-heavy project.
+"""Benchmark `poetry lambda-bundle` against the manual uv and pip pipelines on a real project.
+
+`--project data-heavy` (the default) or `--project wide` (`tests/fixtures/wide.py`: an API
+function with ~75 mostly pure-Python packages, where per-file costs dominate).
 
 Run it from the repository root with the project's venv (it is a script, not a pytest test)::
 
@@ -87,6 +90,15 @@ from tests.fixtures.dataheavy import DATA_HEAVY_PACKAGE  # noqa: E402
 from tests.fixtures.dataheavy import DATA_HEAVY_PROJECT  # noqa: E402
 from tests.fixtures.dataheavy import public_simple_url  # noqa: E402
 from tests.fixtures.dataheavy import write_data_heavy_project  # noqa: E402
+from tests.fixtures.wide import WIDE_PACKAGE  # noqa: E402
+from tests.fixtures.wide import WIDE_PROJECT  # noqa: E402
+from tests.fixtures.wide import write_wide_project  # noqa: E402
+
+# --project: (distribution name, package folder, writer)
+PROJECTS: dict[str, tuple[str, str, Callable[[Path, str], Path]]] = {
+    "data-heavy": (DATA_HEAVY_PROJECT, DATA_HEAVY_PACKAGE, write_data_heavy_project),
+    "wide": (WIDE_PROJECT, WIDE_PACKAGE, write_wide_project),
+}
 from tests.fixtures.interpreters import find_python  # noqa: E402
 from tests.fixtures.projects import poetry_env  # noqa: E402
 from tests.fixtures.projects import run_poetry  # noqa: E402
@@ -265,6 +277,7 @@ class Workspace:
     index_url: str
     runtime: str
     arch: str
+    kind: str = "data-heavy"
 
     @property
     def python_version(self) -> str:
@@ -276,20 +289,20 @@ class Workspace:
 
     @property
     def handler(self) -> Path:
-        return self.project / DATA_HEAVY_PACKAGE / "handler.py"
+        return self.project / PROJECTS[self.kind][1] / "handler.py"
 
     def bundle_args(self, *extra: str) -> list[str]:
         return ["lambda-bundle", "--no-ansi", "--runtime", self.runtime, "--arch", self.arch, *extra]
 
 
-def set_up(base: Path, runtime: str, arch: str) -> tuple[Workspace, float]:
-    """Write the data-heavy project under `base` and lock it; return it and the lock's seconds."""
+def set_up(base: Path, runtime: str, arch: str, kind: str = "data-heavy") -> tuple[Workspace, float]:
+    """Write the chosen project under `base` and lock it; return it and the lock's seconds."""
     base.mkdir(parents=True, exist_ok=True)
     cache = base / "poetry-cache"
     cache.mkdir(exist_ok=True)
     index_url = public_simple_url()
-    project = write_data_heavy_project(base / "project", index_url)
-    ws = Workspace(base, project, cache, index_url, runtime, arch)
+    project = PROJECTS[kind][2](base / "project", index_url)
+    ws = Workspace(base, project, cache, index_url, runtime, arch, kind)
 
     def lock() -> None:
         result = run_poetry(project, cache, "lock", "--no-ansi", timeout=DOWNLOAD_TIMEOUT)
@@ -324,7 +337,7 @@ def prime_ours(ws: Workspace) -> BundleFacts:
     """One unmeasured warm-up run with `--format json`: fills Poetry's cache; returns the report."""
     result = ours(ws, ws.poetry_cache, "--format", "json", timeout=DOWNLOAD_TIMEOUT)
     report = json.loads(result.stdout)
-    own = canonicalize_name(DATA_HEAVY_PROJECT)
+    own = canonicalize_name(PROJECTS[ws.kind][0])
     pins = sorted(
         f"{canonicalize_name(p['name'])}=={p['version']}"
         for p in report["packages"] if canonicalize_name(p["name"]) != own
@@ -765,6 +778,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="measured runs per case (cold: max(1, N//2))")
     parser.add_argument("--runtime", default="python3.12")
+    parser.add_argument("--project", default="data-heavy", choices=sorted(PROJECTS),
+                        help="data-heavy (few large native packages) or wide (~75 packages, many small files)")
     parser.add_argument("--arch", default="x86_64", choices=sorted(ARCH_MACHINES))
     parser.add_argument("--workdir", type=Path, help="work dir (kept); default: a temp dir, removed at the end")
     parser.add_argument("--json", type=Path, help="write all results as JSON here")
@@ -780,8 +795,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         base = temp = Path(tempfile.mkdtemp(prefix="bench-bundle-"))
     try:
         print(f"Work dir: {base}", flush=True)
-        print("Writing and locking the data-heavy project ...", flush=True)
-        ws, lock_seconds = set_up(base, args.runtime, args.arch)
+        print(f"Writing and locking the {args.project} project ...", flush=True)
+        ws, lock_seconds = set_up(base, args.runtime, args.arch, args.project)
         print(f"  locked in {lock_seconds:.1f} s; warming Poetry's cache (unmeasured run) ...", flush=True)
         facts = prime_ours(ws)
 
@@ -808,7 +823,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cases["pip_warm"] = case_pip_warm(ws, facts, args.runs)
 
         results: dict[str, Any] = {
-            "project": DATA_HEAVY_PROJECT,
+            "project": PROJECTS[args.project][0],
             "runtime": ws.runtime,
             "arch": ws.arch,
             "runs": args.runs,
