@@ -66,7 +66,8 @@ def bundle(poetry: Poetry, spec: BundleSpec, io: IO, progress: Progress) -> Bund
         compiled = None
         if compiler is not None:
             progress.line(f"  - Compiling bytecode with <c1>{compiler}</>")
-            compiled = _compile(entries, compiler, scratch, spec)
+            compiled = _compile(poetry, entries, compiler, scratch, spec)
+            progress.line(f"    {compiled.fresh:,} modules compiled, {compiled.cached:,} from the bytecode cache")
             entries = merge(entries, compiled.entries)
             warnings += _summarise(compiled.warnings)
         check_unzipped_size(entries, spec.max_unzipped_size)
@@ -126,11 +127,14 @@ def _interpreter(poetry: Poetry, spec: BundleSpec, why: str) -> Path:
     return require_interpreter(version, spec.compile_with, why, compat.project_python(poetry))
 
 
-def _compile(entries: list[Entry], python: Path, scratch: Path, spec: BundleSpec):  # type: ignore[no-untyped-def]
+def _compile(poetry: Poetry, entries: list[Entry], python: Path, scratch: Path, spec: BundleSpec):  # type: ignore[no-untyped-def]
     from poetry_plugin_lambda.bytecode import compile_bytecode
 
     workers = os.cpu_count() or 1
-    return compile_bytecode(entries, python, scratch, layer=spec.layout == "layer", workers=workers)
+    cache_dir = compat.cache_dir(poetry.config) / "lambda-bundle" / "bytecode"
+    return compile_bytecode(
+        entries, python, scratch, layer=spec.layout == "layer", workers=workers, cache_dir=cache_dir
+    )
 
 
 def _summarise(skipped: tuple[str, ...], shown: int = 3) -> list[str]:
