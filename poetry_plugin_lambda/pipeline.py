@@ -67,7 +67,7 @@ def bundle(poetry: Poetry, spec: BundleSpec, io: IO, progress: Progress) -> Bund
         if compiler is not None:
             progress.line(f"  - Compiling bytecode with <c1>{compiler}</>")
             compiled = _compile(poetry, entries, compiler, scratch, spec)
-            progress.line(f"    {compiled.fresh:,} modules compiled, {compiled.cached:,} from the bytecode cache")
+            progress.line(f"    {compiled.fresh:,} compiled now, {compiled.cached:,} from the bytecode cache")
             entries = merge(entries, compiled.entries)
             warnings += _summarise(compiled.warnings)
         check_unzipped_size(entries, spec.max_unzipped_size)
