@@ -4,9 +4,9 @@ Lambda's /var/task is read-only, so Python can never cache bytecode there itself
 with an interpreter of the runtime's exact minor version (the magic number must match), as
 PEP 552 unchecked-hash .pyc files: the ZIP's fixed timestamps can never invalidate them, and
 the same sources give the same bytes (PYTHONHASHSEED is fixed for the compiler). Each module is
-compiled once per (source, interpreter, runtime path) and then served from the bytecode cache
-(`bytecode_cache.py`); only the modules it does not hold are compiled, in one run of the
-interpreter.
+compiled (and deflated) once per (source, interpreter, runtime path) and then served from the
+bytecode cache (`bytecode_cache.py`); only the modules it does not hold are compiled, in one run
+of the interpreter. The .pyc entries are members of a scratch ZIP (`pyc_archive.py`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +26,9 @@ from poetry_plugin_lambda.bytecode_cache import BytecodeCache
 from poetry_plugin_lambda.bytecode_cache import Outcome
 from poetry_plugin_lambda.bytecode_cache import interpreter_info
 from poetry_plugin_lambda.errors import BundleError
+from poetry_plugin_lambda.pyc_archive import Deflated
+from poetry_plugin_lambda.pyc_archive import deflate
+from poetry_plugin_lambda.pyc_archive import write_archives
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -133,7 +137,8 @@ def compile_bytecode(
     for miss, outcome in zip(misses, _run_compiler(misses, python, folder, workers)):
         cache.put(miss.key, outcome)
         outcomes[miss.entry.path] = outcome
-    made: list[Entry] = []
+    members: list[tuple[str, Deflated]] = []
+    owners: dict[str, str] = {}
     warnings: list[str] = []
     for entry in sources:
         outcome = outcomes[entry.path]
@@ -141,7 +146,12 @@ def compile_bytecode(
             warnings.append(f"Skipped bytecode for {entry.path} ({entry.owner}): {outcome.error}")
             continue
         path = pyc_path(entry.path, interpreter.cache_tag)
-        made.append(Entry(path=path, owner=entry.owner, size=len(outcome.pyc), data=outcome.pyc))
+        members.append((path, outcome.pyc))
+        owners[path] = entry.owner
+    made = [
+        Entry(path=path, owner=owners[path], size=info.file_size, archive=archive, info=info)
+        for path, (archive, info) in write_archives(folder / "zip", members).items()
+    ]
     return Compiled(tuple(made), tuple(warnings), cached=len(sources) - len(misses), fresh=len(misses))
 
 
@@ -170,12 +180,14 @@ def _run_compiler(misses: Sequence[_Miss], python: Path, folder: Path, workers: 
         raise BundleError(f"Cannot run {python} to compile bytecode: {error.strerror}.") from None
     if result.returncode != 0:
         raise BundleError(f"Compiling bytecode with {python} failed: {result.stderr.strip()[-500:]}")
-    outcomes: list[Outcome] = []
-    for (_, cfile, _), error in zip(items, json.loads(result.stdout)):
-        if error is not None:
-            outcomes.append(Outcome(None, error))
-            continue
-        outcomes.append(Outcome(Path(cfile).read_bytes()))
-        with contextlib.suppress(OSError):
-            os.unlink(cfile)
-    return outcomes
+    with ThreadPoolExecutor(max(1, workers)) as pool:  # zlib lets go of the GIL
+        return list(pool.map(_outcome, [cfile for _, cfile, _ in items], json.loads(result.stdout)))
+
+
+def _outcome(cfile: str, error: str | None) -> Outcome:
+    if error is not None:
+        return Outcome(None, error)
+    pyc = Path(cfile).read_bytes()
+    with contextlib.suppress(OSError):
+        os.unlink(cfile)
+    return Outcome(deflate(pyc))

@@ -3,8 +3,8 @@
 A module's bytecode depends only on its source bytes, the compiling interpreter (its magic number
 and exact version), the optimization level and the path the code object records (`dfile`, the
 runtime's /var/task/... or /opt/python/...). An entry is keyed by all four and holds the `.pyc`
-bytes (or the compiler's one-line error, for a module the interpreter cannot compile) behind a
-SHA-256 of them: an entry that fails the check is treated as missing and compiled again, never
+as a ZIP stores it (raw DEFLATE, CRC-32, size: see `pyc_archive.py`), or the compiler's one-line
+error for a module the interpreter cannot compile, behind a SHA-256 of those bytes: an entry that fails the check is treated as missing and compiled again, never
 shipped. Writes go to a temporary file in the entry's folder and are renamed into place, so a
 reader sees a whole entry or none; a cache that cannot be written only costs speed.
 
@@ -20,17 +20,20 @@ import contextlib
 import hashlib
 import json
 import os
+import struct
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from poetry_plugin_lambda.errors import BundleError
+from poetry_plugin_lambda.pyc_archive import Deflated
 
 _FORMAT = b"LBPYC1"
 _COMPILED = b"c"
 _FAILED = b"e"
 _HEADER = len(_FORMAT) + 1 + 32  # format, kind, SHA-256 of the payload
+_SIZES = struct.Struct("<LL")  # CRC-32 and size of the .pyc, before its DEFLATE bytes
 _PROBE = (
     "import importlib.util, json, sys; print(json.dumps([importlib.util.MAGIC_NUMBER.hex(),"
     " sys.implementation.cache_tag, sys.version.split()[0]]))"
@@ -49,9 +52,9 @@ class Interpreter:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What compiling one module gave: its .pyc bytes, or the compiler's error."""
+    """What compiling one module gave: its .pyc (deflated), or the compiler's error."""
 
-    pyc: bytes | None
+    pyc: Deflated | None
     error: str | None = None
 
 
@@ -110,15 +113,17 @@ class BytecodeCache:
         if blob[: len(_FORMAT)] != _FORMAT or blob[len(_FORMAT) + 1 : _HEADER] != hashlib.sha256(payload).digest():
             return None
         kind = blob[len(_FORMAT) : len(_FORMAT) + 1]
-        if kind == _COMPILED and payload[:4] == self.interpreter.magic and len(payload) >= 16:
-            return Outcome(payload)
+        if kind == _COMPILED and len(payload) > _SIZES.size:
+            crc, size = _SIZES.unpack_from(payload)
+            return Outcome(Deflated(payload[_SIZES.size :], crc, size))
         if kind == _FAILED:
             return Outcome(None, payload.decode("utf-8", "replace"))
         return None
 
     def put(self, key: str, outcome: Outcome) -> None:
         if outcome.pyc is not None:
-            kind, payload = _COMPILED, outcome.pyc
+            pyc = outcome.pyc
+            kind, payload = _COMPILED, _SIZES.pack(pyc.crc, pyc.size) + pyc.data
         else:
             kind, payload = _FAILED, (outcome.error or "").encode()
         write_atomic(self._path(key), _FORMAT + kind + hashlib.sha256(payload).digest() + payload)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import zipfile
+import zlib
 from pathlib import Path
 
 import pytest
 
 from poetry_plugin_lambda import bytecode
 from poetry_plugin_lambda import bytecode_cache
+from poetry_plugin_lambda import pyc_archive
 from poetry_plugin_lambda.assemble import Entry
 from poetry_plugin_lambda.bytecode import compile_bytecode
 from poetry_plugin_lambda.bytecode import pyc_path
@@ -67,6 +69,21 @@ def _no_subprocess(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(bytecode_cache.subprocess, "run", refuse)
 
 
+def _pycs(compiled: bytecode.Compiled) -> dict[str, bytes]:
+    """Each .pyc's bytes, read back through zipfile (which checks their CRC)."""
+    archives: dict[Path, zipfile.ZipFile] = {}
+    pycs = {e.path: bytecode.source_bytes(e, archives) for e in compiled.entries}
+    for archive in archives.values():
+        archive.close()
+    return pycs
+
+
+def _shipped(compiled: bytecode.Compiled) -> bytes:
+    """What the bundle copies raw: the scratch archives' bytes, in order."""
+    archives = sorted({e.archive for e in compiled.entries if e.archive is not None})
+    return b"".join(a.read_bytes() for a in archives)
+
+
 def _cache_files(cache: Path) -> list[Path]:
     return sorted(p for p in cache.rglob("*") if p.is_file() and p.parent.parent.name.startswith("cpython-"))
 
@@ -89,13 +106,15 @@ def test_cold_then_warm_gives_the_same_entries_without_starting_the_interpreter(
         "__pycache__/gen.cpython-312.pyc", "__pycache__/top.cpython-312.pyc",
         "pkg/__pycache__/__init__.cpython-312.pyc", "pkg/__pycache__/core.cpython-312.pyc",
     ]
-    assert all(e.data is not None and e.size == len(e.data) and e.file is None for e in cold.entries)
+    pycs = _pycs(cold)
+    assert all(e.size == len(pycs[e.path]) and e.info.compress_type == zipfile.ZIP_DEFLATED for e in cold.entries)  # type: ignore[union-attr]
+    assert all(data[:4] == interpreter_info(python312, cache).magic for data in pycs.values())
     assert len(cold.warnings) == 1 and "pkg/legacy.py (pkg 1.0)" in cold.warnings[0]
 
     _no_subprocess(monkeypatch)
     warm = _compile(entries, python312, tmp_path, cache)
     assert (warm.fresh, warm.cached) == (0, 5)
-    assert warm.entries == cold.entries and warm.warnings == cold.warnings
+    assert _shipped(warm) == _shipped(cold) and warm.warnings == cold.warnings
 
 
 def test_bytes_are_what_py_compile_writes_for_the_runtime_path(python312: Path, tmp_path: Path) -> None:
@@ -110,7 +129,7 @@ def test_bytes_are_what_py_compile_writes_for_the_runtime_path(python312: Path, 
          str(source), str(tmp_path / "core.pyc")],
         check=True,
     )
-    assert core.data == (tmp_path / "core.pyc").read_bytes()
+    assert _pycs(compiled)[core.path] == (tmp_path / "core.pyc").read_bytes()
 
 
 def test_the_runtime_path_is_part_of_the_key(python312: Path, tmp_path: Path) -> None:
@@ -119,10 +138,9 @@ def test_the_runtime_path_is_part_of_the_key(python312: Path, tmp_path: Path) ->
     function = _compile(entries, python312, tmp_path, cache)
     layer = _compile(entries, python312, tmp_path, cache, layer=True)
     assert layer.fresh == 5  # the same sources under /opt are other code objects
-    by_path = {e.path: e.data for e in function.entries}
-    for entry in layer.entries:
-        assert entry.data != by_path[entry.path]
-    assert b"/opt/pkg/core.py" in next(e.data for e in layer.entries if e.path.endswith("core.cpython-312.pyc"))  # type: ignore[operator]
+    in_function, in_layer = _pycs(function), _pycs(layer)
+    assert all(in_layer[path] != in_function[path] for path in in_layer)
+    assert b"/opt/pkg/core.py" in in_layer["pkg/__pycache__/core.cpython-312.pyc"]
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "empty", "garbage"])
@@ -147,7 +165,7 @@ def test_a_damaged_entry_is_compiled_again_never_shipped(
         victim.write_bytes(bytes(blob))
     again = _compile(entries, python312, tmp_path, cache)
     assert (again.fresh, again.cached) == (5, 0)
-    assert again.entries == cold.entries and again.warnings == cold.warnings
+    assert _shipped(again) == _shipped(cold) and again.warnings == cold.warnings
     warm = _compile(entries, python312, tmp_path, cache)  # repaired in place
     assert (warm.fresh, warm.cached) == (0, 5)
 
@@ -158,9 +176,8 @@ def test_only_a_changed_module_is_compiled(python312: Path, tmp_path: Path) -> N
     edited = dict(SOURCES, **{"top.py": b"def f(x):\n    return x * 2\n"})
     second = _compile(_entries(tmp_path, edited), python312, tmp_path, cache)
     assert (second.fresh, second.cached) == (1, 4)
-    changed = {e.path for e in second.entries} & {e.path for e in first.entries}
-    assert {p for p in changed if dict((e.path, e.data) for e in first.entries)[p]
-            != dict((e.path, e.data) for e in second.entries)[p]} == {"__pycache__/top.cpython-312.pyc"}
+    before, after = _pycs(first), _pycs(second)
+    assert {p for p in after if after[p] != before[p]} == {"__pycache__/top.cpython-312.pyc"}
 
 
 def test_an_unwritable_cache_only_costs_speed(python312: Path, tmp_path: Path) -> None:
@@ -169,7 +186,7 @@ def test_an_unwritable_cache_only_costs_speed(python312: Path, tmp_path: Path) -
     entries = _entries(tmp_path)
     first = _compile(entries, python312, tmp_path, cache)
     second = _compile(entries, python312, tmp_path, cache)
-    assert second.fresh == 5 and first.entries == second.entries
+    assert second.fresh == 5 and _shipped(first) == _shipped(second)
 
 
 def test_interpreter_info_is_probed_once_per_binary(python312: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -205,5 +222,18 @@ def test_bytecode_is_reproducible_on_pythons_with_hash_ordered_frozensets(versio
     if python is None:
         pytest.skip(f"no python{version}")
     entries = _entries(tmp_path)
-    runs = [_compile(entries, python, tmp_path, tmp_path / f"cache-{i}").entries for i in range(3)]
+    runs = [_shipped(_compile(entries, python, tmp_path, tmp_path / f"cache-{i}")) for i in range(3)]
     assert runs[0] == runs[1] == runs[2]
+
+
+def test_scratch_archives_are_valid_zips_split_before_their_limits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pyc_archive, "_MAX_MEMBERS", 3)
+    members = [(f"p/__pycache__/m{i}.cpython-312.pyc", pyc_archive.deflate(bytes([i]) * (i * 100 + 1))) for i in range(7)]
+    where = pyc_archive.write_archives(tmp_path / "zip", members)
+    assert len({archive for archive, _ in where.values()}) == 3
+    for name, member in members:
+        archive, info = where[name]
+        with zipfile.ZipFile(archive) as zf:
+            assert zf.testzip() is None
+            assert zf.read(info) == zlib.decompress(member.data, -15)
+            assert (info.CRC, info.file_size, info.compress_size) == (member.crc, member.size, len(member.data))
