@@ -124,7 +124,7 @@ def _interpreter(poetry: Poetry, spec: BundleSpec, why: str) -> Path:
     from poetry_plugin_lambda.interpreters import require_interpreter
 
     version = spec.target.runtime.python_version
-    return require_interpreter(version, spec.compile_with, why, compat.project_python(poetry))
+    return require_interpreter(version, spec.compile_with, why, lambda: compat.project_python(poetry))
 
 
 def _compile(poetry: Poetry, entries: list[Entry], python: Path, scratch: Path, spec: BundleSpec):  # type: ignore[no-untyped-def]
@@ -160,7 +160,7 @@ def _check_handler(poetry: Poetry, spec: BundleSpec):  # type: ignore[no-untyped
             " its binaries cannot run here.",
         )
     version = spec.target.runtime.python_version
-    python = spec.compile_with or find_interpreter(version, compat.project_python(poetry))
+    python = spec.compile_with or find_interpreter(version, lambda: compat.project_python(poetry))
     if python is None:
         return HandlerCheck("skipped", f"no python{version} found (PATH, pyenv, uv) to import it with.")
     return run_check(python, spec.target_dir, spec.handler)
