@@ -137,19 +137,18 @@ def compile_bytecode(
     for miss, outcome in zip(misses, _run_compiler(misses, python, folder, workers)):
         cache.put(miss.key, outcome)
         outcomes[miss.entry.path] = outcome
-    members: list[tuple[str, Deflated]] = []
-    owners: dict[str, str] = {}
+    # One archive per distribution, as its wheel: the target dir is written one thread per archive.
+    by_owner: dict[str, list[tuple[str, Deflated]]] = {}
     warnings: list[str] = []
     for entry in sources:
         outcome = outcomes[entry.path]
         if outcome.pyc is None:
             warnings.append(f"Skipped bytecode for {entry.path} ({entry.owner}): {outcome.error}")
             continue
-        path = pyc_path(entry.path, interpreter.cache_tag)
-        members.append((path, outcome.pyc))
-        owners[path] = entry.owner
+        by_owner.setdefault(entry.owner, []).append((pyc_path(entry.path, interpreter.cache_tag), outcome.pyc))
     made = [
-        Entry(path=path, owner=owners[path], size=info.file_size, archive=archive, info=info)
+        Entry(path=path, owner=owner, size=info.file_size, archive=archive, info=info)
+        for owner, members in by_owner.items()
         for path, (archive, info) in write_archives(folder / "zip", members).items()
     ]
     return Compiled(tuple(made), tuple(warnings), cached=len(sources) - len(misses), fresh=len(misses))

@@ -9,15 +9,17 @@ cost more than everything else `--compile` does on a warm run.
 
 from __future__ import annotations
 
+import os
 import struct
+import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from pathlib import Path
 
 LEVEL = 6  # what the bundle's ZIP writer uses for what it compresses itself
 _LOCAL = struct.Struct("<4s5H3L2H")
@@ -49,7 +51,9 @@ def write_archives(folder: Path, members: Sequence[tuple[str, Deflated]]) -> dic
     where: dict[str, tuple[Path, zipfile.ZipInfo]] = {}
     start = 0
     while start < len(members):
-        path = folder / f"bytecode-{len(list(folder.glob('bytecode-*.zip')))}.zip"
+        fd, name = tempfile.mkstemp(prefix="bytecode-", suffix=".zip", dir=folder)
+        os.close(fd)
+        path = Path(name)
         start = _write_one(path, members, start)
         with zipfile.ZipFile(path) as zf:
             for info in zf.infolist():

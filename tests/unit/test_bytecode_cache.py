@@ -80,7 +80,7 @@ def _pycs(compiled: bytecode.Compiled) -> dict[str, bytes]:
 
 def _shipped(compiled: bytecode.Compiled) -> bytes:
     """What the bundle copies raw: the scratch archives' bytes, in order."""
-    archives = sorted({e.archive for e in compiled.entries if e.archive is not None})
+    archives = dict.fromkeys(e.archive for e in compiled.entries if e.archive is not None)
     return b"".join(a.read_bytes() for a in archives)
 
 
