@@ -11,9 +11,8 @@ of the interpreter. The .pyc entries are members of a scratch ZIP (`pyc_archive.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
+import struct
 import subprocess
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -33,32 +32,46 @@ from poetry_plugin_lambda.pyc_archive import write_archives
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-# Runs inside the target's interpreter: compile each (source, cfile, dfile); report the failures.
-_COMPILER = r'''
-import json, py_compile, sys
+# Runs inside the target's interpreter: reads (dfile, source) frames, writes one outcome frame each:
+# b"c" + the .pyc, as py_compile writes an unchecked-hash one, or b"e" + why it does not compile.
+_COMPILER = r"""
+import importlib.util, marshal, struct, sys, warnings
 from concurrent.futures import ProcessPoolExecutor
 
+warnings.simplefilter("ignore")  # SyntaxWarnings say nothing about the bytecode
+
 def compile_one(item):
-    source, cfile, dfile = item
+    dfile, source = item
     try:
-        py_compile.compile(
-            source, cfile=cfile, dfile=dfile, doraise=True, optimize=0,
-            invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
-        )
-        return None
+        code = compile(source, dfile, "exec", dont_inherit=True, optimize=0)
     except Exception as error:  # a module this Python cannot compile is skipped, as compileall does
-        return f"{type(error).__name__}: {error}".splitlines()[0]
+        return b"e" + (f"{type(error).__name__}: {error}".splitlines() or ["?"])[0].encode("utf-8", "replace")
+    flags = (0b01).to_bytes(4, "little")  # hash-based, unchecked (PEP 552)
+    return b"c" + importlib.util.MAGIC_NUMBER + flags + importlib.util.source_hash(source) + marshal.dumps(code)
+
+def frames(data):
+    at = 0
+    while at < len(data):
+        size_d, size_s = struct.unpack_from("<LL", data, at)
+        at += 8
+        dfile = data[at:at + size_d].decode("utf-8", "surrogateescape")
+        yield dfile, data[at + size_d:at + size_d + size_s]
+        at += size_d + size_s
 
 if __name__ == "__main__":
-    items = json.load(sys.stdin)
+    items = list(frames(sys.stdin.buffer.read()))
     workers = int(sys.argv[1])
     if workers > 1 and len(items) > 50:
         with ProcessPoolExecutor(workers) as pool:
             results = list(pool.map(compile_one, items, chunksize=32))
     else:
         results = [compile_one(item) for item in items]
-    json.dump(results, sys.stdout)
-'''
+    out = sys.stdout.buffer
+    for result in results:
+        out.write(struct.pack("<L", len(result)) + result)
+    out.flush()
+"""
+_FRAME = struct.Struct("<LL")
 
 
 @dataclass(frozen=True)
@@ -98,14 +111,6 @@ def source_bytes(entry: Entry, archives: dict[Path, zipfile.ZipFile]) -> bytes:
     return archives[entry.archive].read(entry.info)
 
 
-@dataclass(frozen=True)
-class _Miss:
-    entry: Entry
-    key: str
-    source: str  # the copy in scratch the compiler reads
-    dfile: str
-
-
 def compile_bytecode(
     entries: Sequence[Entry], python: Path, scratch: Path, *, layer: bool, workers: int, cache_dir: Path
 ) -> Compiled:
@@ -113,7 +118,8 @@ def compile_bytecode(
     interpreter = interpreter_info(python, cache_dir)
     cache = BytecodeCache(cache_dir, interpreter)
     outcomes: dict[str, Outcome] = {}
-    misses: list[_Miss] = []
+    misses: list[tuple[Entry, str]] = []  # and their cache keys
+    frames = bytearray()  # what the compiler reads: (dfile, source) of each miss
     sources = [e for e in entries if e.path.endswith(".py")]
     folder = scratch / "bytecode"
     archives: dict[Path, zipfile.ZipFile] = {}
@@ -126,17 +132,20 @@ def compile_bytecode(
             if found is not None:
                 outcomes[entry.path] = found
                 continue
-            if not misses:
-                (folder / "src").mkdir(parents=True, exist_ok=True)
-            copy = folder / "src" / f"{len(misses)}.py"
-            copy.write_bytes(data)
-            misses.append(_Miss(entry, key, str(copy), dfile))
+            encoded = dfile.encode("utf-8", "surrogateescape")
+            frames += _FRAME.pack(len(encoded), len(data)) + encoded + data
+            misses.append((entry, key))
     finally:
         for archive in archives.values():
             archive.close()
-    for miss, outcome in zip(misses, _run_compiler(misses, python, folder, workers)):
-        cache.put(miss.key, outcome)
-        outcomes[miss.entry.path] = outcome
+    if misses:
+        compiled = _run_compiler(bytes(frames), python, folder, workers)
+        if len(compiled) != len(misses):
+            raise BundleError(f"Compiling bytecode with {python} failed: {len(compiled)} of {len(misses)} modules came back.")
+        for (entry, key), outcome in zip(misses, compiled):
+            cache.put(key, outcome)
+            outcomes[entry.path] = outcome
+        del frames
     # One archive per distribution, as its wheel: the target dir is written one thread per archive.
     by_owner: dict[str, list[tuple[str, Deflated]]] = {}
     warnings: list[str] = []
@@ -154,39 +163,39 @@ def compile_bytecode(
     return Compiled(tuple(made), tuple(warnings), cached=len(sources) - len(misses), fresh=len(misses))
 
 
-def _run_compiler(misses: Sequence[_Miss], python: Path, folder: Path, workers: int) -> list[Outcome]:
-    """Compile the misses in one run of `python` (parallel inside it): their outcomes, in order.
+def _run_compiler(frames: bytes, python: Path, folder: Path, workers: int) -> list[Outcome]:
+    """Compile the framed sources in one run of `python` (parallel inside it): outcomes, in order.
 
     Not isolated mode (`-I`): it ignores PYTHONHASHSEED, and Python 3.9 and 3.10 write frozensets
     of strings in hash order. Instead every PYTHON* variable is dropped, site is not imported
     (`-s -S`) and the script runs from a folder holding nothing else.
     """
-    if not misses:
-        return []
     run = folder / "run"
     run.mkdir(parents=True, exist_ok=True)
     script = run / "lambda_bundle_compiler.py"
     script.write_text(_COMPILER)
-    items = [[m.source, str(folder / "pyc" / f"{i}.pyc"), m.dfile] for i, m in enumerate(misses)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["PYTHONHASHSEED"] = "0"
     try:
         result = subprocess.run(
             [str(python), "-s", "-S", str(script), str(max(1, workers))],
-            input=json.dumps(items), capture_output=True, text=True, env=env, cwd=run, check=False,
+            input=frames, capture_output=True, env=env, cwd=run, check=False,
         )
     except OSError as error:
         raise BundleError(f"Cannot run {python} to compile bytecode: {error.strerror}.") from None
     if result.returncode != 0:
-        raise BundleError(f"Compiling bytecode with {python} failed: {result.stderr.strip()[-500:]}")
+        stderr = result.stderr.decode("utf-8", "replace").strip()[-500:]
+        raise BundleError(f"Compiling bytecode with {python} failed: {stderr}")
+    out, at, raw = result.stdout, 0, []
+    while at < len(out):
+        (size,) = struct.unpack_from("<L", out, at)
+        raw.append(out[at + 4 : at + 4 + size])
+        at += 4 + size
     with ThreadPoolExecutor(max(1, workers)) as pool:  # zlib lets go of the GIL
-        return list(pool.map(_outcome, [cfile for _, cfile, _ in items], json.loads(result.stdout)))
+        return list(pool.map(_outcome, raw))
 
 
-def _outcome(cfile: str, error: str | None) -> Outcome:
-    if error is not None:
-        return Outcome(None, error)
-    pyc = Path(cfile).read_bytes()
-    with contextlib.suppress(OSError):
-        os.unlink(cfile)
-    return Outcome(deflate(pyc))
+def _outcome(raw: bytes) -> Outcome:
+    if raw[:1] == b"c":
+        return Outcome(deflate(raw[1:]))
+    return Outcome(None, raw[1:].decode("utf-8", "replace"))
