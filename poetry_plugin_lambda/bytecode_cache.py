@@ -93,6 +93,7 @@ class BytecodeCache:
         self.folder = root / f"{interpreter.cache_tag}-{interpreter.magic.hex()}"
         self.interpreter = interpreter
         self._salt = json.dumps([interpreter.magic.hex(), interpreter.version, optimize]).encode()
+        self._folders: set[Path] = set()  # made already: one mkdir per folder, not per entry
 
     def key(self, source: bytes, dfile: str) -> str:
         digest = hashlib.sha256(self._salt)
@@ -126,14 +127,17 @@ class BytecodeCache:
             kind, payload = _COMPILED, _SIZES.pack(pyc.crc, pyc.size) + pyc.data
         else:
             kind, payload = _FAILED, (outcome.error or "").encode()
-        write_atomic(self._path(key), _FORMAT + kind + hashlib.sha256(payload).digest() + payload)
+        path = self._path(key)
+        write_atomic(path, _FORMAT + kind + hashlib.sha256(payload).digest() + payload, path.parent not in self._folders)
+        self._folders.add(path.parent)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes, make_folder: bool = True) -> None:
     """Write `path` whole or not at all (temporary file + rename); failures are ignored."""
     tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if make_folder:
+            path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
         with os.fdopen(fd, "wb") as out:
             out.write(data)
