@@ -111,33 +111,48 @@ def source_bytes(entry: Entry, archives: dict[Path, zipfile.ZipFile]) -> bytes:
     return archives[entry.archive].read(entry.info)
 
 
+def _look_up(
+    group: Sequence[Entry], cache: BytecodeCache, layer: bool
+) -> list[tuple[Entry, str, Outcome | None, bytes | None]]:
+    """(entry, key, cached outcome, or its source if there is none) for entries of one archive."""
+    archives: dict[Path, zipfile.ZipFile] = {}
+    found: list[tuple[Entry, str, Outcome | None, bytes | None]] = []
+    try:
+        for entry in group:
+            data = source_bytes(entry, archives)
+            key = cache.key(data, runtime_path(entry.path, layer))
+            outcome = cache.get(key)
+            found.append((entry, key, outcome, data if outcome is None else None))
+    finally:
+        for archive in archives.values():
+            archive.close()
+    return found
+
+
 def compile_bytecode(
     entries: Sequence[Entry], python: Path, scratch: Path, *, layer: bool, workers: int, cache_dir: Path
 ) -> Compiled:
     """A .pyc entry for every .py entry `python` can compile, from `cache_dir` where it can."""
     interpreter = interpreter_info(python, cache_dir)
     cache = BytecodeCache(cache_dir, interpreter)
+    sources = [e for e in entries if e.path.endswith(".py")]
+    groups: dict[Path | None, list[Entry]] = {}
+    for entry in sources:
+        groups.setdefault(entry.archive, []).append(entry)
     outcomes: dict[str, Outcome] = {}
     misses: list[tuple[Entry, str]] = []  # and their cache keys
     frames = bytearray()  # what the compiler reads: (dfile, source) of each miss
-    sources = [e for e in entries if e.path.endswith(".py")]
+    with ThreadPoolExecutor(max(1, workers)) as pool:  # inflating and hashing let go of the GIL
+        for looked_up in pool.map(lambda group: _look_up(group, cache, layer), groups.values()):
+            for entry, key, found, data in looked_up:
+                if found is not None:
+                    outcomes[entry.path] = found
+                    continue
+                assert data is not None
+                dfile = runtime_path(entry.path, layer).encode("utf-8", "surrogateescape")
+                frames += _FRAME.pack(len(dfile), len(data)) + dfile + data
+                misses.append((entry, key))
     folder = scratch / "bytecode"
-    archives: dict[Path, zipfile.ZipFile] = {}
-    try:
-        for entry in sources:
-            data = source_bytes(entry, archives)
-            dfile = runtime_path(entry.path, layer)
-            key = cache.key(data, dfile)
-            found = cache.get(key)
-            if found is not None:
-                outcomes[entry.path] = found
-                continue
-            encoded = dfile.encode("utf-8", "surrogateescape")
-            frames += _FRAME.pack(len(encoded), len(data)) + encoded + data
-            misses.append((entry, key))
-    finally:
-        for archive in archives.values():
-            archive.close()
     if misses:
         compiled = _run_compiler(bytes(frames), python, folder, workers)
         if len(compiled) != len(misses):
