@@ -36,7 +36,7 @@ _HEADER = len(_FORMAT) + 1 + 32  # format, kind, SHA-256 of the payload
 _SIZES = struct.Struct("<LL")  # CRC-32 and size of the .pyc, before its DEFLATE bytes
 _PROBE = (
     "import importlib.util, json, sys; print(json.dumps([importlib.util.MAGIC_NUMBER.hex(),"
-    " sys.implementation.cache_tag, sys.version.split()[0]]))"
+    " sys.implementation.cache_tag, sys.version.split()[0], sys.executable]))"
 )
 
 
@@ -59,7 +59,11 @@ class Outcome:
 
 
 def interpreter_info(python: Path, cache_root: Path) -> Interpreter:
-    """The magic number, tag and version of `python`, probed once per binary (path + stat)."""
+    """The magic number, tag and version of `python`, probed once per binary (path + stat).
+
+    Only an interpreter binary (or a link to one) is remembered: a launcher script such as a
+    pyenv shim may run another Python tomorrow without changing itself, so it is asked each run.
+    """
     try:
         st = python.stat()
     except OSError as error:
@@ -74,15 +78,16 @@ def interpreter_info(python: Path, cache_root: Path) -> Interpreter:
         [str(python), "-I", "-S", "-c", _PROBE], capture_output=True, text=True, timeout=60, check=False
     )
     try:
-        magic, cache_tag, version = json.loads(result.stdout)
+        magic, cache_tag, version, executable = json.loads(result.stdout)
         found = Interpreter(python, bytes.fromhex(magic), str(cache_tag), str(version))
     except ValueError:
         raise BundleError(
             f"Cannot compile bytecode with {python}: it did not report its bytecode version"
             f" ({result.stderr.strip()[-300:] or 'no output'}). Pass another --compile-with."
         ) from None
-    info = {"stamp": stamp, "magic": magic, "cache_tag": cache_tag, "version": version}
-    write_atomic(record, json.dumps(info).encode())
+    if os.path.realpath(executable or "") == os.path.realpath(python):
+        info = {"stamp": stamp, "magic": magic, "cache_tag": cache_tag, "version": version}
+        write_atomic(record, json.dumps(info).encode())
     return found
 
 

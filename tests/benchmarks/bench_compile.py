@@ -7,12 +7,15 @@ repository root with the project's venv (it is a script, not a pytest test)::
 
     .venv/bin/python tests/benchmarks/bench_compile.py [--runs 5] [--workdir DIR]
 
-Cases, each the median of `--runs` wall times of `python -m poetry lambda-bundle`, interleaved,
-with outputs removed and `os.sync()` before every run (untimed):
+Cases, each `--runs` runs of `python -m poetry lambda-bundle` interleaved, reported as the median
+and the minimum wall time (the machine may be shared: the minimum is the least disturbed run)
+and the median CPU time of the command and its children, with `os.sync()` before every run:
 
-- plain warm: artifacts cached, no `--compile`;
-- compile warm: artifacts and bytecode cached;
-- compile cold: artifacts cached, bytecode cache emptied before each run (every module compiled).
+- plain warm: artifacts cached, no `--compile`, outputs removed before each run (a CI job);
+- compile warm: the same with `--compile`, its bytecode cached;
+- compile cold: artifacts cached, bytecode cache emptied before each run (every module compiled);
+- plain / compile re-bundle: outputs of the previous run kept and one project module edited
+  between runs (a developer's loop: one module compiled, the target dir updated in place).
 
 Also: the peak RSS of a warm `--compile` run and whether cold and warm `--compile` ZIPs are
 byte-identical.
@@ -21,6 +24,7 @@ byte-identical.
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import platform
 import shutil
@@ -83,15 +87,17 @@ def bundle_args(work: Path, compile_: bool) -> list[str]:
     return [*args, "--compile"] if compile_ else args
 
 
-def run(project: Path, cache: Path, args: list[str]) -> float:
-    env = poetry_env(cache)
+def run(project: Path, cache: Path, args: list[str]) -> tuple[float, float]:
+    """(wall, CPU of the command and its children) of one run."""
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "poetry", *args], cwd=project, env=env,
-                            capture_output=True, text=True, check=False)
+    process = subprocess.Popen([sys.executable, "-m", "poetry", *args], cwd=project, env=poetry_env(cache),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    output = process.stdout.read() if process.stdout else b""
+    _, status, usage = os.wait4(process.pid, 0)
     elapsed = time.perf_counter() - start
-    if result.returncode != 0:
-        raise SystemExit(f"lambda-bundle failed:\n{result.stdout}\n{result.stderr}")
-    return elapsed
+    if status != 0:
+        raise SystemExit(f"lambda-bundle failed:\n{output.decode(errors='replace')}")
+    return elapsed, usage.ru_utime + usage.ru_stime
 
 
 def peak_rss_kib(project: Path, cache: Path, args: list[str]) -> int:
@@ -120,38 +126,60 @@ def main() -> None:
                                 index_url=index.url, requires_python=">=3.12,<3.13")
         poetry_lock(project, cache)
 
-        def clean(cold_bytecode: bool = False) -> None:
-            shutil.rmtree(work / "target", ignore_errors=True)
-            (work / "out.zip").unlink(missing_ok=True)
+        handler = project / "svc" / "handler.py"
+        edits = iter(range(1_000_000))
+
+        def clean(cold_bytecode: bool = False, keep_outputs: bool = False) -> None:
+            if keep_outputs:
+                handler.write_text(handler.read_text() + f"EDIT_{next(edits)} = 1\n")
+            else:
+                shutil.rmtree(work / "target", ignore_errors=True)
+                (work / "out.zip").unlink(missing_ok=True)
             if cold_bytecode:
                 shutil.rmtree(bytecode_cache, ignore_errors=True)
             os.sync()
 
         clean(cold_bytecode=True)
         run(project, cache, bundle_args(work, True))  # fills the artifact and bytecode caches
-        shutil.copy(work / "out.zip", work / "first-cold.zip")
         clean()
         run(project, cache, bundle_args(work, False))
-        times: dict[str, list[float]] = {"plain warm": [], "compile warm": [], "compile cold": []}
+        times: dict[str, list[tuple[float, float]]] = {
+            "plain warm": [], "compile warm": [], "compile cold": [], "plain re-bundle": [], "compile re-bundle": []}
         for _ in range(options.runs):
             for case in times:
-                clean(cold_bytecode=case == "compile cold")
-                times[case].append(run(project, cache, bundle_args(work, case != "plain warm")))
+                args = bundle_args(work, case.startswith("compile"))
+                if "re-bundle" in case:
+                    run(project, cache, args)  # untimed: the outputs of this same mode are in place
+                clean(cold_bytecode=case == "compile cold", keep_outputs="re-bundle" in case)
+                times[case].append(run(project, cache, args))
+        clean(cold_bytecode=True)
+        run(project, cache, bundle_args(work, True))
+        shutil.copy(work / "out.zip", work / "cold.zip")
         clean()
         run(project, cache, bundle_args(work, True))
-        identical = (work / "out.zip").read_bytes() == (work / "first-cold.zip").read_bytes()
+        identical = (work / "out.zip").read_bytes() == (work / "cold.zip").read_bytes()
         clean()
         rss = peak_rss_kib(project, cache, bundle_args(work, True))
-        with __import__("zipfile").ZipFile(work / "first-cold.zip") as zf:
+        clean(cold_bytecode=True)
+        rss_cold = peak_rss_kib(project, cache, bundle_args(work, True))
+        with __import__("zipfile").ZipFile(work / "cold.zip") as zf:
             names_in_zip = zf.namelist()
-    medians = {case: statistics.median(values) for case, values in times.items()}
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}; python3.12: {python}")
+    medians = {case: statistics.median(wall for wall, _ in values) for case, values in times.items()}
+    minima = {case: min(wall for wall, _ in values) for case, values in times.items()}
+    print(f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; {platform.machine()}, {os.cpu_count()} CPUs,"
+          f" {platform.platform()}, load {os.getloadavg()[0]:.1f}; python3.12: {python}")
     print(f"project: {len(names)} packages, {len(names_in_zip):,} files with --compile,"
           f" {sum(n.endswith('.pyc') for n in names_in_zip):,} .pyc")
     for case, values in times.items():
-        print(f"  {case:13s} median {medians[case]:6.2f} s   runs: {', '.join(f'{v:.2f}' for v in values)}")
-    print(f"  compile warm / plain warm: {medians['compile warm'] / medians['plain warm']:.2f}x")
-    print(f"  peak RSS, warm --compile: {rss / 1024:.0f} MiB; cold and warm --compile ZIPs identical: {identical}")
+        cpu = statistics.median(c for _, c in values)
+        print(f"  {case:17s} median {medians[case]:6.2f} s  min {minima[case]:6.2f} s  CPU {cpu:6.2f} s"
+              f"   runs: {', '.join(f'{w:.2f}' for w, _ in values)}")
+    print(f"  compile warm / plain warm: {medians['compile warm'] / medians['plain warm']:.2f}x (medians),"
+          f" {minima['compile warm'] / minima['plain warm']:.2f}x (minima)")
+    print(f"  compile re-bundle / plain re-bundle: {medians['compile re-bundle'] / medians['plain re-bundle']:.2f}x")
+    print(f"  peak RSS of --compile: warm {rss / 1024:.0f} MiB, cold {rss_cold / 1024:.0f} MiB"
+          f" (the largest process: Poetry's or a compiler's)")
+    print(f"  cold and warm --compile ZIPs identical: {identical}")
 
 
 if __name__ == "__main__":

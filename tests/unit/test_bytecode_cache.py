@@ -237,3 +237,15 @@ def test_scratch_archives_are_valid_zips_split_before_their_limits(tmp_path: Pat
             assert zf.testzip() is None
             assert zf.read(info) == zlib.decompress(member.data, -15)
             assert (info.CRC, info.file_size, info.compress_size) == (member.crc, member.size, len(member.data))
+
+
+def test_a_launcher_script_is_asked_every_run(python312: Path, tmp_path: Path) -> None:
+    """A pyenv shim, say: it may start another Python tomorrow without changing itself."""
+    launcher = tmp_path / "python3.12"
+    launcher.write_text(f'#!/bin/sh\nexec {python312} "$@"\n')
+    launcher.chmod(0o755)
+    cache = tmp_path / "cache"
+    info = interpreter_info(launcher, cache)
+    assert info.cache_tag == "cpython-312" and info.magic == interpreter_info(python312, cache).magic
+    records = list((cache / "interpreters").iterdir())
+    assert len(records) == 1  # the real binary's only
