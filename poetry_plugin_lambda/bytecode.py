@@ -156,7 +156,9 @@ def compile_bytecode(
     if misses:
         compiled = _run_compiler(bytes(frames), python, folder, workers)
         if len(compiled) != len(misses):
-            raise BundleError(f"Compiling bytecode with {python} failed: {len(compiled)} of {len(misses)} modules came back.")
+            raise BundleError(
+                f"Compiling bytecode with {python} failed: {len(compiled)} of {len(misses)} modules came back."
+            )
         for (entry, key), outcome in zip(misses, compiled):
             cache.put(key, outcome)
             outcomes[entry.path] = outcome
@@ -194,7 +196,11 @@ def _run_compiler(frames: bytes, python: Path, folder: Path, workers: int) -> li
     try:
         result = subprocess.run(
             [str(python), "-s", "-S", str(script), str(max(1, workers))],
-            input=frames, capture_output=True, env=env, cwd=run, check=False,
+            input=frames,
+            capture_output=True,
+            env=env,
+            cwd=run,
+            check=False,
         )
     except OSError as error:
         raise BundleError(f"Cannot run {python} to compile bytecode: {error.strerror}.") from None

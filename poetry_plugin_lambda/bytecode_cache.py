@@ -133,7 +133,9 @@ class BytecodeCache:
         else:
             kind, payload = _FAILED, (outcome.error or "").encode()
         path = self._path(key)
-        write_atomic(path, _FORMAT + kind + hashlib.sha256(payload).digest() + payload, path.parent not in self._folders)
+        write_atomic(
+            path, _FORMAT + kind + hashlib.sha256(payload).digest() + payload, path.parent not in self._folders
+        )
         self._folders.add(path.parent)
 
 

@@ -146,12 +146,12 @@ def main() -> None:
         times: dict[str, list[tuple[float, float]]] = {
             "plain warm": [], "compile warm": [], "compile cold": [], "plain re-bundle": [], "compile re-bundle": []}
         for _ in range(options.runs):
-            for case in times:
+            for case, values in times.items():
                 args = bundle_args(work, case.startswith("compile"))
                 if "re-bundle" in case:
                     run(project, cache, args)  # untimed: the outputs of this same mode are in place
                 clean(cold_bytecode=case == "compile cold", keep_outputs="re-bundle" in case)
-                times[case].append(run(project, cache, args))
+                values.append(run(project, cache, args))
         clean(cold_bytecode=True)
         run(project, cache, bundle_args(work, True))
         shutil.copy(work / "out.zip", work / "cold.zip")
