@@ -154,7 +154,9 @@ def compile_bytecode(
                 misses.append((entry, key))
     folder = scratch / "bytecode"
     if misses:
-        compiled = _run_compiler(bytes(frames), python, folder, workers)
+        out = _run_compiler(frames, python, folder, workers)
+        del frames  # the sources, no longer needed: memory for the compiled modules
+        compiled = _outcomes(out, workers)
         if len(compiled) != len(misses):
             raise BundleError(
                 f"Compiling bytecode with {python} failed: {len(compiled)} of {len(misses)} modules came back."
@@ -162,7 +164,6 @@ def compile_bytecode(
         for (entry, key), outcome in zip(misses, compiled):
             cache.put(key, outcome)
             outcomes[entry.path] = outcome
-        del frames
     # One archive per distribution, as its wheel: the target dir is written one thread per archive.
     by_owner: dict[str, list[tuple[str, Deflated]]] = {}
     warnings: list[str] = []
@@ -180,8 +181,8 @@ def compile_bytecode(
     return Compiled(tuple(made), tuple(warnings), cached=len(sources) - len(misses), fresh=len(misses))
 
 
-def _run_compiler(frames: bytes, python: Path, folder: Path, workers: int) -> list[Outcome]:
-    """Compile the framed sources in one run of `python` (parallel inside it): outcomes, in order.
+def _run_compiler(frames: bytearray, python: Path, folder: Path, workers: int) -> bytes:
+    """Compile the framed sources in one run of `python` (parallel inside it): its framed output.
 
     Not isolated mode (`-I`): it ignores PYTHONHASHSEED, and Python 3.9 and 3.10 write frozensets
     of strings in hash order. Instead every PYTHON* variable is dropped, site is not imported
@@ -207,16 +208,21 @@ def _run_compiler(frames: bytes, python: Path, folder: Path, workers: int) -> li
     if result.returncode != 0:
         stderr = result.stderr.decode("utf-8", "replace").strip()[-500:]
         raise BundleError(f"Compiling bytecode with {python} failed: {stderr}")
-    out, at, raw = result.stdout, 0, []
-    while at < len(out):
-        (size,) = struct.unpack_from("<L", out, at)
-        raw.append(out[at + 4 : at + 4 + size])
+    return result.stdout
+
+
+def _outcomes(out: bytes, workers: int) -> list[Outcome]:
+    """The compiler's output frames as outcomes, the .pyc deflated (views: no copies)."""
+    view, at, raw = memoryview(out), 0, []
+    while at < len(view):
+        (size,) = struct.unpack_from("<L", view, at)
+        raw.append(view[at + 4 : at + 4 + size])
         at += 4 + size
     with ThreadPoolExecutor(max(1, workers)) as pool:  # zlib lets go of the GIL
         return list(pool.map(_outcome, raw))
 
 
-def _outcome(raw: bytes) -> Outcome:
-    if raw[:1] == b"c":
+def _outcome(raw: memoryview) -> Outcome:
+    if raw[0] == ord("c"):
         return Outcome(deflate(raw[1:]))
-    return Outcome(None, raw[1:].decode("utf-8", "replace"))
+    return Outcome(None, bytes(raw[1:]).decode("utf-8", "replace"))

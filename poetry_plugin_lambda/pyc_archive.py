@@ -40,7 +40,7 @@ class Deflated:
     size: int
 
 
-def deflate(raw: bytes) -> Deflated:
+def deflate(raw: bytes | memoryview) -> Deflated:
     compressor = zlib.compressobj(LEVEL, zlib.DEFLATED, -15)
     return Deflated(compressor.compress(raw) + compressor.flush(), zlib.crc32(raw), len(raw))
 
