@@ -3,58 +3,83 @@
 Lambda's /var/task is read-only, so Python can never cache bytecode there itself. We compile
 with an interpreter of the runtime's exact minor version (the magic number must match), as
 PEP 552 unchecked-hash .pyc files: the ZIP's fixed timestamps can never invalidate them, and
-the same sources give the same bytes (PYTHONHASHSEED is fixed for the compiler).
+the same sources give the same bytes (PYTHONHASHSEED is fixed for the compiler). Each module is
+compiled (and deflated) once per (source, interpreter, runtime path) and then served from the
+bytecode cache (`bytecode_cache.py`); only the modules it does not hold are compiled, in one run
+of the interpreter. The .pyc entries are members of a scratch ZIP (`pyc_archive.py`).
 """
 
 from __future__ import annotations
 
-import json
 import os
+import struct
 import subprocess
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from poetry_plugin_lambda.assemble import Entry
+from poetry_plugin_lambda.bytecode_cache import BytecodeCache
+from poetry_plugin_lambda.bytecode_cache import Outcome
+from poetry_plugin_lambda.bytecode_cache import interpreter_info
 from poetry_plugin_lambda.errors import BundleError
-from poetry_plugin_lambda.sources import Archives
+from poetry_plugin_lambda.pyc_archive import Deflated
+from poetry_plugin_lambda.pyc_archive import deflate
+from poetry_plugin_lambda.pyc_archive import write_archives
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-# Runs inside the target's interpreter: compile each (source, dfile) and report what it made.
-_COMPILER = r'''
-import importlib.util, json, py_compile, sys
+# Runs inside the target's interpreter: reads (dfile, source) frames, writes one outcome frame each:
+# b"c" + the .pyc, as py_compile writes an unchecked-hash one, or b"e" + why it does not compile.
+_COMPILER = r"""
+import importlib.util, marshal, struct, sys, warnings
 from concurrent.futures import ProcessPoolExecutor
 
+warnings.simplefilter("ignore")  # SyntaxWarnings say nothing about the bytecode
+
 def compile_one(item):
-    source, dfile = item
+    dfile, source = item
     try:
-        cfile = importlib.util.cache_from_source(source)
-        py_compile.compile(
-            source, cfile=cfile, dfile=dfile, doraise=True, optimize=0,
-            invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
-        )
-        return [source, cfile, None]
+        code = compile(source, dfile, "exec", dont_inherit=True, optimize=0)
     except Exception as error:  # a module this Python cannot compile is skipped, as compileall does
-        return [source, None, f"{type(error).__name__}: {error}".splitlines()[0]]
+        return b"e" + (f"{type(error).__name__}: {error}".splitlines() or ["?"])[0].encode("utf-8", "replace")
+    flags = (0b01).to_bytes(4, "little")  # hash-based, unchecked (PEP 552)
+    return b"c" + importlib.util.MAGIC_NUMBER + flags + importlib.util.source_hash(source) + marshal.dumps(code)
+
+def frames(data):
+    at = 0
+    while at < len(data):
+        size_d, size_s = struct.unpack_from("<LL", data, at)
+        at += 8
+        dfile = data[at:at + size_d].decode("utf-8", "surrogateescape")
+        yield dfile, data[at + size_d:at + size_d + size_s]
+        at += size_d + size_s
 
 if __name__ == "__main__":
-    items = json.load(sys.stdin)
+    items = list(frames(sys.stdin.buffer.read()))
     workers = int(sys.argv[1])
     if workers > 1 and len(items) > 50:
         with ProcessPoolExecutor(workers) as pool:
             results = list(pool.map(compile_one, items, chunksize=32))
     else:
         results = [compile_one(item) for item in items]
-    json.dump(results, sys.stdout)
-'''
+    out = sys.stdout.buffer
+    for result in results:
+        out.write(struct.pack("<L", len(result)) + result)
+    out.flush()
+"""
+_FRAME = struct.Struct("<LL")
 
 
 @dataclass(frozen=True)
 class Compiled:
     entries: tuple[Entry, ...]
     warnings: tuple[str, ...]
+    cached: int = 0  # modules served from the cache (compiled or known not to compile)
+    fresh: int = 0  # modules the interpreter compiled on this run
 
     @property
     def size(self) -> int:
@@ -66,44 +91,138 @@ def runtime_path(bundle_path: str, layer: bool) -> str:
     return ("/opt/" if layer else "/var/task/") + bundle_path
 
 
+def pyc_path(source_path: str, cache_tag: str) -> str:
+    """`a/b.py` -> `a/__pycache__/b.cpython-312.pyc`, as `importlib.util.cache_from_source` names it."""
+    head, _, tail = source_path.rpartition("/")
+    base, sep, rest = tail.rpartition(".")
+    name = f"{base or rest}{sep}{cache_tag}.pyc"
+    return f"{head}/__pycache__/{name}" if head else f"__pycache__/{name}"
+
+
+def source_bytes(entry: Entry, archives: dict[Path, zipfile.ZipFile]) -> bytes:
+    """An entry's bytes, whatever holds them; `archives` keeps each wheel open once."""
+    if entry.data is not None:
+        return entry.data
+    if entry.file is not None:
+        return entry.file.read_bytes()
+    assert entry.archive is not None and entry.info is not None
+    if entry.archive not in archives:
+        archives[entry.archive] = zipfile.ZipFile(entry.archive)
+    return archives[entry.archive].read(entry.info)
+
+
+def _look_up(
+    group: Sequence[Entry], cache: BytecodeCache, layer: bool
+) -> list[tuple[Entry, str, Outcome | None, bytes | None]]:
+    """(entry, key, cached outcome, or its source if there is none) for entries of one archive."""
+    archives: dict[Path, zipfile.ZipFile] = {}
+    found: list[tuple[Entry, str, Outcome | None, bytes | None]] = []
+    try:
+        for entry in group:
+            data = source_bytes(entry, archives)
+            key = cache.key(data, runtime_path(entry.path, layer))
+            outcome = cache.get(key)
+            found.append((entry, key, outcome, data if outcome is None else None))
+    finally:
+        for archive in archives.values():
+            archive.close()
+    return found
+
+
 def compile_bytecode(
-    entries: Sequence[Entry], python: Path, scratch: Path, *, layer: bool, workers: int
+    entries: Sequence[Entry], python: Path, scratch: Path, *, layer: bool, workers: int, cache_dir: Path
 ) -> Compiled:
-    """Compile every .py entry with `python`; the .pyc files become entries (files in scratch)."""
+    """A .pyc entry for every .py entry `python` can compile, from `cache_dir` where it can."""
+    interpreter = interpreter_info(python, cache_dir)
+    cache = BytecodeCache(cache_dir, interpreter)
     sources = [e for e in entries if e.path.endswith(".py")]
-    root = scratch / "bytecode"
-    root.mkdir(parents=True, exist_ok=True)
-    _write_sources(sources, root)
-    owners = {str(root / e.path): e.owner for e in sources}
-    items = [[str(root / e.path), runtime_path(e.path, layer)] for e in sources]
-    script = scratch / "compile_bytecode.py"
-    script.write_text(_COMPILER)
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
-    env.pop("PYTHONPATH", None)
-    result = subprocess.run(
-        [str(python), "-I", str(script), str(max(1, workers))],
-        input=json.dumps(items), capture_output=True, text=True, env=env, check=False,
-    )
-    if result.returncode != 0:
-        raise BundleError(f"Compiling bytecode with {python} failed: {result.stderr.strip()[-500:]}")
-    made: list[Entry] = []
+    groups: dict[Path | None, list[Entry]] = {}
+    for entry in sources:
+        groups.setdefault(entry.archive, []).append(entry)
+    outcomes: dict[str, Outcome] = {}
+    misses: list[tuple[Entry, str]] = []  # and their cache keys
+    frames = bytearray()  # what the compiler reads: (dfile, source) of each miss
+    with ThreadPoolExecutor(max(1, workers)) as pool:  # inflating and hashing let go of the GIL
+        for looked_up in pool.map(lambda group: _look_up(group, cache, layer), groups.values()):
+            for entry, key, found, data in looked_up:
+                if found is not None:
+                    outcomes[entry.path] = found
+                    continue
+                assert data is not None
+                dfile = runtime_path(entry.path, layer).encode("utf-8", "surrogateescape")
+                frames += _FRAME.pack(len(dfile), len(data)) + dfile + data
+                misses.append((entry, key))
+    folder = scratch / "bytecode"
+    if misses:
+        out = _run_compiler(frames, python, folder, workers)
+        del frames  # the sources, no longer needed: memory for the compiled modules
+        compiled = _outcomes(out, workers)
+        if len(compiled) != len(misses):
+            raise BundleError(
+                f"Compiling bytecode with {python} failed: {len(compiled)} of {len(misses)} modules came back."
+            )
+        for (entry, key), outcome in zip(misses, compiled):
+            cache.put(key, outcome)
+            outcomes[entry.path] = outcome
+    # One archive per distribution, as its wheel: the target dir is written one thread per archive.
+    by_owner: dict[str, list[tuple[str, Deflated]]] = {}
     warnings: list[str] = []
-    for source, cfile, error in json.loads(result.stdout):
-        rel = Path(source).relative_to(root).as_posix()
-        if error is not None:
-            warnings.append(f"Skipped bytecode for {rel} ({owners[source]}): {error}")
+    for entry in sources:
+        outcome = outcomes[entry.path]
+        if outcome.pyc is None:
+            warnings.append(f"Skipped bytecode for {entry.path} ({entry.owner}): {outcome.error}")
             continue
-        pyc = Path(cfile)
-        made.append(Entry(
-            path=pyc.relative_to(root).as_posix(), owner=owners[source], size=pyc.stat().st_size, file=pyc,
-        ))
-    return Compiled(tuple(made), tuple(warnings))
+        by_owner.setdefault(entry.owner, []).append((pyc_path(entry.path, interpreter.cache_tag), outcome.pyc))
+    made = [
+        Entry(path=path, owner=owner, size=info.file_size, archive=archive, info=info)
+        for owner, members in by_owner.items()
+        for path, (archive, info) in write_archives(folder / "zip", members).items()
+    ]
+    return Compiled(tuple(made), tuple(warnings), cached=len(sources) - len(misses), fresh=len(misses))
 
 
-def _write_sources(entries: Sequence[Entry], root: Path) -> None:
-    """The sources to compile, as files the compiler can read."""
-    with Archives() as archives:
-        for entry in entries:
-            dest = root / entry.path
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(archives.read(entry))
+def _run_compiler(frames: bytearray, python: Path, folder: Path, workers: int) -> bytes:
+    """Compile the framed sources in one run of `python` (parallel inside it): its framed output.
+
+    Not isolated mode (`-I`): it ignores PYTHONHASHSEED, and Python 3.9 and 3.10 write frozensets
+    of strings in hash order. Instead every PYTHON* variable is dropped, site is not imported
+    (`-s -S`) and the script runs from a folder holding nothing else.
+    """
+    run = folder / "run"
+    run.mkdir(parents=True, exist_ok=True)
+    script = run / "lambda_bundle_compiler.py"
+    script.write_text(_COMPILER)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONHASHSEED"] = "0"
+    try:
+        result = subprocess.run(
+            [str(python), "-s", "-S", str(script), str(max(1, workers))],
+            input=frames,
+            capture_output=True,
+            env=env,
+            cwd=run,
+            check=False,
+        )
+    except OSError as error:
+        raise BundleError(f"Cannot run {python} to compile bytecode: {error.strerror}.") from None
+    if result.returncode != 0:
+        stderr = result.stderr.decode("utf-8", "replace").strip()[-500:]
+        raise BundleError(f"Compiling bytecode with {python} failed: {stderr}")
+    return result.stdout
+
+
+def _outcomes(out: bytes, workers: int) -> list[Outcome]:
+    """The compiler's output frames as outcomes, the .pyc deflated (views: no copies)."""
+    view, at, raw = memoryview(out), 0, []
+    while at < len(view):
+        (size,) = struct.unpack_from("<L", view, at)
+        raw.append(view[at + 4 : at + 4 + size])
+        at += 4 + size
+    with ThreadPoolExecutor(max(1, workers)) as pool:  # zlib lets go of the GIL
+        return list(pool.map(_outcome, raw))
+
+
+def _outcome(raw: memoryview) -> Outcome:
+    if raw[0] == ord("c"):
+        return Outcome(deflate(raw[1:]))
+    return Outcome(None, bytes(raw[1:]).decode("utf-8", "replace"))

@@ -13,8 +13,12 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from poetry_plugin_lambda.errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 _PROBE = "import sys; print(sys.implementation.name, '%d.%d' % sys.version_info[:2])"
 
@@ -34,8 +38,8 @@ def interpreter_version(python: Path) -> str | None:
     return parts[1]
 
 
-def candidates(version: str, project_python: Path | None = None) -> list[Path]:
-    """Where a `python3.X` may live: PATH, pyenv, uv's managed Pythons, the project's env."""
+def candidates(version: str) -> list[Path]:
+    """Where a `python3.X` may live: PATH, pyenv, uv's managed Pythons (then the project's env)."""
     found: list[Path] = []
     on_path = shutil.which(f"python{version}")
     if on_path:
@@ -46,20 +50,27 @@ def candidates(version: str, project_python: Path | None = None) -> list[Path]:
         os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     ) / "uv" / "python"
     found += sorted(Path(uv_dir).glob(f"cpython-{version}.*/bin/python{version}"), reverse=True)
-    if project_python is not None:
-        found.append(project_python)
     return found
 
 
-def find_interpreter(version: str, project_python: Path | None = None) -> Path | None:
-    """The first candidate that really is CPython `version`."""
-    for candidate in candidates(version, project_python):
+def find_interpreter(version: str, project_python: Callable[[], Path | None] | None = None) -> Path | None:
+    """The first candidate that really is CPython `version`, else the project's env's Python.
+
+    Finding the project's env costs Poetry a few hundred milliseconds, so `project_python` is a
+    function, called only when no other place has the version.
+    """
+    for candidate in candidates(version):
         if candidate.exists() and interpreter_version(candidate) == version:
             return candidate
+    last = project_python() if project_python is not None else None
+    if last is not None and last.exists() and interpreter_version(last) == version:
+        return last
     return None
 
 
-def require_interpreter(version: str, explicit: Path | None, why: str, project_python: Path | None = None) -> Path:
+def require_interpreter(
+    version: str, explicit: Path | None, why: str, project_python: Callable[[], Path | None] | None = None
+) -> Path:
     """An interpreter for `why`, or an error that says which version is needed and how to get one."""
     if explicit is not None:
         actual = interpreter_version(explicit)

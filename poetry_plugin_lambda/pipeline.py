@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from poetry.utils.env import Env
 
     from poetry_plugin_lambda.assemble import Entry
+    from poetry_plugin_lambda.bytecode import Compiled
     from poetry_plugin_lambda.fetch import Artifact
     from poetry_plugin_lambda.fetch import Progress
     from poetry_plugin_lambda.handler_check import HandlerChecker
@@ -134,6 +135,7 @@ class SharedWork:
         self._fetchers: dict[Target, Fetcher] = {}
         self._artifacts: dict[tuple[Target, str, str], Artifact] = {}
         self._project_wheel: Path | None = None
+        self.bytecode_cache = compat.cache_dir(poetry.config) / "lambda-bundle" / "bytecode"
 
     def env(self, target: Target) -> Env:
         if target not in self._envs:
@@ -191,7 +193,8 @@ def _write(prepared: _Prepared, shared: SharedWork, progress: Progress) -> Bundl
     if prepared.compiler is not None:
         progress.line(f"  - Compiling bytecode with <c1>{prepared.compiler}</>{tag}")
         scratch = shared.scratch / f"compile-{spec.name or 'bundle'}"
-        compiled = _compile(entries, prepared.compiler, scratch, spec)
+        compiled = _compile(shared.bytecode_cache, entries, prepared.compiler, scratch, spec)
+        progress.line(f"    {compiled.fresh:,} compiled now, {compiled.cached:,} from the bytecode cache{tag}")
         entries = merge(entries, compiled.entries)
         warnings += _summarise(compiled.warnings)
     check_unzipped_size(entries, spec.max_unzipped_size)
@@ -245,14 +248,16 @@ def _interpreter(poetry: Poetry, spec: BundleSpec, why: str) -> Path:
     from poetry_plugin_lambda.interpreters import require_interpreter
 
     version = spec.target.runtime.python_version
-    return require_interpreter(version, spec.compile_with, why, compat.project_python(poetry))
+    return require_interpreter(version, spec.compile_with, why, lambda: compat.project_python(poetry))
 
 
-def _compile(entries: list[Entry], python: Path, scratch: Path, spec: BundleSpec):  # type: ignore[no-untyped-def]
+def _compile(cache_dir: Path, entries: list[Entry], python: Path, scratch: Path, spec: BundleSpec) -> Compiled:
     from poetry_plugin_lambda.bytecode import compile_bytecode
 
     workers = os.cpu_count() or 1
-    return compile_bytecode(entries, python, scratch, layer=spec.layout == "layer", workers=workers)
+    return compile_bytecode(
+        entries, python, scratch, layer=spec.layout == "layer", workers=workers, cache_dir=cache_dir
+    )
 
 
 def _summarise(skipped: tuple[str, ...], shown: int = 3) -> list[str]:

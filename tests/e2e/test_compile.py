@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import shutil
 import subprocess
 import zipfile
 from pathlib import Path
@@ -114,3 +116,48 @@ def test_missing_interpreter_says_which_version_and_how(world, tmp_path: Path) -
                                "UV_PYTHON_INSTALL_DIR": str(empty)})
     assert result.returncode == 1, result.stderr
     assert "needs a CPython 3.12 interpreter" in result.stderr and "--compile-with" in result.stderr
+
+
+def _counts(result) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    """(compiled now, from the bytecode cache), from the progress line."""
+    match = re.search(r"([\d,]+) compiled now, ([\d,]+) from the bytecode cache", result.stdout + result.stderr)
+    assert match, result.stdout + result.stderr
+    return int(match[1].replace(",", "")), int(match[2].replace(",", ""))
+
+
+def test_bytecode_is_cached_between_runs_and_the_zip_stays_byte_identical(world, tmp_path: Path) -> None:
+    project = tmp_path / "svc"
+    shutil.copytree(world["project"], project)
+    cache = tmp_path / "cache"  # cold: nothing downloaded, nothing compiled yet
+    cache.mkdir()
+
+    def run(name: str):  # type: ignore[no-untyped-def]
+        result = bundle(project, cache, "--runtime", "python3.12", "--compile", "--format", "json",
+                        "-o", str(tmp_path / name))
+        assert result.returncode == 0, result.stderr
+        return result
+
+    cold = run("cold.zip")
+    modules = cold.report["compiled_modules"] + 1  # and py2.py, which does not compile
+    assert _counts(cold) == (modules, 0)
+    warm = run("warm.zip")
+    assert _counts(warm) == (0, modules)
+    assert (tmp_path / "warm.zip").read_bytes() == (tmp_path / "cold.zip").read_bytes()
+
+    entries = sorted(p for p in (cache / "lambda-bundle" / "bytecode").glob("cpython-312-*/*/*") if p.is_file())
+    assert len(entries) == modules
+    victim = entries[0]
+    blob = bytearray(victim.read_bytes())
+    blob[-1] ^= 0xFF  # a flipped bit in the stored .pyc: detected, compiled again, never shipped
+    victim.write_bytes(bytes(blob))
+    repaired = run("repaired.zip")
+    assert _counts(repaired) == (1, modules - 1)
+    assert (tmp_path / "repaired.zip").read_bytes() == (tmp_path / "cold.zip").read_bytes()
+
+    handler = project / "svc" / "handler.py"
+    handler.write_text(handler.read_text() + "\nEDITED = True\n")
+    edited = run("edited.zip")
+    assert _counts(edited) == (1, modules - 1)
+    before, after = zip_files(tmp_path / "cold.zip"), zip_files(tmp_path / "edited.zip")
+    assert {n for n in after if after[n] != before.get(n)} == {
+        "svc/handler.py", "svc/__pycache__/handler.cpython-312.pyc", "svc-0.1.0.dist-info/RECORD"}
