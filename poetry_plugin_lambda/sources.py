@@ -12,8 +12,8 @@ import zlib
 from typing import TYPE_CHECKING
 
 from poetry_plugin_lambda.errors import WheelError
-from poetry_plugin_lambda.zipwriter import ZipWriteError
-from poetry_plugin_lambda.zipwriter import locate_raw_data
+from poetry_plugin_lambda.zipread import ZipWriteError
+from poetry_plugin_lambda.zipread import locate_raw_data
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -15,8 +15,8 @@ from poetry_plugin_lambda.atomic import Cancelled
 from poetry_plugin_lambda.atomic import Staged
 from poetry_plugin_lambda.errors import OutputError
 from poetry_plugin_lambda.sources import Archives
+from poetry_plugin_lambda.zipread import ZipWriteError
 from poetry_plugin_lambda.zipwriter import DeterministicZipWriter
-from poetry_plugin_lambda.zipwriter import ZipWriteError
 
 if TYPE_CHECKING:
     import threading

@@ -31,6 +31,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from typing import BinaryIO
 
+from poetry_plugin_lambda.zipread import FLAG_UTF8
+from poetry_plugin_lambda.zipread import LOCAL
+from poetry_plugin_lambda.zipread import LOCAL_SIG
+from poetry_plugin_lambda.zipread import ZIP32_LIMIT
+from poetry_plugin_lambda.zipread import ZipWriteError
+from poetry_plugin_lambda.zipread import check_source_member
+from poetry_plugin_lambda.zipread import locate_raw_data
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from types import TracebackType
@@ -39,7 +47,6 @@ DOS_EPOCH_MIN: int = 315532800  # 1980-01-01 00:00:00 UTC, the earliest time a Z
 DOS_EPOCH_MAX: int = calendar.timegm((2107, 12, 31, 23, 59, 59, 0, 0, 0))  # the latest
 
 CHUNK_SIZE = 1 << 20
-ZIP32_LIMIT = 0xFFFFFFFF
 ZIP16_LIMIT = 0xFFFF
 DEFLATE_LEVEL = 6
 
@@ -47,22 +54,14 @@ _VERSION_DEFAULT = 20
 _VERSION_ZIP64 = 45
 _SYSTEM_UNIX = 3
 _METHOD_DEFLATE = 8
-_FLAG_ENCRYPTED = 0x0001
-_FLAG_DATA_DESCRIPTOR = 0x0008
-_FLAG_STRONG_ENCRYPTION = 0x0040
-_FLAG_UTF8 = 0x0800
 _MODE_FILE = 0o100644
 _MODE_EXECUTABLE = 0o100755
 
-_LOCAL_SIG = b"PK\x03\x04"
 _CENTRAL_SIG = b"PK\x01\x02"
 _END_SIG = b"PK\x05\x06"
 _END64_SIG = b"PK\x06\x06"
 _LOCATOR64_SIG = b"PK\x06\x07"
 
-# signature, version needed, flags, method, time, date, crc, compressed, uncompressed,
-# name length, extra length
-_LOCAL = struct.Struct("<4sHHHHHLLLHH")
 # signature, made by, version needed, flags, method, time, date, crc, compressed, uncompressed,
 # name length, extra length, comment length, disk, internal attrs, external attrs, offset
 _CENTRAL = struct.Struct("<4sHHHHHHLLLHHHHHLL")
@@ -89,10 +88,6 @@ def dos_date_time(epoch: int) -> tuple[int, int]:
     dos_time = (t.tm_hour << 11) | (t.tm_min << 5) | (t.tm_sec // 2)
     dos_date = ((t.tm_year - 1980) << 9) | (t.tm_mon << 5) | t.tm_mday
     return dos_time, dos_date
-
-
-class ZipWriteError(Exception):
-    """A source member cannot be copied (malformed, encrypted, unsupported method, too large)."""
 
 
 @dataclass(frozen=True)
@@ -131,7 +126,7 @@ def _validate_name(name: str) -> bytes:
 
 def _name_flags(name: str) -> int:
     """Bit 11 (UTF-8) only when needed, so ASCII names look like every other zip tool's."""
-    return 0 if name.isascii() else _FLAG_UTF8
+    return 0 if name.isascii() else FLAG_UTF8
 
 
 def _external_attr(executable: bool) -> int:
@@ -199,6 +194,16 @@ class DeterministicZipWriter:
         name_bytes = self._check_name(name)
         self._add(name, self._write_streamed(name, name_bytes, self._fp.tell(), stream, executable))
 
+    def add_deflated(self, name: str, data: bytes, crc: int, size: int, *, executable: bool = False) -> None:
+        """Add a member already compressed as raw DEFLATE, given the CRC and size of its content."""
+        name_bytes = self._check_name(name)
+        offset = self._fp.tell()
+        _check_zip32(name, offset, len(data), size)
+        flags = _name_flags(name)
+        self._write_local_header(name_bytes, flags, crc, len(data), size)
+        self._fp.write(data)
+        self._add(name, _Record(name_bytes, crc, len(data), size, flags, offset, _external_attr(executable)))
+
     def add_from_zip(
         self, name: str, source: zipfile.ZipFile, info: zipfile.ZipInfo, *, executable: bool = False
     ) -> None:
@@ -210,7 +215,7 @@ class DeterministicZipWriter:
         compression methods raise `ZipWriteError`.
         """
         name_bytes = self._check_name(name)
-        _check_source_member(info)
+        check_source_member(info)
         offset = self._fp.tell()
         if info.compress_type == zipfile.ZIP_STORED:
             record = self._copy_stored(name, name_bytes, offset, source, info, executable)
@@ -265,8 +270,8 @@ class DeterministicZipWriter:
         self, name_bytes: bytes, flags: int, crc: int, compressed_size: int, file_size: int
     ) -> None:
         """Local header with no data descriptor and no extra field."""
-        header = _LOCAL.pack(
-            _LOCAL_SIG, _VERSION_DEFAULT, flags, _METHOD_DEFLATE, self._dos_time, self._dos_date,
+        header = LOCAL.pack(
+            LOCAL_SIG, _VERSION_DEFAULT, flags, _METHOD_DEFLATE, self._dos_time, self._dos_date,
             crc, compressed_size, file_size, len(name_bytes), 0,
         )  # fmt: skip
         self._fp.write(header + name_bytes)
@@ -392,59 +397,3 @@ def _central_header(record: _Record, dos_time: int, dos_date: int) -> bytes:
         record.external_attr, record.offset,
     )  # fmt: skip
     return header + record.name_bytes
-
-
-def locate_raw_data(handle: BinaryIO, info: zipfile.ZipInfo, encoding: str | None = None) -> int:
-    """Offset of a member's compressed bytes in its archive, after checking its local header."""
-    handle.seek(info.header_offset)
-    header = handle.read(_LOCAL.size)
-    if len(header) != _LOCAL.size or header[:4] != _LOCAL_SIG:
-        raise ZipWriteError(f"{info.filename}: bad local header signature")
-    fields = _LOCAL.unpack(header)
-    flags, method, crc, compressed_size, file_size, name_len, extra_len = (
-        fields[2], fields[3], fields[6], fields[7], fields[8], fields[9], fields[10]
-    )  # fmt: skip
-    if method != info.compress_type or flags & _FLAG_ENCRYPTED:
-        raise ZipWriteError(f"{info.filename}: local header disagrees with central directory")
-    _check_local_name(info, handle.read(name_len), flags, encoding)
-    if not flags & _FLAG_DATA_DESCRIPTOR:
-        _check_local_sizes(info, crc, compressed_size, file_size)
-    return int(info.header_offset) + _LOCAL.size + int(name_len) + int(extra_len)
-
-
-def _check_source_member(info: zipfile.ZipInfo) -> None:
-    """Refuse what we cannot copy: encrypted members and methods other than stored/deflate."""
-    if info.flag_bits & (_FLAG_ENCRYPTED | _FLAG_STRONG_ENCRYPTION):
-        raise ZipWriteError(f"{info.filename}: encrypted member")
-    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-        raise ZipWriteError(f"{info.filename}: unsupported compression method {info.compress_type}")
-    if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size:
-        raise ZipWriteError(f"{info.filename}: stored member sizes disagree")
-    if info.compress_type == zipfile.ZIP_STORED and info.file_size > ZIP32_LIMIT:
-        raise ZipWriteError(f"{info.filename}: stored member larger than 4 GiB")
-
-
-def _check_local_name(info: zipfile.ZipInfo, raw: bytes, flags: int, encoding: str | None) -> None:
-    """The local header must name the same member, or header_offset points somewhere else."""
-    try:
-        local_name = raw.decode("utf-8" if flags & _FLAG_UTF8 else (encoding or "cp437"))
-    except UnicodeDecodeError as error:
-        raise ZipWriteError(f"{info.filename}: undecodable local header name") from error
-    if local_name != info.orig_filename:
-        raise ZipWriteError(f"{info.filename}: local header names {local_name!r}")
-
-
-def _check_local_sizes(info: zipfile.ZipInfo, crc: int, compressed_size: int, file_size: int) -> None:
-    """Without a data descriptor the local header must agree with the central directory.
-
-    A size of 0xFFFFFFFF means the real value sits in the local ZIP64 extra field; the central
-    directory's value (already decoded by zipfile) is the one we use, so it is not re-checked.
-    """
-    local = (crc, compressed_size, file_size)
-    central = (info.CRC, info.compress_size, info.file_size)
-    for what, local_value, central_value in zip(("CRC", "compressed size", "size"), local, central):
-        if what != "CRC" and local_value == ZIP32_LIMIT:
-            continue
-        if local_value != central_value:
-            message = f"local header {what} disagrees with the central directory"
-            raise ZipWriteError(f"{info.filename}: {message}")
