@@ -103,6 +103,7 @@ class LambdaBundleCommand(Command):
         option("include", None, "Project files to bundle (globs from the project root; '!' excludes).", flag=False, multiple=True),
         option("compile", None, "Ship bytecode compiled for the target's Python (faster cold starts)."),
         option("compile-with", None, "The python3.X to compile with (default: found on PATH, pyenv, uv).", flag=False),
+        option("slim", None, "Leave out third-party tests, docs and stubs, and strip debug data from shared objects."),
         option("check-handler", None, "After bundling, import this module.function from the bundle with the target's Python.", flag=False),
         option("max-unzipped-size", None, "Fail above this unzipped size: bytes or e.g. 200MB (default: 262144000).", flag=False),
         option("bundle", None, "Build only this named bundle of [tool.lambda-bundle.bundles] (repeatable).", flag=False, multiple=True),
@@ -127,6 +128,7 @@ class LambdaBundleCommand(Command):
             "include": self.option("include") or None,
             "compile": self.option("compile") or None,
             "compile-with": self.option("compile-with"),
+            "slim": self.option("slim") or None,
             "handler": self.option("check-handler"),
             "format": self.option("format"),
         }

@@ -125,6 +125,7 @@ class SharedWork:
 
     def __init__(self, poetry: Poetry, io: IO, progress: Progress, scratch: Path) -> None:
         self._poetry, self._io, self._progress, self.scratch = poetry, io, progress, scratch
+        self.poetry = poetry
         self._envs: dict[Target, Env] = {}
         self._plans: dict[tuple[Any, ...], Plan] = {}
         self._fetchers: dict[Target, Fetcher] = {}
@@ -183,6 +184,11 @@ def _write(prepared: _Prepared, shared: SharedWork, progress: Progress) -> Bundl
     drop = file_filter(spec.exclude_files, prefix)
     entries = assemble((read_wheel(w, drop) for w in prepared.wheels), prefix, _includes(spec))
     warnings = list(prepared.warnings)
+    slimmed = None
+    if spec.slim:
+        progress.line(f"  - Slimming{tag}")
+        slimmed = _slim(entries, prefix, shared, prepared)
+        entries = slimmed.entries
     compiled = None
     if prepared.compiler is not None:
         progress.line(f"  - Compiling bytecode with <c1>{prepared.compiler}</>{tag}")
@@ -214,6 +220,7 @@ def _write(prepared: _Prepared, shared: SharedWork, progress: Progress) -> Bundl
         warnings=tuple([*warnings, *size_warnings(result.size)]),
         compiled_modules=len(compiled.entries) if compiled else None,
         bytecode_size=compiled.size if compiled else None,
+        slim=slimmed.report if slimmed else None,
         name=spec.name,
     )
 
@@ -246,6 +253,16 @@ def _compile(entries: list[Entry], python: Path, scratch: Path, spec: BundleSpec
 
     workers = os.cpu_count() or 1
     return compile_bytecode(entries, python, scratch, layer=spec.layout == "layer", workers=workers)
+
+
+def _slim(entries: list[Entry], prefix: str, shared: SharedWork, prepared: _Prepared):  # type: ignore[no-untyped-def]
+    """`--slim` on third-party entries: the project's wheel and `include`d files are never touched."""
+    from poetry_plugin_lambda.slim import slim
+
+    project_wheel = prepared.wheels[-1] if prepared.spec.builds_project else None
+    own = {e.owner for e in entries if e.file is not None or (project_wheel and e.archive == project_wheel)}
+    cache = compat.cache_dir(shared.poetry.config) / "lambda-bundle" / "slim"
+    return slim(entries, prefix, own, cache, workers=os.cpu_count() or 1)
 
 
 def _summarise(skipped: tuple[str, ...], shown: int = 3) -> list[str]:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from poetry_plugin_lambda.assemble import Entry
     from poetry_plugin_lambda.handler_check import HandlerCheck
+    from poetry_plugin_lambda.slim import SlimReport
 
 LARGEST_SHOWN = 10
 # Lambda's limit for a ZIP uploaded directly (larger ones go through S3).
@@ -46,6 +47,7 @@ class BundleReport:
     compiled_modules: int | None = None
     bytecode_size: int | None = None
     handler_check: HandlerCheck | None = None
+    slim: SlimReport | None = None  # what --slim removed, when it was asked for
     name: str | None = None  # the bundle's name, for a project with named bundles
 
     @property
@@ -78,6 +80,7 @@ class BundleReport:
             "compiled_modules": self.compiled_modules,
             "bytecode_size": self.bytecode_size,
             "handler_check": self.handler_check.to_json() if self.handler_check else None,
+            "slim": self.slim.to_json() if self.slim else None,
         }
 
 
@@ -123,12 +126,27 @@ def render_text(report: BundleReport) -> list[str]:
             f"  bytecode:  {report.compiled_modules} modules compiled,"
             f" {human_size(report.bytecode_size or 0)} added"
         )
+    if report.slim is not None:
+        lines += _slim_lines(report.slim)
     if report.handler_check is not None:
         style = {"passed": "info", "failed": "error", "skipped": "comment"}[report.handler_check.status]
         message = Formatter.escape(report.handler_check.message)
         lines.append(f"  handler:   <{style}>{report.handler_check.status}</>: {message}")
     for warning in report.warnings:
         lines.append(f"<warning>Warning: {Formatter.escape(warning)}</>")
+    return lines
+
+
+def _slim_lines(slim: SlimReport, shown: int = LARGEST_SHOWN) -> list[str]:
+    lines = [
+        f"  slim:      {human_size(slim.removed_bytes)} removed ({slim.files_removed} files left out,"
+        f" {slim.shared_objects_stripped} shared objects stripped)"
+    ]
+    for owner, size in slim.packages[:shown]:
+        lines.append(f"    {human_size(size):>9}  {owner}")
+    if len(slim.packages) > shown:
+        rest = sum(size for _, size in slim.packages[shown:])
+        lines.append(f"    {human_size(rest):>9}  {len(slim.packages) - shown} more packages")
     return lines
 
 

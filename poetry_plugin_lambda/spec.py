@@ -82,6 +82,7 @@ class BundleSpec:
     include: tuple[str, ...] = ()
     compile: bool = False
     compile_with: Path | None = None
+    slim: bool = False  # --slim: the safe reductions of `slim.py`
     handler: str | None = None
     package_mode: bool = True
     epoch: int = DOS_EPOCH_MIN  # every file's timestamp (SOURCE_DATE_EPOCH)
@@ -352,6 +353,7 @@ def _spec(
     compile_flag = bool(cli.get("compile")) or bool(config.get("compile", False))
     compile_value, compile_where, compile_base = pick("compile-with")
     compile_with = _path(compile_value, compile_base, compile_where) if compile_value else None
+    slim_flag = bool(cli.get("slim")) or bool(config.get("slim", False))
     handler_value, handler_where, _ = pick("handler")
     handler = _handler(handler_where, handler_value) if handler_value else None
     _check_content(project, layout, include)
@@ -374,6 +376,7 @@ def _spec(
         include=include,
         compile=compile_flag or compile_with is not None,
         compile_with=compile_with,
+        slim=slim_flag,
         handler=handler,
         package_mode=project.package_mode,
         epoch=epoch,
