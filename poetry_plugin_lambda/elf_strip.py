@@ -193,7 +193,7 @@ def _rebuild(data: bytes, sections: list[_Section], removed: set[int], loaded: i
         end = s.offset + s.file_size
     if data[end : len(data) - len(sections) * _SHDR.size].strip(b"\0"):
         raise _Unusual
-    new_index = {}
+    new_index: dict[int, int] = {}
     for s in sections:
         if s.index not in removed:
             new_index[s.index] = len(new_index)

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from poetry_plugin_lambda.fetch import Artifact
     from poetry_plugin_lambda.fetch import Progress
     from poetry_plugin_lambda.plan import Plan
+    from poetry_plugin_lambda.slim import Slimmed
     from poetry_plugin_lambda.spec import BundleSpec
     from poetry_plugin_lambda.targets import Target
 
@@ -255,7 +256,7 @@ def _compile(entries: list[Entry], python: Path, scratch: Path, spec: BundleSpec
     return compile_bytecode(entries, python, scratch, layer=spec.layout == "layer", workers=workers)
 
 
-def _slim(entries: list[Entry], prefix: str, shared: SharedWork, prepared: _Prepared):  # type: ignore[no-untyped-def]
+def _slim(entries: list[Entry], prefix: str, shared: SharedWork, prepared: _Prepared) -> Slimmed:
     """`--slim` on third-party entries: the project's wheel and `include`d files are never touched."""
     from poetry_plugin_lambda.slim import slim
 

@@ -71,8 +71,8 @@ def _strip_one(entry: Entry, archives: Archives, cache: Path | None, what: str) 
     key = hashlib.sha256(data).hexdigest()
     name = f"{key}-{what}-v{elf_strip.STRIPPER_VERSION}"
     if cache is not None:
-        cached = _cached(entry, cache / key[:2], name)
-        if cached is not False:
+        found, cached = _cached(entry, cache / key[:2], name)
+        if found:
             return cached
     out = elf_strip.strip(data, what)
     if out is None:
@@ -89,23 +89,23 @@ def _strip_one(entry: Entry, archives: Archives, cache: Path | None, what: str) 
         writer.add_bytes(digest.hex(), out)
     archive.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(archive, buffer.getvalue())
-    cached = _cached(entry, cache / key[:2], name)
-    assert cached
+    found, cached = _cached(entry, cache / key[:2], name)
+    assert found and cached is not None
     return cached
 
 
-def _cached(entry: Entry, folder: Path, name: str) -> Stripped | None | bool:
-    """The cached result: a Stripped, None for "left as it is", False when not cached (or unreadable)."""
+def _cached(entry: Entry, folder: Path, name: str) -> tuple[bool, Stripped | None]:
+    """(whether the cache knows the file, its stripped form or None for "left as it is")."""
     if (folder / f"{name}.same").exists():
-        return None
+        return True, None
     archive = folder / f"{name}.zip"
     try:
         with zipfile.ZipFile(archive) as zf:
             infos = zf.infolist()
     except (OSError, zipfile.BadZipFile):
-        return False
+        return False, None
     if len(infos) != 1 or not re.fullmatch(r"[0-9a-f]{64}", infos[0].filename):
-        return False
+        return False, None
     info = infos[0]
     stripped = replace(entry, size=info.file_size, archive=archive, info=info, data=None, file=None)
-    return Stripped(stripped, bytes.fromhex(info.filename))
+    return True, Stripped(stripped, bytes.fromhex(info.filename))
