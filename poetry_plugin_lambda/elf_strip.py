@@ -90,7 +90,7 @@ def strip(data: bytes, what: str = DEBUG_AND_SYMBOLS) -> bytes | None:
     """The stripped file, or None when it is left as it is (see the module's rules)."""
     try:
         return _strip(data, what == DEBUG_AND_SYMBOLS)
-    except (_Unusual, struct.error, IndexError, ValueError):
+    except (_Unusual, struct.error, LookupError, ValueError, ArithmeticError):
         return None
 
 
@@ -106,6 +106,8 @@ def _strip(data: bytes, symbols: bool) -> bytes | None:
     if e_shoff + e_shnum * _SHDR.size != len(data):
         raise _Unusual  # the section header table is not at the end (trailing data: a signature?)
     loaded = max(_EHDR.size, e_phoff + e_phnum * _PHDR.size)
+    if loaded > len(data):
+        raise _Unusual
     for i in range(e_phnum):
         _, _, p_offset, _, _, p_filesz, _, _ = _PHDR.unpack_from(data, e_phoff + i * _PHDR.size)
         loaded = max(loaded, p_offset + p_filesz)
@@ -203,6 +205,8 @@ def _rebuild(data: bytes, sections: list[_Section], removed: set[int], loaded: i
         if s.index in removed:
             continue
         align = max(1, s.align)
+        if align > 1 << 16 or align & (align - 1):
+            raise _Unusual  # not a power of two, or more than any real section asks for
         out += b"\0" * (-len(out) % align)
         moved[s.index] = len(out)
         out += data[s.offset : s.offset + s.file_size]

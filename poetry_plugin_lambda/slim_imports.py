@@ -2,7 +2,8 @@
 
 `--slim` removes `tests`/`test`/`docs`/`doc`/`examples` folders inside packages, unless a module
 outside such folders imports from one (`from pkg.tests.helpers import x`, `from .tests import
-x`, `from pkg import tests`, `import pkg.tests`, or `importlib.import_module("pkg.tests")`).
+x`, `from pkg import tests`, `import pkg.tests`, or `importlib.import_module("pkg.tests")`), or
+an entry point (`entry_points.txt`) names a module in it.
 Only modules whose text names one of those folders are parsed, and each distribution's answer
 is cached by the names and CRCs of its modules, so a warm run parses nothing.
 """
@@ -58,7 +59,20 @@ def imported_names(entries: Sequence[Entry], prefix: str, cache: Path | None) ->
     with Archives() as archives:
         for owner in sorted(by_owner):
             names |= _owner_names(by_owner[owner], prefix, cache, archives)
+        for entry in entries:
+            if entry.path.endswith(".dist-info/entry_points.txt"):
+                names |= {n for n in _entry_point_modules(archives.read(entry)) if _passes_slim_folder(n)}
     return names
+
+
+def _entry_point_modules(text: bytes) -> set[str]:
+    """The modules `entry_points.txt` names (`name = module:attr [extra]`): loaded by plugin hosts."""
+    modules = set()
+    for line in text.decode("utf-8", "replace").splitlines():
+        _, sep, value = line.partition("=")
+        if sep and not line.lstrip().startswith(("#", ";", "[")):
+            modules.add(value.split(":", 1)[0].split("[", 1)[0].strip())
+    return modules
 
 
 def _owner_names(modules: list[Entry], prefix: str, cache: Path | None, archives: Archives) -> set[str]:

@@ -11,6 +11,9 @@ import io
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
 
 from poetry_plugin_lambda import elf_strip
 from tests.fixtures.elffactory import Layout
@@ -137,8 +140,30 @@ def test_unusual_layouts_are_left_alone(layout: Layout) -> None:
         synthetic_so()[:16] + b"\x02\x00" + synthetic_so()[18:],  # ET_EXEC
         synthetic_so()[:18] + b"\x28\x00" + synthetic_so()[20:],  # EM_ARM
         synthetic_so()[:-10],  # truncated
+        synthetic_so()[:0x3E] + b"\x63\x00" + synthetic_so()[0x40:],  # e_shstrndx out of range
+        synthetic_so()[:0x28] + b"\xff" * 8 + synthetic_so()[0x30:],  # e_shoff far outside the file
     ],
-    ids=["empty", "magic-only", "text", "elf32", "big-endian", "executable", "arm32", "truncated"],
+    ids=["empty", "magic-only", "text", "elf32", "big-endian", "executable", "arm32", "truncated",
+         "bad-shstrndx", "bad-shoff"],
 )
 def test_other_files_are_left_alone(data: bytes) -> None:
     assert elf_strip.strip(data) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2000), st.integers(0, 255)), min_size=1, max_size=8))
+def test_damaged_files_never_raise_and_never_move_loaded_bytes(changes: list[tuple[int, int]]) -> None:
+    data = bytearray(synthetic_so(Layout(machine="aarch64")))
+    for at, value in changes:
+        data[at % len(data)] = value
+    out = elf_strip.strip(bytes(data))
+    if out is not None:
+        ph = int.from_bytes(data[0x20:0x28], "little")
+        count = int.from_bytes(data[0x38:0x3A], "little")
+        ends = [
+            int.from_bytes(data[ph + i * 56 + 8 : ph + i * 56 + 16], "little")
+            + int.from_bytes(data[ph + i * 56 + 32 : ph + i * 56 + 40], "little")
+            for i in range(count)
+        ]
+        end = max([64, ph + count * 56, *ends])
+        assert out[0x40:end] == bytes(data[0x40:end])

@@ -157,3 +157,11 @@ def test_shared_objects_are_stripped_recorded_and_cached(tmp_path: Path) -> None
     without_cache = slim(entries, "", set(), None)
     with Archives() as archives:
         assert [archives.read(e) for e in without_cache.entries] == [archives.read(e) for e in first.entries]
+
+
+def test_a_tests_folder_an_entry_point_names_stays(tmp_path: Path) -> None:
+    files = {"lib/__init__.py": "", "lib/tests/plugin.py": "def load():\n    return 1\n", "lib/sub/tests/t.py": ""}
+    wheel = build_wheel(tmp_path, "lib", "1.0", files=files, entry_points="[lib.plugins]\nmine = lib.tests.plugin:load [extra]\n")
+    result = slim(assemble([read_wheel(wheel)]), "", set(), None)
+    paths = {e.path for e in result.entries}
+    assert "lib/tests/plugin.py" in paths and "lib/sub/tests/t.py" not in paths
