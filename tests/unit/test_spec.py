@@ -183,6 +183,8 @@ BAD_NEWER_VALUES = [
     ("compile", "yes", "must be true or false"),
     ("compile", 1, "must be true or false"),
     ("compile-with", 3, "must be a non-empty string"),
+    ("slim", "yes", "must be true or false"),
+    ("slim", 1, "must be true or false"),
     ("compile-with", "", "must be a non-empty string"),
     ("handler", 1, "must be a non-empty string"),
     ("handler", ["app.handler"], "must be a non-empty string"),
@@ -599,3 +601,9 @@ def test_include_globs_with_commas_are_kept_whole_in_config(project: ProjectFact
     assert from_cli == ("data/a,b.json",)
     from_config = spec_of(project, cwd, {"include": ["data/a,b.json"]}, runtime="python3.12").include
     assert from_config == from_cli
+
+
+def test_slim_from_config_or_cli(project: ProjectFacts, cwd: Path) -> None:
+    assert spec_of(project, cwd, runtime="python3.12").slim is False
+    assert spec_of(project, cwd, {"slim": True}, runtime="python3.12").slim is True
+    assert spec_of(project, cwd, runtime="python3.12", slim=True).slim is True
