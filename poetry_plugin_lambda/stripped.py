@@ -1,10 +1,10 @@
 """Shared objects of a bundle, stripped by `elf_strip` and cached in Poetry's cache.
 
-The cache is keyed by (sha256 of the input, what was stripped, the stripper's version), so a
-warm `--slim` reads each input once and strips nothing. A stripped file is cached as a one-member
-deterministic ZIP (deflated like the bundle's own members): the bundle's ZIP then copies its
-compressed bytes as they are, and the target dir inflates them with a CRC check. A file the
-stripper leaves alone is remembered by an empty `.same` marker.
+Stripping itself is cheap (headers and slices); compressing the result for the ZIP is not. So
+each run strips again, and the cache, keyed by (sha256 of the input, what was stripped, the
+stripper's version), holds the result as a one-member deterministic ZIP (deflated like the
+bundle's own members) that the bundle's ZIP copies as it is. A cached file is used only when it
+inflates to exactly this run's result: nothing from the cache ships unchecked.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import hashlib
 import io
 import re
 import zipfile
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from dataclasses import replace
@@ -65,47 +66,43 @@ def strip_all(entries: Sequence[Entry], cache: Path | None, workers: int = 1) ->
 
 
 def _strip_one(entry: Entry, archives: Archives, cache: Path | None, what: str) -> Stripped | None:
+    """Strip every run (cheap: headers and slices), reuse only the cached compression, verified."""
     data = archives.read(entry)
     if elf_strip.machine(data) is None:
         return None
-    key = hashlib.sha256(data).hexdigest()
-    name = f"{key}-{what}-v{elf_strip.STRIPPER_VERSION}"
-    if cache is not None:
-        found, cached = _cached(entry, cache / key[:2], name)
-        if found:
-            return cached
     out = elf_strip.strip(data, what)
     if out is None:
-        if cache is not None:
-            (cache / key[:2]).mkdir(parents=True, exist_ok=True)
-            write_atomic(cache / key[:2] / f"{name}.same", b"")
         return None
     digest = hashlib.sha256(out).digest()
     if cache is None:
         return Stripped(replace(entry, size=len(out), data=out, archive=None, info=None, file=None), digest)
-    archive = cache / key[:2] / f"{name}.zip"
-    buffer = io.BytesIO()
-    with DeterministicZipWriter(buffer, epoch=DOS_EPOCH_MIN) as writer:
-        writer.add_bytes(digest.hex(), out)
-    archive.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(archive, buffer.getvalue())
-    found, cached = _cached(entry, cache / key[:2], name)
-    assert found and cached is not None
-    return cached
+    key = hashlib.sha256(data).hexdigest()
+    archive = cache / key[:2] / f"{key}-{what}-v{elf_strip.STRIPPER_VERSION}.zip"
+    info = _cached(archive, out, digest)
+    if info is None:
+        buffer = io.BytesIO()
+        with DeterministicZipWriter(buffer, epoch=DOS_EPOCH_MIN) as writer:
+            writer.add_bytes(digest.hex(), out)
+        archive.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(archive, buffer.getvalue())
+        info = _cached(archive, out, digest)
+        if info is None:  # pragma: no cover - the file was just written
+            return Stripped(replace(entry, size=len(out), data=out, archive=None, info=None, file=None), digest)
+    return Stripped(replace(entry, size=len(out), archive=archive, info=info, data=None, file=None), digest)
 
 
-def _cached(entry: Entry, folder: Path, name: str) -> tuple[bool, Stripped | None]:
-    """(whether the cache knows the file, its stripped form or None for "left as it is")."""
-    if (folder / f"{name}.same").exists():
-        return True, None
-    archive = folder / f"{name}.zip"
+def _cached(archive: Path, out: bytes, digest: bytes) -> zipfile.ZipInfo | None:
+    """The cached member when it inflates to exactly `out`; None when missing, damaged or different.
+
+    The cache only saves compressing: what ships is always what the stripper made this run.
+    """
     try:
         with zipfile.ZipFile(archive) as zf:
             infos = zf.infolist()
-    except (OSError, zipfile.BadZipFile):
-        return False, None
-    if len(infos) != 1 or not re.fullmatch(r"[0-9a-f]{64}", infos[0].filename):
-        return False, None
-    info = infos[0]
-    stripped = replace(entry, size=info.file_size, archive=archive, info=info, data=None, file=None)
-    return True, Stripped(stripped, bytes.fromhex(info.filename))
+            if len(infos) != 1 or infos[0].filename != digest.hex() or infos[0].file_size != len(out):
+                return None
+            if zf.read(infos[0]) != out:
+                return None
+    except (OSError, zipfile.BadZipFile, zlib.error, EOFError):
+        return None
+    return infos[0]

@@ -6,6 +6,7 @@ import base64
 import csv
 import hashlib
 import io
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,24 @@ def test_a_tests_folder_an_entry_point_names_stays(tmp_path: Path) -> None:
     result = slim(assemble([read_wheel(wheel)]), "", set(), None)
     paths = {e.path for e in result.entries}
     assert "lib/tests/plugin.py" in paths and "lib/sub/tests/t.py" not in paths
+
+
+def test_a_damaged_or_tampered_cache_entry_is_never_shipped(tmp_path: Path) -> None:
+    files = {"lib/__init__.py": "", "lib/_n.so": synthetic_so()}
+    entries = _entries(tmp_path, files)
+    cache = tmp_path / "cache"
+    first = slim(entries, "", set(), cache)
+    (cached,) = (cache / "stripped").rglob("*.zip")
+    good = cached.read_bytes()
+    with Archives() as archives:
+        expected = archives.read(next(e for e in first.entries if e.path == "lib/_n.so"))
+    member = zipfile.ZipFile(cached).namelist()[0]
+    evil = io.BytesIO()
+    with zipfile.ZipFile(evil, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(member, b"\x7fELF" + b"\x90" * (len(expected) - 4))  # same name and size, other bytes
+    for damage in (evil.getvalue(), good[: len(good) // 2], b"not a zip"):
+        cached.write_bytes(damage)
+        again = slim(entries, "", set(), cache)
+        with Archives() as archives:
+            assert archives.read(next(e for e in again.entries if e.path == "lib/_n.so")) == expected
+        assert cached.read_bytes() == good  # written again
