@@ -86,7 +86,8 @@ def slim(
     )
     removed = {
         e.path for e in mine
-        if folders[e.path] in removable or e.path.endswith(".pyi")
+        if (folders[e.path] in removable or e.path.endswith(".pyi"))
+        and not e.path[len(prefix):].split("/", 1)[0].endswith(".dist-info")
     }
     shared = [e for e in mine if e.path not in removed and is_shared_object(e.path)]
     stripped = strip_all(shared, cache / "stripped" if cache is not None else None, workers)
