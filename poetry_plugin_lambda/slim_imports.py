@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from poetry_plugin_lambda.assemble import Entry
 
 SLIM_FOLDERS = frozenset({"tests", "test", "docs", "doc", "examples"})
-_SCAN_VERSION = 1  # part of the cache key: bump when what is collected changes
+_SCAN_VERSION = 2  # part of the cache key: bump when what is collected changes
 _MENTIONS = re.compile(rb"\b(?:tests?|docs?|examples)\b")
 _IMPORTS = re.compile(rb"\bimport\b|\bimport_module\b|__import__")
 
@@ -105,18 +105,20 @@ def _key(modules: Iterable[Entry]) -> str | None:
 
 
 def _passes_slim_folder(name: str) -> bool:
-    return any(part in SLIM_FOLDERS for part in name.split(".")[1:])
+    return name.endswith(".*") or any(part in SLIM_FOLDERS for part in name.split(".")[1:])
 
 
 def _imports(source: bytes, rel: str) -> set[str]:
     """Every module a file imports, absolute, with `from m import n` giving both m and m.n."""
+    parts = rel[: -len(".py")].split("/")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             tree = ast.parse(source, filename=rel)
-    except (SyntaxError, ValueError):
-        return set()
-    parts = rel[: -len(".py")].split("/")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        # Unreadable here (e.g. Python 2 only): we cannot tell what it imports, so its whole
+        # top-level package keeps its folders.
+        return {f"{parts[0]}.*"}
     package = parts[:-1]  # a module's package; for __init__.py, the package itself
     names: set[str] = set()
     for node in ast.walk(tree):
@@ -149,10 +151,11 @@ def _resolve(module: str | None, level: int, package: list[str]) -> str | None:
 
 
 def kept_folders(folders: Iterable[str], names: set[str]) -> set[str]:
-    """The slim folders some module imports from (or imports as a whole)."""
+    """The slim folders some module imports from (or imports as a whole); `pkg.*` keeps all of pkg's."""
     kept = set()
     for folder in folders:
         dotted = folder.replace("/", ".")
-        if dotted in names or any(n.startswith(dotted + ".") for n in names):
+        if dotted in names or any(n.startswith(dotted + ".") or (n.endswith(".*") and dotted.startswith(n[:-1]))
+                                  for n in names):
             kept.add(folder)
     return kept

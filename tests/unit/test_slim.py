@@ -187,3 +187,10 @@ def test_a_damaged_or_tampered_cache_entry_is_never_shipped(tmp_path: Path) -> N
         with Archives() as archives:
             assert archives.read(next(e for e in again.entries if e.path == "lib/_n.so")) == expected
         assert cached.read_bytes() == good  # written again
+
+
+def test_a_module_that_cannot_be_parsed_keeps_its_packages_folders(tmp_path: Path) -> None:
+    files = {"lib/__init__.py": "", "lib/legacy.py": "print 'python 2' # tests\nimport lib.tests\n",
+             "lib/tests/t.py": "", "other/__init__.py": "", "other/tests/t.py": ""}
+    paths = {e.path for e in slim(_entries(tmp_path, files), "", set(), None).entries}
+    assert "lib/tests/t.py" in paths and "other/tests/t.py" not in paths
