@@ -607,3 +607,11 @@ def test_slim_from_config_or_cli(project: ProjectFacts, cwd: Path) -> None:
     assert spec_of(project, cwd, runtime="python3.12").slim is False
     assert spec_of(project, cwd, {"slim": True}, runtime="python3.12").slim is True
     assert spec_of(project, cwd, runtime="python3.12", slim=True).slim is True
+
+
+def test_slim_per_named_bundle(project: ProjectFacts, cwd: Path) -> None:
+    from poetry_plugin_lambda.spec import build_specs
+
+    table = {"runtime": "python3.12", "bundles": {"deps": {"layout": "layer", "slim": True}, "code": {"layout": "code"}}}
+    specs = {s.name: s for s in build_specs(table, {}, project, cwd)}
+    assert specs["deps"].slim is True and specs["code"].slim is False
