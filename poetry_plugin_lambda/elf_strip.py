@@ -230,8 +230,6 @@ def _header(s: _Section, new_index: dict[int, int]) -> bytes:
     info = s.info
     if (s.type in (_SHT_REL, _SHT_RELA) or s.flags & _SHF_INFO_LINK) and info:
         info = new_index[info]
-    if s.type == _SHT_NOBITS and not s.flags & _SHF_ALLOC:
-        return _SHDR.pack(r[0], r[1], r[2], r[3], r[4], r[5], link, info, r[8], r[9])
     return _SHDR.pack(r[0], r[1], r[2], r[3], s.offset, r[5], link, info, r[8], r[9])
 
 
