@@ -176,3 +176,13 @@ def test_slim_layer_keeps_python_prefix(world, tmp_path: Path) -> None:
     _check_records(files, "python/")
     with zipfile.ZipFile(report["zip"]) as zf:
         assert all(n.startswith("python/") for n in zf.namelist())
+
+
+def test_slim_runs_before_compile(world, tmp_path: Path) -> None:
+    report = _slim(world, tmp_path, "--compile")
+    files = zip_files(Path(report["zip"]))
+    pycs = [n for n in files if n.endswith(".pyc")]
+    assert "fastlib/__pycache__/__init__.cpython-312.pyc" in pycs
+    assert not [n for n in pycs if "/tests/" in n and n.startswith("fastlib/")]
+    assert "helpers/tests/__pycache__/fixtures.cpython-312.pyc" in pycs
+    assert report["compiled_modules"] == len(pycs)
