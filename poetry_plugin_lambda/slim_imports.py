@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from poetry_plugin_lambda.assemble import Entry
 
 SLIM_FOLDERS = frozenset({"tests", "test", "docs", "doc", "examples"})
-_SCAN_VERSION = 2  # part of the cache key: bump when what is collected changes
+_SCAN_VERSION = 3  # part of the cache key: bump when what is collected changes
 _MENTIONS = re.compile(rb"\b(?:tests?|docs?|examples)\b")
 _IMPORTS = re.compile(rb"\bimport\b|\bimport_module\b|__import__")
 
@@ -105,7 +105,7 @@ def _key(modules: Iterable[Entry]) -> str | None:
 
 
 def _passes_slim_folder(name: str) -> bool:
-    return name.endswith(".*") or any(part in SLIM_FOLDERS for part in name.split(".")[1:])
+    return any(part in SLIM_FOLDERS for part in name.split(".")[1:])
 
 
 def _imports(source: bytes, rel: str) -> set[str]:
@@ -116,9 +116,9 @@ def _imports(source: bytes, rel: str) -> set[str]:
             warnings.simplefilter("ignore")
             tree = ast.parse(source, filename=rel)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
-        # Unreadable here (e.g. Python 2 only): we cannot tell what it imports, so its whole
-        # top-level package keeps its folders.
-        return {f"{parts[0]}.*"}
+        # Newer syntax than this Python's (the target's may be newer), or Python 2: the
+        # import statements are still plain enough to read line by line.
+        return _imports_by_text(source, parts[:-1])
     package = parts[:-1]  # a module's package; for __init__.py, the package itself
     names: set[str] = set()
     for node in ast.walk(tree):
@@ -138,6 +138,37 @@ def _imports(source: bytes, rel: str) -> set[str]:
     return names
 
 
+_FROM_PARENS = re.compile(rb"^[ \t]*from[ \t]+(\.*)([\w.]*)[ \t]+import[ \t]*\(([^)]*)\)", re.M)
+_FROM = re.compile(rb"^[ \t]*from[ \t]+(\.*)([\w.]*)[ \t]+import[ \t]+([^\n#(]+)", re.M)
+_IMPORT = re.compile(rb"^[ \t]*import[ \t]+([^\n#]+)", re.M)
+_IMPORT_MODULE = re.compile(rb"(?:import_module|__import__)\(\s*['\"]([\w.]+)['\"]")
+
+
+def _imports_by_text(source: bytes, package: list[str]) -> set[str]:
+    """Import statements read as text, for a module `ast` cannot parse (more names, never fewer)."""
+    names: set[str] = set()
+    for pattern in (_FROM_PARENS, _FROM):
+        for dots, module, imported in pattern.findall(source):
+            base = _resolve(module.decode() or None, len(dots), package)
+            if base is not None:
+                names.add(base)
+                names.update(f"{base}.{n}" for n in _aliases(imported.decode()))
+    for imported in _IMPORT.findall(source):
+        names.update(_aliases(imported.decode()))
+    names.update(m.decode() for m in _IMPORT_MODULE.findall(source))
+    return names
+
+
+def _aliases(text: str) -> list[str]:
+    """`a.b as c, d` -> ["a.b", "d"]."""
+    names = []
+    for part in text.replace("\\", " ").split(","):
+        words = part.split()
+        if words and words[0] != "*":
+            names.append(words[0])
+    return names
+
+
 def _resolve(module: str | None, level: int, package: list[str]) -> str | None:
     """`from ..x import y` in package a.b.c -> a.b.x."""
     if level == 0:
@@ -151,11 +182,10 @@ def _resolve(module: str | None, level: int, package: list[str]) -> str | None:
 
 
 def kept_folders(folders: Iterable[str], names: set[str]) -> set[str]:
-    """The slim folders some module imports from (or imports as a whole); `pkg.*` keeps all of pkg's."""
+    """The slim folders some module imports from (or imports as a whole)."""
     kept = set()
     for folder in folders:
         dotted = folder.replace("/", ".")
-        if dotted in names or any(n.startswith(dotted + ".") or (n.endswith(".*") and dotted.startswith(n[:-1]))
-                                  for n in names):
+        if dotted in names or any(n.startswith(dotted + ".") for n in names):
             kept.add(folder)
     return kept

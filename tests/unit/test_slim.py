@@ -189,8 +189,17 @@ def test_a_damaged_or_tampered_cache_entry_is_never_shipped(tmp_path: Path) -> N
         assert cached.read_bytes() == good  # written again
 
 
-def test_a_module_that_cannot_be_parsed_keeps_its_packages_folders(tmp_path: Path) -> None:
-    files = {"lib/__init__.py": "", "lib/legacy.py": "print 'python 2' # tests\nimport lib.tests\n",
-             "lib/tests/t.py": "", "other/__init__.py": "", "other/tests/t.py": ""}
+@pytest.mark.parametrize(
+    "source",
+    [
+        "print 'python 2'\nimport lib.tests.t as t\n",
+        "type Alias = int  # newer syntax than some Pythons parse\nfrom .tests import (\n    t,\n)\n",
+        "match x:\n  case 1: pass\nfrom lib.tests.t import \\\n    y\n",
+        "def f(:\n    importlib.import_module('lib.tests.t')\n",
+    ],
+)
+def test_a_module_ast_cannot_parse_is_read_for_its_imports(tmp_path: Path, source: str) -> None:
+    files = {"lib/__init__.py": "", "lib/legacy.py": source,
+             "lib/tests/__init__.py": "", "lib/tests/t.py": "", "other/__init__.py": "", "other/tests/t.py": ""}
     paths = {e.path for e in slim(_entries(tmp_path, files), "", set(), None).entries}
     assert "lib/tests/t.py" in paths and "other/tests/t.py" not in paths
