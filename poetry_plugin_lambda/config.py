@@ -106,6 +106,7 @@ CONFIG_KEYS: dict[str, Callable[[str, Any], Any]] = {
     "include": lambda where, value: _include_list(where, value),  # noqa: PLW0108 (defined below)
     "compile": _boolean,
     "compile-with": _string,
+    "slim": _boolean,
     "handler": lambda where, value: _handler_list(where, value),  # noqa: PLW0108 (defined below)
     "check-layers": lambda where, value: _path_list(where, value),  # noqa: PLW0108 (defined below)
     "check-with": _string,

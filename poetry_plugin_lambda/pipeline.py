@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from poetry_plugin_lambda.fetch import Progress
     from poetry_plugin_lambda.handler_check import HandlerChecker
     from poetry_plugin_lambda.plan import Plan
+    from poetry_plugin_lambda.slim import Slimmed
     from poetry_plugin_lambda.spec import BundleSpec
     from poetry_plugin_lambda.targets import Target
 
@@ -135,7 +136,8 @@ class SharedWork:
         self._fetchers: dict[Target, Fetcher] = {}
         self._artifacts: dict[tuple[Target, str, str], Artifact] = {}
         self._project_wheel: Path | None = None
-        self.bytecode_cache = compat.cache_dir(poetry.config) / "lambda-bundle" / "bytecode"
+        own_cache = compat.cache_dir(poetry.config) / "lambda-bundle"
+        self.bytecode_cache, self.slim_cache = own_cache / "bytecode", own_cache / "slim"
 
     def env(self, target: Target) -> Env:
         if target not in self._envs:
@@ -189,6 +191,11 @@ def _write(prepared: _Prepared, shared: SharedWork, progress: Progress) -> Bundl
     drop = file_filter(spec.exclude_files, prefix)
     entries = assemble((read_wheel(w, drop) for w in prepared.wheels), prefix, _includes(spec))
     warnings = list(prepared.warnings)
+    slimmed = None
+    if spec.slim:
+        progress.line(f"  - Slimming{tag}")
+        slimmed = _slim(entries, prefix, shared, prepared)
+        entries = slimmed.entries
     compiled = None
     if prepared.compiler is not None:
         progress.line(f"  - Compiling bytecode with <c1>{prepared.compiler}</>{tag}")
@@ -221,6 +228,7 @@ def _write(prepared: _Prepared, shared: SharedWork, progress: Progress) -> Bundl
         warnings=tuple([*warnings, *size_warnings(result.size)]),
         compiled_modules=len(compiled.entries) if compiled else None,
         bytecode_size=compiled.size if compiled else None,
+        slim=slimmed.report if slimmed else None,
         name=spec.name,
     )
 
@@ -258,6 +266,15 @@ def _compile(cache_dir: Path, entries: list[Entry], python: Path, scratch: Path,
     return compile_bytecode(
         entries, python, scratch, layer=spec.layout == "layer", workers=workers, cache_dir=cache_dir
     )
+
+
+def _slim(entries: list[Entry], prefix: str, shared: SharedWork, prepared: _Prepared) -> Slimmed:
+    """`--slim` on third-party entries: the project's wheel and `include`d files are never touched."""
+    from poetry_plugin_lambda.slim import slim
+
+    project_wheel = prepared.wheels[-1] if prepared.spec.builds_project else None
+    own = {e.owner for e in entries if e.file is not None or (project_wheel and e.archive == project_wheel)}
+    return slim(entries, prefix, own, shared.slim_cache, workers=os.cpu_count() or 1)
 
 
 def _summarise(skipped: tuple[str, ...], shown: int = 3) -> list[str]:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from poetry_plugin_lambda.assemble import Entry
     from poetry_plugin_lambda.handler_import import HandlerCheck
+    from poetry_plugin_lambda.slim import SlimReport
 
 LARGEST_SHOWN = 10
 # Lambda's limit for a ZIP uploaded directly (larger ones go through S3).
@@ -46,6 +47,7 @@ class BundleReport:
     compiled_modules: int | None = None
     bytecode_size: int | None = None
     handler_checks: tuple[HandlerCheck, ...] | None = None  # None: no check was asked for
+    slim: SlimReport | None = None  # what --slim removed, when it was asked for
     name: str | None = None  # the bundle's name, for a project with named bundles
 
     @property
@@ -84,6 +86,7 @@ class BundleReport:
             "handler_checks": (
                 None if self.handler_checks is None else [c.to_json() for c in self.handler_checks]
             ),
+            "slim": self.slim.to_json() if self.slim else None,
         }
 
 
@@ -129,11 +132,26 @@ def render_text(report: BundleReport) -> list[str]:
             f"  bytecode:  {report.compiled_modules} modules compiled,"
             f" {human_size(report.bytecode_size or 0)} added"
         )
+    if report.slim is not None:
+        lines += _slim_lines(report.slim)
     for check in report.handler_checks or ():
         style = {"passed": "info", "failed": "error", "skipped": "comment"}[check.status]
         lines.append(f"  handler:   <c1>{Formatter.escape(check.handler)}</> <{style}>{check.status}</>: {Formatter.escape(check.message)}")
     for warning in report.warnings:
         lines.append(f"<warning>Warning: {Formatter.escape(warning)}</>")
+    return lines
+
+
+def _slim_lines(slim: SlimReport, shown: int = LARGEST_SHOWN) -> list[str]:
+    lines = [
+        f"  slim:      {human_size(slim.removed_bytes)} removed ({slim.files_removed} files left out,"
+        f" {slim.shared_objects_stripped} shared objects stripped)"
+    ]
+    for owner, size in slim.packages[:shown]:
+        lines.append(f"    {human_size(size):>9}  {owner}")
+    if len(slim.packages) > shown:
+        rest = sum(size for _, size in slim.packages[shown:])
+        lines.append(f"    {human_size(rest):>9}  {len(slim.packages) - shown} more packages")
     return lines
 
 

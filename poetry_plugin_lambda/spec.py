@@ -83,6 +83,7 @@ class BundleSpec:
     include: tuple[str, ...] = ()
     compile: bool = False
     compile_with: Path | None = None
+    slim: bool = False  # --slim: the safe reductions of `slim.py`
     handlers: tuple[str, ...] = ()
     check_layers: tuple[Path, ...] = ()
     check_with: Path | None = None
@@ -363,6 +364,7 @@ def _spec(
     compile_flag = bool(cli.get("compile")) or bool(config.get("compile", False))
     compile_value, compile_where, compile_base = pick("compile-with")
     compile_with = _path(compile_value, compile_base, compile_where) if compile_value else None
+    slim_flag = bool(cli.get("slim")) or bool(config.get("slim", False))
     handler_value, handler_where, _ = pick("handler")
     handlers = tuple(_handler_list(handler_where, handler_value)) if handler_value else ()
     layers_value, layers_where, layers_base = pick("check-layers")
@@ -393,6 +395,7 @@ def _spec(
         include=include,
         compile=compile_flag or compile_with is not None,
         compile_with=compile_with,
+        slim=slim_flag,
         handlers=handlers,
         check_layers=check_layers,
         check_with=check_with,

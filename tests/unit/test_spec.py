@@ -183,6 +183,8 @@ BAD_NEWER_VALUES = [
     ("compile", "yes", "must be true or false"),
     ("compile", 1, "must be true or false"),
     ("compile-with", 3, "must be a non-empty string"),
+    ("slim", "yes", "must be true or false"),
+    ("slim", 1, "must be true or false"),
     ("compile-with", "", "must be a non-empty string"),
     ("handler", 1, "must be a non-empty string"),
     ("handler", [1], "must be a non-empty string"),
@@ -626,3 +628,17 @@ def test_handlers_layers_and_check_with(project: ProjectFacts, cwd: Path) -> Non
     assert spec_of(project, cwd, missing, runtime="python3.12", layout="layer").check_layers
     with pytest.raises(ConfigError, match="--check-layer: the layer"):
         spec_of(project, cwd, None, runtime="python3.12", handler=["app.a.handler"], check_layers=["nope.zip"])
+
+
+def test_slim_from_config_or_cli(project: ProjectFacts, cwd: Path) -> None:
+    assert spec_of(project, cwd, runtime="python3.12").slim is False
+    assert spec_of(project, cwd, {"slim": True}, runtime="python3.12").slim is True
+    assert spec_of(project, cwd, runtime="python3.12", slim=True).slim is True
+
+
+def test_slim_per_named_bundle(project: ProjectFacts, cwd: Path) -> None:
+    from poetry_plugin_lambda.spec import build_specs
+
+    table = {"runtime": "python3.12", "bundles": {"deps": {"layout": "layer", "slim": True}, "code": {"layout": "code"}}}
+    specs = {s.name: s for s in build_specs(table, {}, project, cwd)}
+    assert specs["deps"].slim is True and specs["code"].slim is False
