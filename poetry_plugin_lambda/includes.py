@@ -141,17 +141,21 @@ class Outputs:
         return frozenset({os.path.realpath(self.target_dir)} if self.target_dir else set())
 
     def owns(self, real: Path) -> bool:
-        if self.output is not None:
-            final = Path(os.path.realpath(self.output))
-            if real == final or (real.parent == final.parent and real.name.startswith(f".{final.name}.tmp-")):
-                return True
-        if self.target_dir is not None:
-            target = Path(os.path.realpath(self.target_dir))
-            if real.parent == target.parent and real.name == f".{target.name}.manifest.json":
-                return True
-            if _inside(str(real), str(target)):
-                return True
+        """`real` is an output, a temporary of one (see `atomic`), or inside the target dir or one
+        of its temporaries (a killed run's staging folder among them)."""
+        for final in (self.output, self.target_dir):
+            if final is None:
+                continue
+            final = Path(os.path.realpath(final))
+            for part in (real, *real.parents):
+                if part == final or (part.parent == final.parent and _temporary_of(part.name, final.name)):
+                    return True
         return False
+
+
+def _temporary_of(name: str, final: str) -> bool:
+    """A temporary of `final` (`atomic.temp_prefix`), or the manifest versions before 0.2 kept."""
+    return name.startswith((f".{final}.tmp-", f".{final}.new-")) or name == f".{final}.manifest.json"
 
 
 def _skipped(rel: str) -> bool:

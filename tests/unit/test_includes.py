@@ -104,11 +104,13 @@ def test_only_the_plugins_own_files_are_left_out(project: Path) -> None:
     target = _tree(project / "build" / "lambda" / "python3.12-x86_64", "pkg/x.json")
     (project / "build" / "lambda" / ".python3.12-x86_64.manifest.json").write_text("{}")
     (project / "build" / "lambda" / "kept.json").write_text("{}")
+    _tree(project / "build" / "lambda", ".python3.12-x86_64.tmp-killed/pkg/y.json")  # a killed run's staging
+    _tree(project / "build" / "lambda", ".python3.12-x86_64.new-abc/z.json", ".python3.12-x86_64.other.json")
     out = project / "dist" / "fn.zip"
     _tree(project, "dist/fn.zip", "dist/.fn.zip.tmp-123", "dist/notes.json")
     outputs = Outputs(output=out, target_dir=target)
     assert _paths(project, "**/*.json", outputs=outputs) == [
-        "build/lambda/kept.json", "config/a.json", "config/sub/b.json", "data/d.json", "dist/notes.json",
+        "build/lambda/.python3.12-x86_64.other.json", "build/lambda/kept.json", "config/a.json", "config/sub/b.json", "data/d.json", "dist/notes.json",
     ]
     assert _paths(project, "dist/*", outputs=outputs) == ["dist/notes.json"]
 
