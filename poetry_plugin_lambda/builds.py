@@ -24,6 +24,8 @@ from poetry_plugin_lambda.targets import is_pure
 from poetry_plugin_lambda.targets import wheel_rank
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from poetry.core.packages.package import Package
     from poetry.poetry import Poetry
 
@@ -41,11 +43,15 @@ def label_of(package: Package) -> str:
 class Builder:
     """Builds one target's source packages through one Poetry project's pool and cache."""
 
-    def __init__(self, poetry: Poetry, target: Target, progress: Progress, scratch: Path) -> None:
+    def __init__(
+        self, poetry: Poetry, target: Target, progress: Progress, scratch: Path,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
         self._poetry = poetry
         self._target = target
         self._progress = progress
         self._scratch = scratch
+        self._log = log  # where build tools' own output goes (shown with -v)
 
     def _cached_build(self, folder: Path) -> Path | None:
         for built in sorted(folder.glob("*.whl")):
@@ -127,7 +133,7 @@ class Builder:
             if source.is_dir() and compat.build_backend(source) == "poetry.core.masonry.api":
                 wheel = compat.build_wheel_of(source, out)  # in process: fast, offline
             else:
-                wheel = compat.build_isolated(self._poetry.pool, source, out)
+                wheel = compat.build_isolated(self._poetry.pool, source, out, log=self._log)
         except BundleError:
             raise
         except Exception as error:

@@ -22,6 +22,7 @@ from poetry_plugin_lambda.builds import label_of
 from poetry_plugin_lambda.errors import FetchError
 from poetry_plugin_lambda.errors import download_failure
 from poetry_plugin_lambda.errors import env_name
+from poetry_plugin_lambda.errors import redact
 from poetry_plugin_lambda.errors import redact_url
 from poetry_plugin_lambda.locked_files import choose_locked_file
 from poetry_plugin_lambda.locked_files import locked_sha256
@@ -31,6 +32,7 @@ from poetry_plugin_lambda.locked_files import verify_hash
 from poetry_plugin_lambda.targets import wheel_rank
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     from cleo.io.io import IO
@@ -60,7 +62,7 @@ class Fetcher:
         self._poetry = poetry
         self._target = target
         self._progress = progress
-        self._builder = Builder(poetry, target, progress, scratch)
+        self._builder = Builder(poetry, target, progress, scratch, log=_verbose_log(io))
         self._binary = compat.binary_policy(poetry.config)
         self._workers = compat.max_workers(poetry.config)
         self._authenticator = compat.make_authenticator(poetry.config, io, self._workers)
@@ -174,3 +176,14 @@ class Fetcher:
                 raise no_wheel_error(package, self._target, f"{cached.name} is for another platform")
             return cached
         return self._builder.from_sdist(package, cached)
+
+
+def _verbose_log(io: IO) -> Callable[[str], None]:
+    """Build tools' own output (deprecation banners and the like): on stderr, only with -v."""
+    from cleo.formatters.formatter import Formatter
+    from cleo.io.outputs.output import Verbosity
+
+    def log(text: str) -> None:
+        io.write_error_line(Formatter.escape(redact(text.rstrip())), verbosity=Verbosity.VERBOSE)
+
+    return log

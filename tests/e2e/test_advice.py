@@ -42,6 +42,14 @@ def test_sdist_build_keeps_the_build_tools_banners_out_of_the_output(world, tmp_
     assert any("Building noisy (1.0)" in line for line in lines)
 
 
+def test_with_v_the_build_tools_output_is_shown(world, tmp_path: Path) -> None:
+    fresh = tmp_path / "cache"  # an empty cache: the sdist is built again
+    fresh.mkdir()
+    result = bundle(world["project"], fresh, "-v", "-o", str(tmp_path / "v.zip"))
+    assert result.returncode == 0, result.stderr
+    assert "BANNER" in result.stdout + result.stderr or "DEPRECATION" in result.stdout + result.stderr
+
+
 def test_missing_package_folder_says_what_to_write(world, tmp_path: Path) -> None:
     project = world["project"]
     pyproject = project / "pyproject.toml"
