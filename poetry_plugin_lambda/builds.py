@@ -22,6 +22,7 @@ from poetry_plugin_lambda.locked_files import no_wheel_error
 from poetry_plugin_lambda.locked_files import verify_hash
 from poetry_plugin_lambda.targets import is_pure
 from poetry_plugin_lambda.targets import wheel_rank
+from poetry_plugin_lambda.wheels import check_built_wheel
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -153,6 +154,7 @@ class Builder:
                 f"building {source.name} gave {wheel.name}, a wheel for this machine, not a"
                 " pure-Python one",
             )
+        check_built_wheel(wheel)  # no lock hash vouches for a built wheel: its RECORD must hold
         return wheel
 
 
