@@ -22,6 +22,9 @@ What "warm" and "cold" mean here:
   with a restored cache.
 - **re-bundle** (ours only): warm, and the previous run's ZIP and target dir are left in place;
   only one project source file changes between runs. This is a developer's edit-and-rebuild loop.
+- **warm, fresh outputs** (ours only): warm, but each run writes its ZIP and target dir to new
+  paths and nothing is deleted before it: deleting thousands of files slows the creation of the
+  next thousands on ext4 for a while, which a fresh clone in CI does not have behind it.
 - **three bundles** (ours only): warm, a copy of the project with three named bundles (a layer,
   a code bundle, a full bundle without boto3) built by one run; compared with "ours warm".
 - **cold**: an empty cache dir (a fresh one per run) and no outputs, so every wheel (~60 MB) is
@@ -358,6 +361,32 @@ def case_ours_warm(ws: Workspace, facts: BundleFacts, runs: int) -> Case:
         step=lambda i: ours(ws, ws.poetry_cache),
         prepare=lambda i: remove(facts.zip, facts.target_dir),
     )
+
+
+def case_ours_fresh_outputs(ws: Workspace, runs: int) -> Case:
+    """Warm, writing each run's outputs to new paths: nothing is deleted before or between runs.
+
+    Deleting thousands of files (as "ours warm" does before each run) makes creating the next
+    thousands of files on the same ext4 file system several times slower for a while; a fresh
+    clone in CI has no such deletion behind it. This case measures that situation.
+    """
+    fresh = ws.base / "fresh-outputs"
+    remove(fresh)
+
+    def step(i: int) -> None:
+        out = fresh / str(i)
+        result = run_poetry(ws.project, ws.poetry_cache, *ws.bundle_args(
+            "--output", str(out / "bundle.zip"), "--target-dir", str(out / "target")), timeout=QUICK_TIMEOUT)
+        if result.returncode != 0:
+            raise _failure("poetry lambda-bundle (fresh outputs)", result)
+
+    try:
+        return measure(
+            "ours warm, fresh outputs", "Poetry's cache filled; new output paths each run, nothing deleted",
+            runs, step=step,
+        )
+    finally:
+        remove(fresh)
 
 
 def inodes(root: Path) -> dict[str, int]:
@@ -801,6 +830,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         facts = prime_ours(ws)
 
         cases: dict[str, Case] = {}
+        print("ours warm, fresh outputs ...", flush=True)
+        cases["ours_fresh_outputs"] = case_ours_fresh_outputs(ws, args.runs)
         print("ours warm ...", flush=True)
         cases["ours_warm"] = case_ours_warm(ws, facts, args.runs)
         print("peak RSS, ZIP size, offline run ...", flush=True)
@@ -835,6 +866,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "ratios": {
                 "ours warm / uv warm": ratio(cases["ours_warm"], cases["uv_warm"]),
                 "ours re-bundle / uv warm": ratio(cases["ours_rebundle"], cases["uv_warm"]),
+                "ours warm, fresh outputs / uv warm": ratio(cases["ours_fresh_outputs"], cases["uv_warm"]),
                 "ours three bundles / ours warm": ratio(cases["ours_three_bundles"], cases["ours_warm"]),
                 "ours cold / uv cold": ratio(cases["ours_cold"], cases["uv_cold"]),
                 "ours warm / pip warm": ratio(cases["ours_warm"], cases["pip_warm"]),
