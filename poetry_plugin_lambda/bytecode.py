@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import struct
 import subprocess
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from poetry_plugin_lambda.errors import BundleError
 from poetry_plugin_lambda.pyc_archive import Deflated
 from poetry_plugin_lambda.pyc_archive import deflate
 from poetry_plugin_lambda.pyc_archive import write_archives
+from poetry_plugin_lambda.sources import Archives
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -99,33 +99,17 @@ def pyc_path(source_path: str, cache_tag: str) -> str:
     return f"{head}/__pycache__/{name}" if head else f"__pycache__/{name}"
 
 
-def source_bytes(entry: Entry, archives: dict[Path, zipfile.ZipFile]) -> bytes:
-    """An entry's bytes, whatever holds them; `archives` keeps each wheel open once."""
-    if entry.data is not None:
-        return entry.data
-    if entry.file is not None:
-        return entry.file.read_bytes()
-    assert entry.archive is not None and entry.info is not None
-    if entry.archive not in archives:
-        archives[entry.archive] = zipfile.ZipFile(entry.archive)
-    return archives[entry.archive].read(entry.info)
-
-
 def _look_up(
     group: Sequence[Entry], cache: BytecodeCache, layer: bool
 ) -> list[tuple[Entry, str, Outcome | None, bytes | None]]:
     """(entry, key, cached outcome, or its source if there is none) for entries of one archive."""
-    archives: dict[Path, zipfile.ZipFile] = {}
     found: list[tuple[Entry, str, Outcome | None, bytes | None]] = []
-    try:
+    with Archives() as archives:
         for entry in group:
-            data = source_bytes(entry, archives)
+            data = archives.read(entry)
             key = cache.key(data, runtime_path(entry.path, layer))
             outcome = cache.get(key)
             found.append((entry, key, outcome, data if outcome is None else None))
-    finally:
-        for archive in archives.values():
-            archive.close()
     return found
 
 

@@ -261,10 +261,17 @@ def build_specs(
     names = list(dict.fromkeys(selected)) or list(bundles)
     # A bundle of this project may serve as another's check layer (`check-layers = ["deps"]`):
     # its name stands for its ZIP, which this run writes before any handler is checked.
-    unchecked = {key: None for key in ("handler", "check-layers", "check-with")}
+    # Only the bundles named so are specified for it (a broken bundle nobody names stays unread).
+    named = {
+        layer
+        for name in names
+        for layer in _path_list("check-layers", cli.get("check-layers") or bundles[name].get("check-layers", config.get("check-layers")) or [])
+        if layer in bundles
+    }
+    unchecked = dict.fromkeys(("handler", "check-layers", "check-with"))
     siblings = {
-        name: _spec({**config, **table, **dict.fromkeys(unchecked)}, {**cli, **unchecked}, project, cwd, epoch, name).output
-        for name, table in bundles.items()
+        name: _spec({**config, **bundles[name], **unchecked}, {**cli, **unchecked}, project, cwd, epoch, name).output
+        for name in named
     }
     specs = [_spec({**config, **bundles[name]}, cli, project, cwd, epoch, name, siblings) for name in names]
     _check_distinct_outputs(specs)

@@ -71,10 +71,11 @@ def _no_subprocess(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _pycs(compiled: bytecode.Compiled) -> dict[str, bytes]:
     """Each .pyc's bytes, read back through zipfile (which checks their CRC)."""
-    archives: dict[Path, zipfile.ZipFile] = {}
-    pycs = {e.path: bytecode.source_bytes(e, archives) for e in compiled.entries}
-    for archive in archives.values():
-        archive.close()
+    pycs = {}
+    for entry in compiled.entries:
+        assert entry.archive is not None and entry.info is not None
+        with zipfile.ZipFile(entry.archive) as zf:
+            pycs[entry.path] = zf.read(entry.info)
     return pycs
 
 

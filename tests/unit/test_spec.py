@@ -642,3 +642,18 @@ def test_slim_per_named_bundle(project: ProjectFacts, cwd: Path) -> None:
     table = {"runtime": "python3.12", "bundles": {"deps": {"layout": "layer", "slim": True}, "code": {"layout": "code"}}}
     specs = {s.name: s for s in build_specs(table, {}, project, cwd)}
     assert specs["deps"].slim is True and specs["code"].slim is False
+
+
+def test_an_unselected_bundle_nobody_names_is_not_read(project: ProjectFacts, cwd: Path) -> None:
+    """`--bundle api` builds api; a broken bundle that api does not name as a layer stays unread."""
+    from poetry_plugin_lambda.spec import build_specs
+
+    table = {"runtime": "python3.12", "bundles": {
+        "deps": {"layout": "layer"},
+        "api": {"layout": "code", "check-layers": ["deps"]},
+        "broken": {"runtime": "python2.7"},
+    }}
+    [api] = build_specs(table, {}, project, cwd, selected=["api"])
+    assert api.check_layers == (project.root / "dist" / "lambda" / "my_service-0.1.0-deps-python3.12-x86_64.zip",)
+    with pytest.raises(ConfigError, match="python2.7"):
+        build_specs(table, {}, project, cwd, selected=["broken"])
