@@ -12,8 +12,8 @@ import zlib
 from typing import TYPE_CHECKING
 
 from poetry_plugin_lambda.errors import WheelError
+from poetry_plugin_lambda.zipread import RawSource
 from poetry_plugin_lambda.zipread import ZipWriteError
-from poetry_plugin_lambda.zipread import locate_raw_data
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -22,25 +22,33 @@ if TYPE_CHECKING:
     from poetry_plugin_lambda.assemble import Entry
 
 _WHOLE = 1 << 20  # members up to this size are read in one piece
+_KEPT_OPEN = 16  # archives kept open per reader: entries come sorted, so wheels rarely interleave
 
 
 class Archives:
     """The open wheels of one reader (one per thread: a ZipFile is not shared across threads)."""
 
     def __init__(self) -> None:
-        self._open: dict[Path, zipfile.ZipFile] = {}
-        self._handles: dict[Path, BinaryIO] = {}  # for reading members' raw bytes
+        self._open: dict[Path, zipfile.ZipFile] = {}  # for stored and large members
+        self._raw: dict[Path, RawSource] = {}  # for members' raw bytes: one positioned read each
 
-    def _handle(self, archive: Path) -> BinaryIO:
-        handle = self._handles.get(archive)
-        if handle is None:
-            handle = self._handles[archive] = archive.open("rb")
-        return handle
+    def raw(self, archive: Path) -> RawSource:
+        """A reader of the archive's raw member bytes."""
+        source = self._raw.pop(archive, None)
+        if source is None:
+            if len(self._raw) >= _KEPT_OPEN:
+                self._raw.pop(next(iter(self._raw))).close()
+            source = RawSource.open(archive)
+        self._raw[archive] = source  # most recently used last
+        return source
 
     def get(self, archive: Path) -> zipfile.ZipFile:
-        zf = self._open.get(archive)
+        zf = self._open.pop(archive, None)
         if zf is None:
-            zf = self._open[archive] = zipfile.ZipFile(archive)
+            if len(self._open) >= _KEPT_OPEN:
+                self._open.pop(next(iter(self._open))).close()
+            zf = zipfile.ZipFile(archive)
+        self._open[archive] = zf
         return zf
 
     def stream(self, entry: Entry) -> BinaryIO:
@@ -68,10 +76,8 @@ class Archives:
     def _read_member(self, archive: Path, info: zipfile.ZipInfo) -> bytes:
         """A member's bytes, read raw and inflated in one call (zipfile's reader costs more per
         member than inflating a small file), checked against the central directory's CRC."""
-        handle = self._handle(archive)
         try:
-            handle.seek(locate_raw_data(handle, info))
-            raw = handle.read(info.compress_size)
+            raw = self.raw(archive).raw_bytes(info)
             if info.compress_type == zipfile.ZIP_DEFLATED:
                 data = zlib.decompress(raw, -15, max(info.file_size, 1))
             else:
@@ -86,9 +92,9 @@ class Archives:
         for zf in self._open.values():
             zf.close()
         self._open.clear()
-        for handle in self._handles.values():
-            handle.close()
-        self._handles.clear()
+        for source in self._raw.values():
+            source.close()
+        self._raw.clear()
 
     def __enter__(self) -> Archives:
         return self

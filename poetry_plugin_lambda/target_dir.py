@@ -91,28 +91,30 @@ class Swap:
 
 def _write_all(entries: Sequence[Entry], root: Path, cancel: threading.Event) -> None:
     """Write every entry, one thread per group of source archives (each opens its own)."""
-    _make_folders(root, entries)
+    exact = _make_folders(root, entries)
     groups: dict[Path | None, list[Entry]] = defaultdict(list)
     for entry in entries:
         groups[entry.archive].append(entry)
+
+    base = f"{root}/"
 
     def write_group(group: list[Entry]) -> None:
         with Archives() as archives:
             for entry in group:
                 if cancel.is_set():
                     raise Cancelled
-                _write_entry(root / entry.path, entry, archives)
+                _write_entry(base + entry.path, entry, archives, exact)
 
     with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
         for _ in pool.map(write_group, groups.values()):
             pass
 
 
-def _write_entry(dest: Path, entry: Entry, archives: Archives) -> None:
+def _write_entry(dest: str, entry: Entry, archives: Archives, exact: bool) -> None:
     mode = 0o755 if entry.executable else 0o644
     data = archives.small_bytes(entry)
     if data is not None:
-        _write_new(dest, data, mode)
+        _write_new(dest, data, mode, exact)
         return
     fd = os.open(dest, _CREATE, mode)
     with os.fdopen(fd, "wb") as out, archives.stream(entry) as src:
@@ -120,11 +122,13 @@ def _write_entry(dest: Path, entry: Entry, archives: Archives) -> None:
         shutil.copyfileobj(src, out, _CHUNK)
 
 
-def _write_new(dest: Path, data: bytes, mode: int) -> None:
-    """Create `dest` (never an existing file or a link) holding `data`."""
+def _write_new(dest: str | Path, data: bytes, mode: int, exact: bool = False) -> None:
+    """Create `dest` (never an existing file or a link) holding `data`, with `mode` whatever the
+    umask (`exact`: the umask is known to keep it)."""
     fd = os.open(dest, _CREATE, mode)
     try:
-        os.fchmod(fd, mode)
+        if not exact:
+            os.fchmod(fd, mode)
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
@@ -132,16 +136,25 @@ def _write_new(dest: Path, data: bytes, mode: int) -> None:
         os.close(fd)
 
 
-def _make_folders(root: Path, entries: Sequence[Entry]) -> None:
-    """Create every folder the entries need, parents first, one system call each."""
+def _make_folders(root: Path, entries: Sequence[Entry]) -> bool:
+    """Create every folder the entries need, parents first, one system call each.
+
+    True when the first folder came out 0755 as asked: the umask (or default ACL) removes no bit
+    of 0755, so files and folders are created with their final modes and need no chmod.
+    """
     folders: set[str] = set()
     for entry in entries:
         folder = entry.path.rpartition("/")[0]
         while folder and folder not in folders:
             folders.add(folder)
             folder = folder.rpartition("/")[0]
-    base = str(root)
+    base = f"{root}/"
+    exact: bool | None = None
     for folder in sorted(folders, key=lambda f: (f.count("/"), f)):
-        path = os.path.join(base, folder)
+        path = base + folder
         os.mkdir(path, 0o755)
-        os.chmod(path, 0o755)  # the umask never decides a mode
+        if exact is None:
+            exact = os.stat(path).st_mode & 0o777 == 0o755
+        if not exact:
+            os.chmod(path, 0o755)  # the umask never decides a mode
+    return bool(exact)

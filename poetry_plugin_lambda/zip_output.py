@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -40,7 +41,7 @@ def stage_zip(entries: Sequence[Entry], output: Path, epoch: int, cancel: thread
     """The deterministic ZIP of `entries`, complete and synced beside `output`, not yet in place."""
     staged = Staged(output)
     try:
-        with os.fdopen(os.dup(staged.fd), "w+b") as f:
+        with os.fdopen(os.dup(staged.fd), "w+b", buffering=_CHUNK) as f:  # few, large writes
             _fill(f, entries, epoch, cancel)
             f.flush()
             os.fsync(f.fileno())
@@ -59,11 +60,16 @@ def _fill(f: BinaryIO, entries: Sequence[Entry], epoch: int, cancel: threading.E
                 raise Cancelled
             try:
                 if entry.info is not None and entry.archive is not None:
-                    writer.add_from_zip(
-                        entry.path, archives.get(entry.archive), entry.info, executable=entry.executable
-                    )
+                    if entry.info.compress_type == zipfile.ZIP_DEFLATED:  # most: copied as they are
+                        source = archives.raw(entry.archive)
+                        writer.add_from_source(entry.path, source, entry.info, executable=entry.executable)
+                    else:
+                        zf = archives.get(entry.archive)
+                        writer.add_from_zip(entry.path, zf, entry.info, executable=entry.executable)
                 elif entry.data is not None:
                     writer.add_bytes(entry.path, entry.data, executable=entry.executable)
+                elif entry.size <= _CHUNK:  # a small file: deflated in memory, no header to patch
+                    writer.add_bytes(entry.path, archives.read(entry), executable=entry.executable)
                 else:
                     with archives.stream(entry) as stream:
                         writer.add_stream(entry.path, stream, executable=entry.executable)

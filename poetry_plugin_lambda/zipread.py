@@ -9,11 +9,13 @@ other than stored and deflate are refused.
 
 from __future__ import annotations
 
+import os
 import struct
 import zipfile
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import BinaryIO
 
 ZIP32_LIMIT = 0xFFFFFFFF
@@ -27,26 +29,81 @@ FLAG_STRONG_ENCRYPTION = 0x0040
 FLAG_UTF8 = 0x0800
 
 
+CHUNK = 1 << 20  # members are read in pieces of at most this size
+_SLACK = 512  # read past the fixed header at once: the name and extra field almost always fit
+
+
 class ZipWriteError(Exception):
     """A source member cannot be copied (malformed, encrypted, unsupported method, too large)."""
 
 
-def locate_raw_data(handle: BinaryIO, info: zipfile.ZipInfo, encoding: str | None = None) -> int:
-    """Offset of a member's compressed bytes in its archive, after checking its local header."""
-    handle.seek(info.header_offset)
-    header = handle.read(LOCAL.size)
-    if len(header) != LOCAL.size or header[:4] != LOCAL_SIG:
+class RawSource:
+    """Positioned reads of one archive: an fd of our own (`pread`, no shared position), or a
+    file object (seek and read; only for archives opened from memory, in a single thread)."""
+
+    def __init__(self, fd: int | None = None, fileobj: BinaryIO | None = None, encoding: str | None = None) -> None:
+        self._fd = fd
+        self._fileobj = fileobj
+        self.encoding = encoding
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], encoding: str | None = None) -> RawSource:
+        return cls(fd=os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)), encoding=encoding)
+
+    def pread(self, size: int, offset: int) -> bytes:
+        if self._fd is not None:
+            return os.pread(self._fd, size, offset)
+        assert self._fileobj is not None
+        self._fileobj.seek(offset)
+        return self._fileobj.read(size)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def raw_chunks(self, info: zipfile.ZipInfo) -> Iterator[bytes]:
+        """The member's stored bytes (compressed, as in the archive), checked against its local
+        header; a small member comes whole from a single read."""
+        first = min(info.compress_size, CHUNK)
+        head = self.pread(LOCAL.size + _SLACK + first, info.header_offset)
+        start = _check_local_header(info, head, self.encoding)
+        if len(head) < start + first:
+            head = self.pread(start + first, info.header_offset)
+        data = head[start : start + first]
+        offset, remaining = info.header_offset + start, info.compress_size
+        while True:
+            if len(data) != min(remaining, CHUNK):
+                raise ZipWriteError(f"{info.filename}: source archive is truncated")
+            yield data
+            offset, remaining = offset + len(data), remaining - len(data)
+            if not remaining:
+                return
+            data = self.pread(min(remaining, CHUNK), offset)
+
+    def raw_bytes(self, info: zipfile.ZipInfo) -> bytes:
+        """All of the member's stored bytes (for members small enough to hold)."""
+        return b"".join(self.raw_chunks(info))
+
+
+def _check_local_header(info: zipfile.ZipInfo, head: bytes, encoding: str | None) -> int:
+    """Where the member's data starts, relative to its local header (which `head` begins with),
+    after checking that header against the central directory."""
+    if len(head) < LOCAL.size or head[:4] != LOCAL_SIG:
         raise ZipWriteError(f"{info.filename}: bad local header signature")
-    fields = LOCAL.unpack(header)
+    fields = LOCAL.unpack_from(head)
     flags, method, crc, compressed_size, file_size, name_len, extra_len = (
         fields[2], fields[3], fields[6], fields[7], fields[8], fields[9], fields[10]
     )  # fmt: skip
     if method != info.compress_type or flags & FLAG_ENCRYPTED:
         raise ZipWriteError(f"{info.filename}: local header disagrees with central directory")
-    _check_local_name(info, handle.read(name_len), flags, encoding)
+    raw_name = head[LOCAL.size : LOCAL.size + name_len]
+    if len(raw_name) != name_len:
+        raise ZipWriteError(f"{info.filename}: source archive is truncated")
+    _check_local_name(info, raw_name, flags, encoding)
     if not flags & FLAG_DATA_DESCRIPTOR:
         _check_local_sizes(info, crc, compressed_size, file_size)
-    return int(info.header_offset) + LOCAL.size + int(name_len) + int(extra_len)
+    return LOCAL.size + int(name_len) + int(extra_len)
 
 
 def check_source_member(info: zipfile.ZipInfo) -> None:

@@ -35,11 +35,12 @@ from poetry_plugin_lambda.zipread import FLAG_UTF8
 from poetry_plugin_lambda.zipread import LOCAL
 from poetry_plugin_lambda.zipread import LOCAL_SIG
 from poetry_plugin_lambda.zipread import ZIP32_LIMIT
+from poetry_plugin_lambda.zipread import RawSource
 from poetry_plugin_lambda.zipread import ZipWriteError
 from poetry_plugin_lambda.zipread import check_source_member
-from poetry_plugin_lambda.zipread import locate_raw_data
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from collections.abc import Iterator
     from types import TracebackType
 
@@ -167,23 +168,28 @@ class _Deflater:
 class DeterministicZipWriter:
     """Writes a ZIP of regular files whose bytes depend only on the inputs and `epoch`.
 
-    `fileobj` must be a writable and seekable binary file (streamed members get their header
-    patched after the data is written); it is flushed but not closed by `close()`.
+    `fileobj` must be a writable and seekable binary file, positioned at its start (streamed
+    members get their header patched after the data is written); give it a large buffer, since
+    every member is a few small writes. It is flushed but not closed by `close()`.
     """
 
     def __init__(self, fileobj: BinaryIO, *, epoch: int) -> None:
         self._fp = fileobj
+        self._offset = fileobj.tell()  # where the next write lands: kept here, not asked again
         self._dos_time, self._dos_date = dos_date_time(epoch)
         self._records: list[_Record] = []
         self._names: set[str] = set()
-        self._handle: tuple[zipfile.ZipFile, BinaryIO] | None = None  # the current source's
+        self._handle: tuple[zipfile.ZipFile, RawSource] | None = None  # the current source's
         self._closed = False
 
     # ----------------------------------------------------------------------- public API
 
     def add_bytes(self, name: str, data: bytes, *, executable: bool = False) -> None:
-        """Add generated content (small files such as launchers or metadata)."""
-        self.add_stream(name, io.BytesIO(data), executable=executable)
+        """Add generated content (small files such as launchers or metadata), deflated in memory
+        exactly as `add_stream` would, so no header is patched."""
+        deflater = _Deflater()
+        compressed = b"".join(deflater.chunks(io.BytesIO(data)))
+        self.add_deflated(name, compressed, deflater.crc, deflater.file_size, executable=executable)
 
     def add_stream(self, name: str, stream: BinaryIO, *, executable: bool = False) -> None:
         """Deflate `stream` (read to EOF in 1 MiB chunks) into a new member.
@@ -192,17 +198,39 @@ class DeterministicZipWriter:
         is patched afterwards.
         """
         name_bytes = self._check_name(name)
-        self._add(name, self._write_streamed(name, name_bytes, self._fp.tell(), stream, executable))
+        self._add(name, self._write_streamed(name, name_bytes, self._offset, stream, executable))
 
     def add_deflated(self, name: str, data: bytes, crc: int, size: int, *, executable: bool = False) -> None:
         """Add a member already compressed as raw DEFLATE, given the CRC and size of its content."""
+        self.add_deflated_chunks(name, (data,), crc, len(data), size, executable=executable)
+
+    def add_deflated_chunks(
+        self, name: str, chunks: Iterable[bytes], crc: int, compressed_size: int, size: int, *, executable: bool = False
+    ) -> None:
+        """Add a member from its raw DEFLATE bytes (in pieces), given their total and the CRC and
+        size of the content; the pieces must add up to `compressed_size`."""
         name_bytes = self._check_name(name)
-        offset = self._fp.tell()
-        _check_zip32(name, offset, len(data), size)
+        offset = self._offset
+        _check_zip32(name, offset, compressed_size, size)
         flags = _name_flags(name)
-        self._write_local_header(name_bytes, flags, crc, len(data), size)
-        self._fp.write(data)
-        self._add(name, _Record(name_bytes, crc, len(data), size, flags, offset, _external_attr(executable)))
+        self._write_local_header(name_bytes, flags, crc, compressed_size, size)
+        written = 0
+        for chunk in chunks:
+            self._write(chunk)
+            written += len(chunk)
+        if written != compressed_size:
+            raise ZipWriteError(f"{name}: {written} compressed bytes where {compressed_size} were expected")
+        self._add(name, _Record(name_bytes, crc, compressed_size, size, flags, offset, _external_attr(executable)))
+
+    def add_from_source(self, name: str, source: RawSource, info: zipfile.ZipInfo, *, executable: bool = False) -> None:
+        """Copy one deflated member of an archive read through `source` as its raw bytes, trusting
+        the CRC and sizes of the archive's central directory (`info`): nothing is decompressed."""
+        check_source_member(info)
+        if info.compress_type != zipfile.ZIP_DEFLATED:
+            raise ZipWriteError(f"{info.filename}: a stored member must be deflated (use add_from_zip)")
+        self.add_deflated_chunks(
+            name, source.raw_chunks(info), info.CRC, info.compress_size, info.file_size, executable=executable
+        )
 
     def add_from_zip(
         self, name: str, source: zipfile.ZipFile, info: zipfile.ZipInfo, *, executable: bool = False
@@ -214,15 +242,12 @@ class DeterministicZipWriter:
         members are streamed through `source.open` and deflated. Encrypted members and other
         compression methods raise `ZipWriteError`.
         """
-        name_bytes = self._check_name(name)
         check_source_member(info)
-        offset = self._fp.tell()
-        if info.compress_type == zipfile.ZIP_STORED:
-            record = self._copy_stored(name, name_bytes, offset, source, info, executable)
-        else:
-            data_offset = self._locate_raw_data(source, info)
-            record = self._copy_raw(name, name_bytes, offset, source, info, data_offset, executable)
-        self._add(name, record)
+        if info.compress_type == zipfile.ZIP_DEFLATED:
+            self.add_from_source(name, self._source_handle(source), info, executable=executable)
+            return
+        name_bytes = self._check_name(name)
+        self._add(name, self._copy_stored(name, name_bytes, self._offset, source, info, executable))
 
     def close(self) -> None:
         """Write the central directory and end records; safe to call more than once."""
@@ -252,6 +277,10 @@ class DeterministicZipWriter:
 
     # ----------------------------------------------------------------------- entry writing
 
+    def _write(self, data: bytes) -> None:
+        self._fp.write(data)
+        self._offset += len(data)
+
     def _check_name(self, name: str) -> bytes:
         if self._closed:
             raise ValueError("writer is closed")
@@ -274,7 +303,7 @@ class DeterministicZipWriter:
             LOCAL_SIG, _VERSION_DEFAULT, flags, _METHOD_DEFLATE, self._dos_time, self._dos_date,
             crc, compressed_size, file_size, len(name_bytes), 0,
         )  # fmt: skip
-        self._fp.write(header + name_bytes)
+        self._write(header + name_bytes)
 
     def _write_streamed(self, name: str, name_bytes: bytes, offset: int, stream: BinaryIO, executable: bool) -> _Record:
         _check_zip32(name, offset)
@@ -282,13 +311,12 @@ class DeterministicZipWriter:
         self._write_local_header(name_bytes, flags, 0, 0, 0)
         deflater = _Deflater()
         for block in deflater.chunks(stream):
-            self._fp.write(block)
+            self._write(block)
         crc, compressed_size, file_size = deflater.crc, deflater.compressed_size, deflater.file_size
         _check_zip32(name, compressed_size, file_size)
-        end = self._fp.tell()
         self._fp.seek(offset + _CRC_AND_SIZES_OFFSET)
         self._fp.write(struct.pack("<LLL", crc, compressed_size, file_size))
-        self._fp.seek(end)
+        self._fp.seek(self._offset)
         return _Record(name_bytes, crc, compressed_size, file_size, flags, offset, _external_attr(executable))
 
     def _copy_stored(
@@ -310,36 +338,10 @@ class DeterministicZipWriter:
             raise ZipWriteError(f"{info.filename}: content disagrees with the central directory")
         return record
 
-    def _copy_raw(
-        self,
-        name: str,
-        name_bytes: bytes,
-        offset: int,
-        source: zipfile.ZipFile,
-        info: zipfile.ZipInfo,
-        data_offset: int,
-        executable: bool,
-    ) -> _Record:
-        _check_zip32(name, offset, info.compress_size, info.file_size)
-        flags = _name_flags(name)
-        self._write_local_header(name_bytes, flags, info.CRC, info.compress_size, info.file_size)
-        handle = self._source_handle(source)
-        handle.seek(data_offset)
-        remaining = info.compress_size
-        while remaining:
-            chunk = handle.read(min(remaining, CHUNK_SIZE))
-            if not chunk:
-                raise ZipWriteError(f"{info.filename}: source archive is truncated")
-            self._fp.write(chunk)
-            remaining -= len(chunk)
-        return _Record(
-            name_bytes, info.CRC, info.compress_size, info.file_size, flags, offset, _external_attr(executable)
-        )
-
     # ----------------------------------------------------------------------- source access
 
-    def _source_handle(self, source: zipfile.ZipFile) -> BinaryIO:
-        """Our own handle on the source file, so the ZipFile's position is never disturbed.
+    def _source_handle(self, source: zipfile.ZipFile) -> RawSource:
+        """Our own reader of the source file, so the ZipFile's position is never disturbed.
 
         One source at a time is kept open (a bundle of hundreds of wheels never runs out of file
         descriptors). A ZipFile opened from a file object (no path) lends its own: zipfile
@@ -347,18 +349,17 @@ class DeterministicZipWriter:
         """
         if self._handle is not None and self._handle[0] is source:
             return self._handle[1]
+        self._release_handles()
+        encoding = getattr(source, "metadata_encoding", None)
         path = source.filename
         if isinstance(path, str) and os.path.isfile(path):
-            self._release_handles()
-            handle = open(path, "rb")  # noqa: SIM115 (closed by close/__exit__ or the next source)
-            self._handle = (source, handle)
-            return handle
-        if source.fp is None:
+            handle = RawSource.open(path, encoding)
+        elif source.fp is None:
             raise ZipWriteError(f"source archive {path!r} is closed")
-        return source.fp  # type: ignore[return-value]
-
-    def _locate_raw_data(self, source: zipfile.ZipFile, info: zipfile.ZipInfo) -> int:
-        return locate_raw_data(self._source_handle(source), info, getattr(source, "metadata_encoding", None))
+        else:
+            handle = RawSource(fileobj=source.fp, encoding=encoding)  # type: ignore[arg-type]
+        self._handle = (source, handle)
+        return handle
 
     def _release_handles(self) -> None:
         current, self._handle = self._handle, None
@@ -368,24 +369,24 @@ class DeterministicZipWriter:
     # ----------------------------------------------------------------------- central directory
 
     def _write_central_directory(self) -> None:
-        cd_offset = self._fp.tell()
+        cd_offset = self._offset
         for record in self._records:
-            self._fp.write(_central_header(record, self._dos_time, self._dos_date))
-        cd_size = self._fp.tell() - cd_offset
+            self._write(_central_header(record, self._dos_time, self._dos_date))
+        cd_size = self._offset - cd_offset
         _check_zip32("the central directory", cd_offset + cd_size)
         count = len(self._records)
         if count > ZIP16_LIMIT:  # more than 65,535 files: only the count needs ZIP64
             self._write_zip64_end(count, cd_size, cd_offset)
             count = ZIP16_LIMIT
-        self._fp.write(_END.pack(_END_SIG, 0, 0, count, count, cd_size, cd_offset, 0))
+        self._write(_END.pack(_END_SIG, 0, 0, count, count, cd_size, cd_offset, 0))
 
     def _write_zip64_end(self, count: int, cd_size: int, cd_offset: int) -> None:
-        end64_offset = self._fp.tell()
+        end64_offset = self._offset
         made_by = (_SYSTEM_UNIX << 8) | _VERSION_ZIP64
         record_size = _END64.size - 12  # excludes the signature and this size field
         end64 = _END64.pack(_END64_SIG, record_size, made_by, _VERSION_ZIP64, 0, 0, count, count, cd_size, cd_offset)
-        self._fp.write(end64)
-        self._fp.write(_LOCATOR64.pack(_LOCATOR64_SIG, 0, end64_offset, 1))
+        self._write(end64)
+        self._write(_LOCATOR64.pack(_LOCATOR64_SIG, 0, end64_offset, 1))
 
 
 def _central_header(record: _Record, dos_time: int, dos_date: int) -> bytes:
