@@ -1,41 +1,59 @@
-"""Benchmark `poetry lambda-bundle` against the manual uv and pip pipelines on a real project.
+"""Benchmark `poetry lambda-bundle` against the manual uv and pip pipelines on real projects.
 
-`--project data-heavy` (the default) or `--project wide` (`tests/fixtures/wide.py`: an API
-function with ~75 mostly pure-Python packages, where per-file costs dominate).
+One run measures every chosen project in turn (`--project`, default `all`): `data-heavy`
+(`tests/fixtures/dataheavy.py`: a few large native packages) and `wide` (`tests/fixtures/wide.py`:
+an API function with ~75 mostly pure-Python packages, where per-file costs dominate). It prints
+one report per project, then a summary table of the key ratios of every project.
 
 Run it from the repository root with the project's venv (it is a script, not a pytest test)::
 
-    .venv/bin/python tests/benchmarks/bench_bundle.py [--runs N] [--runtime python3.12]
-        [--arch x86_64] [--workdir DIR] [--json OUT]
+    .venv/bin/python tests/benchmarks/bench_bundle.py [--runs N] [--project all|data-heavy|wide ...]
+        [--runtime python3.12] [--arch x86_64] [--workdir DIR] [--json OUT] [--skip-pip] [--skip-cold]
 
-The data-heavy project of `tests/fixtures/dataheavy.py` (numpy, pandas, pydantic, cryptography,
-psycopg[binary], orjson, SQLAlchemy, Powertools) is written into the work dir and locked once
-against the public index's simple API (its URL is read from pip at run time, never written down).
-Every case is then timed as wall time (`time.perf_counter`) around its subprocesses, and reported
-as the median of its runs.
+Each project is written into its own work dir (`DIR/<project>` with `--workdir DIR`, kept; else
+a temp dir, removed at the end) and locked once against the public index's simple API (its URL
+is read from pip at run time, never written down). Every case is then timed as wall time
+(`time.perf_counter`) around its subprocesses, and reported as the median of its runs (`--runs`;
+the cold cases: max(1, N//2)). `--json` writes `{"runs", "projects": {name: results},
+"summary"}`. `--skip-pip` leaves out the pip pipeline, `--skip-cold` the two download-bound cold
+cases (ours cold, uv cold; "ours cold --compile" needs no download and still runs).
 
 What "warm" and "cold" mean here:
 
+- **warm, fresh outputs** (ours only): the CI case on a fresh clone. Poetry's cache was filled by
+  one unmeasured run, each run writes its ZIP and target dir to new paths and nothing is deleted
+  before it: deleting thousands of files slows the creation of the next thousands on ext4 for a
+  while, which a fresh clone in CI does not have behind it. These outputs stay until every
+  project is measured, so no deletion precedes a later case either; these cases run first.
+- **warm --compile, fresh outputs** (ours only): the same with `--compile`, its bytecode cache
+  (`<POETRY_CACHE_DIR>/lambda-bundle/bytecode`) filled by one unmeasured `--compile` run first.
+- **three bundles, fresh outputs** (ours only): the CI case for a project with three named
+  bundles (a layer, a code bundle, a full bundle without boto3) built by one run: each measured
+  run bundles its own copy of the project (without dist/ and build/), made before the run and not
+  timed; one unmeasured run on a copy first. Compared with "warm, fresh outputs".
 - **warm**: the tool's download cache (POETRY_CACHE_DIR, UV_CACHE_DIR or PIP_CACHE_DIR, each
   inside the work dir) was filled by one unmeasured run first, but every output (the ZIP, the
-  target/install dir) is deleted before each measured run. This is a CI job on a fresh clone
-  with a restored cache.
+  target/install dir) is deleted just before each measured run.
 - **re-bundle** (ours only): warm, and the previous run's ZIP and target dir are left in place;
   only one project source file changes between runs. This is a developer's edit-and-rebuild loop.
-- **warm, fresh outputs** (ours only): warm, but each run writes its ZIP and target dir to new
-  paths and nothing is deleted before it: deleting thousands of files slows the creation of the
-  next thousands on ext4 for a while, which a fresh clone in CI does not have behind it.
-- **three bundles** (ours only): warm, a copy of the project with three named bundles (a layer,
-  a code bundle, a full bundle without boto3) built by one run; compared with "ours warm".
+- **three bundles** (ours only): the three bundles in one run on one copy of the project, their
+  outputs deleted before each run; compared with "ours warm".
+- **cold --compile** (ours only): `--compile` with the artifacts cached but the bytecode cache
+  emptied before each run (every module compiled), outputs to new paths as in the warm case.
 - **cold**: an empty cache dir (a fresh one per run) and no outputs, so every wheel (~60 MB) is
   downloaded again. The lock file stays: nothing is re-locked. Network speed dominates these.
 
 Before every measured run (untimed) the outputs are removed as the case says and `os.sync()`
 flushes the previous run's writes, so that writeback does not leak from one run into the next.
 
+`--compile` uses the interpreter the plugin finds for the runtime (pyenv's, here); only if the
+unmeasured `--compile` run fails is it retried, and then every `--compile` case run, with
+`--compile-with` the interpreter `tests/fixtures/interpreters.find_python` finds.
+
 The cases:
 
-- ours warm / re-bundle / cold: `python -m poetry lambda-bundle --runtime R --arch A`.
+- ours: `python -m poetry lambda-bundle --runtime R --arch A` (plus `--output`/`--target-dir`
+  for fresh outputs, `--compile` for the compile cases).
 - uv pipeline warm / cold: `uv pip install --target DIR --python-platform <machine>-manylinux_2_34
   --python-version X.Y --only-binary :all: --no-deps -r requirements.txt` (the exact pins our
   bundle holds), `poetry build -f wheel`, `uv pip install --target DIR --no-deps <wheel>`, then
@@ -53,9 +71,11 @@ Both pipelines run `poetry build` after one unmeasured `poetry env use python3.X
 project would first search the machine for a compatible interpreter.
 
 Also recorded: our ZIP's size against `zip -r -6 -q -X -D` of our own target dir (same files, no
-directory entries or extra attributes; the ratio should be at most 1.03), the peak RSS of one warm
-run, the bundle's file count and unzipped size, and whether a warm run works with every proxy
-variable pointing at a closed port (i.e. whether a warm run needs the network at all).
+directory entries or extra attributes; the ratio should be at most 1.03), the peak RSS (the
+largest process) of one warm run and of one warm `--compile` run (issue 17: under 300 MB), whether
+every warm and cold `--compile` run wrote the same ZIP bytes (sha256), the bundle's file count and
+unzipped size, and whether a warm run works with every proxy variable pointing at a closed port
+(i.e. whether a warm run needs the network at all).
 """
 
 from __future__ import annotations
