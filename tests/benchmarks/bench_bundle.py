@@ -994,6 +994,7 @@ def bench_project(kind: str, base: Path, args: argparse.Namespace) -> dict[str, 
     """Every case of one project, measured in turn; its report printed; its results returned."""
     runs, cold_runs = args.runs, max(1, args.runs // 2)
     print(f"\n=== {kind} ===\nWork dir: {base}", flush=True)
+    remove(base / "fresh")  # left by an interrupted run: gone before the lock, not just before a case
     print(f"Writing and locking the {kind} project ...", flush=True)
     ws, lock_seconds = set_up(base, args.runtime, args.arch, kind)
     print(f"  locked in {lock_seconds:.1f} s; warming Poetry's cache (unmeasured run) ...", flush=True)
