@@ -1,41 +1,59 @@
-"""Benchmark `poetry lambda-bundle` against the manual uv and pip pipelines on a real project.
+"""Benchmark `poetry lambda-bundle` against the manual uv and pip pipelines on real projects.
 
-`--project data-heavy` (the default) or `--project wide` (`tests/fixtures/wide.py`: an API
-function with ~75 mostly pure-Python packages, where per-file costs dominate).
+One run measures every chosen project in turn (`--project`, default `all`): `data-heavy`
+(`tests/fixtures/dataheavy.py`: a few large native packages) and `wide` (`tests/fixtures/wide.py`:
+an API function with ~75 mostly pure-Python packages, where per-file costs dominate). It prints
+one report per project, then a summary table of the key ratios of every project.
 
 Run it from the repository root with the project's venv (it is a script, not a pytest test)::
 
-    .venv/bin/python tests/benchmarks/bench_bundle.py [--runs N] [--runtime python3.12]
-        [--arch x86_64] [--workdir DIR] [--json OUT]
+    .venv/bin/python tests/benchmarks/bench_bundle.py [--runs N] [--project all|data-heavy|wide ...]
+        [--runtime python3.12] [--arch x86_64] [--workdir DIR] [--json OUT] [--skip-pip] [--skip-cold]
 
-The data-heavy project of `tests/fixtures/dataheavy.py` (numpy, pandas, pydantic, cryptography,
-psycopg[binary], orjson, SQLAlchemy, Powertools) is written into the work dir and locked once
-against the public index's simple API (its URL is read from pip at run time, never written down).
-Every case is then timed as wall time (`time.perf_counter`) around its subprocesses, and reported
-as the median of its runs.
+Each project is written into its own work dir (`DIR/<project>` with `--workdir DIR`, kept; else
+a temp dir, removed at the end) and locked once against the public index's simple API (its URL
+is read from pip at run time, never written down). Every case is then timed as wall time
+(`time.perf_counter`) around its subprocesses, and reported as the median of its runs (`--runs`;
+the cold cases: max(1, N//2)). `--json` writes `{"runs", "projects": {name: results},
+"summary"}`. `--skip-pip` leaves out the pip pipeline, `--skip-cold` the two download-bound cold
+cases (ours cold, uv cold; "ours cold --compile" needs no download and still runs).
 
 What "warm" and "cold" mean here:
 
+- **warm, fresh outputs** (ours only): the CI case on a fresh clone. Poetry's cache was filled by
+  one unmeasured run, each run writes its ZIP and target dir to new paths and nothing is deleted
+  before it: deleting thousands of files slows the creation of the next thousands on ext4 for a
+  while, which a fresh clone in CI does not have behind it. These outputs stay until every
+  project is measured, so no deletion precedes a later case either; these cases run first.
+- **warm --compile, fresh outputs** (ours only): the same with `--compile`, its bytecode cache
+  (`<POETRY_CACHE_DIR>/lambda-bundle/bytecode`) filled by one unmeasured `--compile` run first.
+- **three bundles, fresh outputs** (ours only): the CI case for a project with three named
+  bundles (a layer, a code bundle, a full bundle without boto3) built by one run: each measured
+  run bundles its own copy of the project (without dist/ and build/), made before the run and not
+  timed; one unmeasured run on a copy first. Compared with "warm, fresh outputs".
 - **warm**: the tool's download cache (POETRY_CACHE_DIR, UV_CACHE_DIR or PIP_CACHE_DIR, each
   inside the work dir) was filled by one unmeasured run first, but every output (the ZIP, the
-  target/install dir) is deleted before each measured run. This is a CI job on a fresh clone
-  with a restored cache.
+  target/install dir) is deleted just before each measured run.
 - **re-bundle** (ours only): warm, and the previous run's ZIP and target dir are left in place;
   only one project source file changes between runs. This is a developer's edit-and-rebuild loop.
-- **warm, fresh outputs** (ours only): warm, but each run writes its ZIP and target dir to new
-  paths and nothing is deleted before it: deleting thousands of files slows the creation of the
-  next thousands on ext4 for a while, which a fresh clone in CI does not have behind it.
-- **three bundles** (ours only): warm, a copy of the project with three named bundles (a layer,
-  a code bundle, a full bundle without boto3) built by one run; compared with "ours warm".
+- **three bundles** (ours only): the three bundles in one run on one copy of the project, their
+  outputs deleted before each run; compared with "ours warm".
+- **cold --compile** (ours only): `--compile` with the artifacts cached but the bytecode cache
+  emptied before each run (every module compiled), outputs to new paths as in the warm case.
 - **cold**: an empty cache dir (a fresh one per run) and no outputs, so every wheel (~60 MB) is
   downloaded again. The lock file stays: nothing is re-locked. Network speed dominates these.
 
 Before every measured run (untimed) the outputs are removed as the case says and `os.sync()`
 flushes the previous run's writes, so that writeback does not leak from one run into the next.
 
+`--compile` uses the interpreter the plugin finds for the runtime (pyenv's, here); only if the
+unmeasured `--compile` run fails is it retried, and then every `--compile` case run, with
+`--compile-with` the interpreter `tests/fixtures/interpreters.find_python` finds.
+
 The cases:
 
-- ours warm / re-bundle / cold: `python -m poetry lambda-bundle --runtime R --arch A`.
+- ours: `python -m poetry lambda-bundle --runtime R --arch A` (plus `--output`/`--target-dir`
+  for fresh outputs, `--compile` for the compile cases).
 - uv pipeline warm / cold: `uv pip install --target DIR --python-platform <machine>-manylinux_2_34
   --python-version X.Y --only-binary :all: --no-deps -r requirements.txt` (the exact pins our
   bundle holds), `poetry build -f wheel`, `uv pip install --target DIR --no-deps <wheel>`, then
@@ -53,15 +71,18 @@ Both pipelines run `poetry build` after one unmeasured `poetry env use python3.X
 project would first search the machine for a compatible interpreter.
 
 Also recorded: our ZIP's size against `zip -r -6 -q -X -D` of our own target dir (same files, no
-directory entries or extra attributes; the ratio should be at most 1.03), the peak RSS of one warm
-run, the bundle's file count and unzipped size, and whether a warm run works with every proxy
-variable pointing at a closed port (i.e. whether a warm run needs the network at all).
+directory entries or extra attributes; the ratio should be at most 1.03), the peak RSS (the
+largest process) of one warm run and of one warm `--compile` run (issue 17: under 300 MB), whether
+every warm and cold `--compile` run wrote the same ZIP bytes (sha256), the bundle's file count and
+unzipped size, and whether a warm run works with every proxy variable pointing at a closed port
+(i.e. whether a warm run needs the network at all).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -116,6 +137,8 @@ PROXY_NAMES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
 PIP_VARIABLES_DROPPED = ("PIP_CONSTRAINT", "PIP_FIND_LINKS", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL",
                          "PIP_NO_INDEX", "PIP_REQUIREMENT", "PIP_TARGET", "PIP_USER")
 MAX_ZIP_RATIO = 1.03
+# Issue 17: a warm `--compile` run stays under 300 MB (10^6 bytes) of peak RSS.
+MAX_COMPILE_RSS_MB = 300
 # The file that marks a target dir as ours: the only one not in the ZIP.
 TARGET_MARKER = ".lambda-bundle-target"
 
@@ -363,30 +386,114 @@ def case_ours_warm(ws: Workspace, facts: BundleFacts, runs: int) -> Case:
     )
 
 
-def case_ours_fresh_outputs(ws: Workspace, runs: int) -> Case:
+def case_ours_fresh_outputs(ws: Workspace, runs: int, *extra: str, name: str = "ours warm, fresh outputs",
+                            description: str = "Poetry's cache filled; new output paths each run, nothing deleted",
+                            ) -> Case:
     """Warm, writing each run's outputs to new paths: nothing is deleted before or between runs.
 
     Deleting thousands of files (as "ours warm" does before each run) makes creating the next
     thousands of files on the same ext4 file system several times slower for a while; a fresh
-    clone in CI has no such deletion behind it. This case measures that situation.
+    clone in CI has no such deletion behind it. This case measures that situation. The outputs
+    stay under `fresh_root(ws)` until the whole benchmark ends (see `main`), so that no deletion
+    comes just before a later case either; each run's ZIP sha256 is noted.
     """
-    fresh = ws.base / "fresh-outputs"
-    remove(fresh)
+    root = fresh_root(ws) / slug(name)
+    remove(root)
+    digests: list[str] = []
+
+    def zip_path(i: int) -> Path:
+        return root / str(i) / "bundle.zip"
 
     def step(i: int) -> None:
-        out = fresh / str(i)
-        result = run_poetry(ws.project, ws.poetry_cache, *ws.bundle_args(
-            "--output", str(out / "bundle.zip"), "--target-dir", str(out / "target")), timeout=QUICK_TIMEOUT)
-        if result.returncode != 0:
-            raise _failure("poetry lambda-bundle (fresh outputs)", result)
+        ours(ws, ws.poetry_cache, *extra, *fresh_output_args(root / str(i)))
 
+    case = measure(name, description, runs, step=step, cleanup=lambda i: digests.append(sha256(zip_path(i))))
+    case.notes["zip_sha256"] = digests
+    return case
+
+
+def fresh_root(ws: Workspace) -> Path:
+    """Where the fresh-outputs cases write: removed only at the end of the whole benchmark."""
+    return ws.base / "fresh"
+
+
+def fresh_output_args(folder: Path) -> tuple[str, ...]:
+    return ("--output", str(folder / "bundle.zip"), "--target-dir", str(folder / "target"))
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class Compile:
+    """How `--compile` runs here: its arguments and which interpreter compiles."""
+
+    args: tuple[str, ...]
+    interpreter: str
+
+
+def prime_compile(ws: Workspace) -> Compile:
+    """One unmeasured `--compile` run (fresh outputs): fills the plugin's bytecode cache.
+
+    The plugin finds the runtime's interpreter itself; only if that run fails is it retried with
+    `--compile-with` the interpreter `tests/fixtures/interpreters.find_python` finds.
+    """
+    out = fresh_root(ws) / "compile-warm-up"
+    remove(out)
     try:
-        return measure(
-            "ours warm, fresh outputs", "Poetry's cache filled; new output paths each run, nothing deleted",
-            runs, step=step,
-        )
-    finally:
-        remove(fresh)
+        ours(ws, ws.poetry_cache, "--compile", *fresh_output_args(out), timeout=DOWNLOAD_TIMEOUT)
+        return Compile(("--compile",), "found by the plugin")
+    except BenchError as error:
+        python = find_python(ws.python_version)
+        if python is None:
+            raise BenchError(f"--compile failed and no python{ws.python_version} was found "
+                             f"(PATH or pyenv) to pass as --compile-with:\n{error}") from None
+    remove(out)
+    args = ("--compile-with", str(python))
+    ours(ws, ws.poetry_cache, *args, *fresh_output_args(out), timeout=DOWNLOAD_TIMEOUT)
+    return Compile(args, f"--compile-with {python}")
+
+
+def bytecode_cache(ws: Workspace) -> Path:
+    """The plugin's own bytecode cache, inside POETRY_CACHE_DIR (see pipeline.py)."""
+    return ws.poetry_cache / "lambda-bundle" / "bytecode"
+
+
+def case_ours_compile_cold(ws: Workspace, compile_: Compile, runs: int) -> Case:
+    """`--compile` with only the bytecode cache emptied before each run: every module compiled.
+
+    The artifacts stay cached and the outputs go to new paths, as in the warm `--compile` case,
+    so the two differ only in the bytecode cache; each run's ZIP sha256 is noted.
+    """
+    root = fresh_root(ws) / "compile-cold"
+    remove(root)
+    digests: list[str] = []
+
+    def step(i: int) -> None:
+        ours(ws, ws.poetry_cache, *compile_.args, *fresh_output_args(root / str(i)))
+
+    case = measure(
+        "ours cold --compile", "artifacts cached; bytecode cache emptied before each run; new output paths",
+        runs, step=step, prepare=lambda i: remove(bytecode_cache(ws)),
+        cleanup=lambda i: digests.append(sha256(root / str(i) / "bundle.zip")),
+    )
+    case.notes["zip_sha256"] = digests
+    return case
+
+
+def compile_bytes_equal(warm: Case, cold: Case) -> dict[str, Any]:
+    """Whether every warm and cold `--compile` run wrote the same ZIP bytes."""
+    digests = set(warm.notes["zip_sha256"]) | set(cold.notes["zip_sha256"])
+    return {"equal": len(digests) == 1, "sha256": sorted(digests)}
 
 
 def inodes(root: Path) -> dict[str, int]:
@@ -435,23 +542,48 @@ exclude = ["boto3"]
 """
 
 
+def copy_three_bundles(ws: Workspace, dest: Path) -> Path:
+    """A copy of the project (without its dist/ and build/) configured with THREE_BUNDLES."""
+    remove(dest)
+    shutil.copytree(ws.project, dest, ignore=shutil.ignore_patterns("dist", "build"))
+    pyproject = dest / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text(encoding="utf-8") + THREE_BUNDLES, encoding="utf-8")
+    return dest
+
+
+def bundle_three(ws: Workspace, project: Path) -> None:
+    result = run_poetry(project, ws.poetry_cache, *ws.bundle_args(), timeout=QUICK_TIMEOUT)
+    if result.returncode != 0:
+        raise _failure("poetry lambda-bundle (three bundles)", result)
+
+
 def case_ours_three_bundles(ws: Workspace, runs: int) -> Case:
     """A layer, a code bundle and a full bundle without boto3, in one run (a copy of the project)."""
-    copy = ws.base / "project-bundles"
-    remove(copy)
-    shutil.copytree(ws.project, copy, ignore=shutil.ignore_patterns("dist", "build"))
-    pyproject = copy / "pyproject.toml"
-    pyproject.write_text(pyproject.read_text(encoding="utf-8") + THREE_BUNDLES, encoding="utf-8")
-
-    def step(i: int) -> None:
-        result = run_poetry(copy, ws.poetry_cache, *ws.bundle_args(), timeout=QUICK_TIMEOUT)
-        if result.returncode != 0:
-            raise _failure("poetry lambda-bundle (three bundles)", result)
-
-    step(0)  # unmeasured: builds the project once into this copy's outputs
+    copy = copy_three_bundles(ws, ws.base / "project-bundles")
+    bundle_three(ws, copy)  # unmeasured: builds the project once into this copy's outputs
     return measure(
         "ours three bundles", "layer + code + full without boto3 in one run; warm; outputs deleted", runs,
-        step=step, prepare=lambda i: remove(copy / "dist", copy / "build"),
+        step=lambda i: bundle_three(ws, copy), prepare=lambda i: remove(copy / "dist", copy / "build"),
+    )
+
+
+def case_ours_three_bundles_fresh(ws: Workspace, runs: int) -> Case:
+    """The CI case for the three-bundle config: each run bundles its own fresh copy of the project.
+
+    The copy (the small project folder, without dist/ and build/) is made before the run and not
+    timed, so nothing is deleted before a run; one unmeasured run on a copy of its own first.
+    """
+    root = fresh_root(ws) / "three-bundles"
+    remove(root)
+
+    def copy(i: int | str) -> Path:
+        return root / str(i) / "project"
+
+    bundle_three(ws, copy_three_bundles(ws, copy("warm-up")))
+    return measure(
+        "ours three bundles, fresh outputs",
+        "layer + code + full without boto3 in one run; warm; a fresh copy of the project each run",
+        runs, step=lambda i: bundle_three(ws, copy(i)), prepare=lambda i: copy_three_bundles(ws, copy(i)),
     )
 
 
@@ -470,10 +602,9 @@ def case_ours_cold(ws: Workspace, facts: BundleFacts, runs: int) -> Case:
     )
 
 
-def peak_rss(ws: Workspace, facts: BundleFacts) -> dict[str, Any]:
-    """Peak RSS of one warm run of ours (outputs deleted first), in KiB."""
-    remove(facts.zip, facts.target_dir)
-    cmd = [sys.executable, "-m", "poetry", *ws.bundle_args()]
+def peak_rss(ws: Workspace, *extra: str) -> dict[str, Any]:
+    """Peak RSS (KiB) of one run of ours with `extra` arguments: the largest process of the run."""
+    cmd = [sys.executable, "-m", "poetry", *ws.bundle_args(*extra)]
     env = poetry_env(ws.poetry_cache)
     gnu_time = Path("/usr/bin/time")
     if gnu_time.is_file():
@@ -490,6 +621,12 @@ def peak_rss(ws: Workspace, facts: BundleFacts) -> dict[str, Any]:
     )
     result = run([sys.executable, "-c", probe, *cmd], cwd=ws.project, env=env)
     return {"kib": int(result.stdout.split()[-1]), "method": "getrusage(RUSAGE_CHILDREN) in a probe process"}
+
+
+def peak_rss_compile(ws: Workspace, compile_: Compile) -> dict[str, Any]:
+    """Peak RSS of one warm `--compile` run (bytecode cached, new output paths), against the limit."""
+    rss = peak_rss(ws, *compile_.args, *fresh_output_args(fresh_root(ws) / "rss-compile"))
+    return {**rss, "limit_mb": MAX_COMPILE_RSS_MB, "ok": rss["kib"] * 1024 / 1e6 < MAX_COMPILE_RSS_MB}
 
 
 def zip_ratio(facts: BundleFacts, scratch: Path) -> dict[str, Any]:
@@ -771,19 +908,23 @@ def print_report(results: dict[str, Any], cases: dict[str, Case]) -> None:
         print(f"  {key + ':':10} {machine[key]}")
     print(f"  {'lock:':10} {results['lock_seconds']:.2f} s (once, not a case)")
     print()
-    print(f"  {'case':20} {'runs':>4} {'median s':>9} {'min s':>8} {'max s':>8}")
-    print(f"  {'-' * 20} {'-' * 4} {'-' * 9} {'-' * 8} {'-' * 8}")
+    width = max(len(case.name) for case in cases.values())
+    print(f"  {'case':{width}} {'runs':>4} {'median s':>9} {'min s':>8} {'max s':>8}")
+    print(f"  {'-' * width} {'-' * 4} {'-' * 9} {'-' * 8} {'-' * 8}")
     for case in cases.values():
-        print(f"  {case.name:20} {len(case.seconds):>4} {case.median:>9.2f} "
+        print(f"  {case.name:{width}} {len(case.seconds):>4} {case.median:>9.2f} "
               f"{min(case.seconds):>8.2f} {max(case.seconds):>8.2f}")
         for step, seconds in case.step_medians().items():
             print(f"      {step:36} {seconds:>7.2f}")
         if "target_files_carried_over" in case.notes:
             print(f"      target files carried over, per run: {', '.join(case.notes['target_files_carried_over'])}")
+    skipped = results["skipped"]
+    if skipped:
+        print(f"  skipped: {', '.join(skipped)}")
     print()
     for label, value in results["ratios"].items():
         shown = "n/a" if value is None else f"{value:.2f}x"
-        print(f"  {label:32} {shown}")
+        print(f"  {label:50} {shown}")
     bundle = results["bundle"]
     zr = results["zip_ratio"]
     print()
@@ -793,6 +934,13 @@ def print_report(results: dict[str, Any], cases: dict[str, Case]) -> None:
           f"{zr['ratio']:.4f} ({'ok' if zr['ok'] else 'ABOVE'} <= {MAX_ZIP_RATIO})")
     rss = results["peak_rss"]
     print(f"  peak RSS (warm):   {rss['kib'] / 1024:.0f} MiB ({rss['method']})")
+    crss = results["peak_rss_compile"]
+    print(f"  peak RSS (warm --compile): {crss['kib'] * 1024 / 1e6:.0f} MB "
+          f"({'ok' if crss['ok'] else 'ABOVE'} < {crss['limit_mb']} MB; {crss['method']})")
+    same = results["compile_bytes"]
+    print(f"  warm and cold --compile ZIPs: {'byte-identical' if same['equal'] else 'DIFFERENT'} "
+          f"(sha256 {', '.join(digest[:12] for digest in same['sha256'])})")
+    print(f"  --compile interpreter: {results['compile_interpreter']}")
     off = results["offline"]
     state = "succeeded" if off["ok"] else f"FAILED (exit {off['exit']})"
     print(f"  warm run, proxies on {BLACKHOLE_PROXY}: {state} in {off['seconds']:.2f} s")
@@ -803,91 +951,193 @@ def print_report(results: dict[str, Any], cases: dict[str, Case]) -> None:
     print(f"  pipelines' project env (for poetry build): {results['pipelines_project_env']}")
 
 
+# The combined summary: (label, what it reads from a project's results, how it is shown).
+SUMMARY_ROWS: list[tuple[str, Callable[[dict[str, Any]], Any], Callable[[Any], str]]] = [
+    ("ours warm, fresh outputs (median s)", lambda r: r["cases"]["ours_fresh_outputs"]["median"],
+     lambda v: f"{v:.2f}"),
+    ("uv warm (median s)", lambda r: r["cases"].get("uv_warm", {}).get("median"), lambda v: f"{v:.2f}"),
+    ("warm plain (fresh outputs) / uv warm", lambda r: r["ratios"]["ours warm, fresh outputs / uv warm"],
+     lambda v: f"{v:.2f}x"),
+    ("warm --compile / warm plain (fresh outputs)",
+     lambda r: r["ratios"]["warm --compile / warm plain (both fresh outputs)"], lambda v: f"{v:.2f}x"),
+    ("ours cold / uv cold", lambda r: r["ratios"]["ours cold / uv cold"], lambda v: f"{v:.2f}x"),
+    ("three bundles / one bundle (fresh outputs)",
+     lambda r: r["ratios"]["three bundles / one bundle (both fresh outputs)"], lambda v: f"{v:.2f}x"),
+    ("ours warm / pip warm", lambda r: r["ratios"]["ours warm / pip warm"], lambda v: f"{v:.2f}x"),
+    (f"peak RSS warm --compile (< {MAX_COMPILE_RSS_MB} MB)", lambda r: r["peak_rss_compile"],
+     lambda v: f"{v['kib'] * 1024 / 1e6:.0f} MB {'ok' if v['ok'] else 'ABOVE'}"),
+    ("warm == cold --compile ZIP bytes", lambda r: r["compile_bytes"]["equal"],
+     lambda v: "yes" if v else "NO"),
+]
+
+
+def summary(projects: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """{row label: {project: raw value}} of SUMMARY_ROWS."""
+    return {label: {name: read(results) for name, results in projects.items()}
+            for label, read, _ in SUMMARY_ROWS}
+
+
+def print_summary(projects: Mapping[str, dict[str, Any]]) -> None:
+    shows = {label: show for label, _, show in SUMMARY_ROWS}
+    width = max(len(label) for label in shows)
+    names = list(projects)
+    columns = max(12, *(len(name) for name in names))
+    print()
+    print(f"Summary ({', '.join(names)}):")
+    print(f"  {'':{width}} " + " ".join(f"{name:>{columns}}" for name in names))
+    for label, values in summary(projects).items():
+        cells = ["n/a" if values[name] is None else shows[label](values[name]) for name in names]
+        print(f"  {label:{width}} " + " ".join(f"{cell:>{columns}}" for cell in cells))
+
+
+def bench_project(kind: str, base: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Every case of one project, measured in turn; its report printed; its results returned."""
+    runs, cold_runs = args.runs, max(1, args.runs // 2)
+    print(f"\n=== {kind} ===\nWork dir: {base}", flush=True)
+    remove(base / "fresh")  # left by an interrupted run: gone before the lock, not just before a case
+    print(f"Writing and locking the {kind} project ...", flush=True)
+    ws, lock_seconds = set_up(base, args.runtime, args.arch, kind)
+    print(f"  locked in {lock_seconds:.1f} s; warming Poetry's cache (unmeasured run) ...", flush=True)
+    facts = prime_ours(ws)
+
+    cases: dict[str, Case] = {}
+    skipped: list[str] = []
+    # The fresh-outputs cases first: nothing has been deleted in this work dir before them.
+    print("ours warm, fresh outputs ...", flush=True)
+    cases["ours_fresh_outputs"] = case_ours_fresh_outputs(ws, runs)
+    print("ours warm --compile, fresh outputs (plus one unmeasured --compile run) ...", flush=True)
+    compile_ = prime_compile(ws)
+    cases["ours_compile_fresh_outputs"] = case_ours_fresh_outputs(
+        ws, runs, *compile_.args, name="ours warm --compile, fresh outputs",
+        description="--compile, artifacts and bytecode cached; new output paths each run, nothing deleted")
+    print("peak RSS of a warm --compile run ...", flush=True)
+    rss_compile = peak_rss_compile(ws, compile_)
+    print("ours three bundles, fresh outputs (plus one unmeasured run) ...", flush=True)
+    cases["ours_three_bundles_fresh"] = case_ours_three_bundles_fresh(ws, runs)
+    print("ours warm ...", flush=True)
+    cases["ours_warm"] = case_ours_warm(ws, facts, runs)
+    print("peak RSS, ZIP size, offline run ...", flush=True)
+    remove(facts.zip, facts.target_dir)
+    rss = peak_rss(ws)
+    sizes = zip_ratio(facts, base)
+    offline = offline_run(ws, facts)
+    print("ours re-bundle ...", flush=True)
+    cases["ours_rebundle"] = case_ours_rebundle(ws, facts, runs)
+    print("ours three bundles ...", flush=True)
+    cases["ours_three_bundles"] = case_ours_three_bundles(ws, runs)
+    print("ours cold --compile ...", flush=True)
+    cases["ours_compile_cold"] = case_ours_compile_cold(ws, compile_, cold_runs)
+    if args.skip_cold:
+        skipped.append("ours cold")
+    else:
+        print("ours cold ...", flush=True)
+        cases["ours_cold"] = case_ours_cold(ws, facts, cold_runs)
+    build_env = use_project_python(ws)
+    print(f"Pipelines' project env: {build_env}", flush=True)
+    print("uv pipeline warm (plus one unmeasured run) ...", flush=True)
+    cases["uv_warm"] = case_uv_warm(ws, facts, runs)
+    if args.skip_cold:
+        skipped.append("uv pipeline cold")
+    else:
+        print("uv pipeline cold ...", flush=True)
+        cases["uv_cold"] = case_uv_cold(ws, facts, cold_runs)
+    if args.skip_pip:
+        skipped.append("pip pipeline warm")
+    else:
+        print("pip pipeline warm (plus one unmeasured run) ...", flush=True)
+        cases["pip_warm"] = case_pip_warm(ws, facts, runs)
+
+    results: dict[str, Any] = {
+        "project": PROJECTS[kind][0],
+        "runtime": ws.runtime,
+        "arch": ws.arch,
+        "runs": runs,
+        "cold_runs": cold_runs,
+        "skipped": skipped,
+        "machine": machine_info(ws),
+        "lock_seconds": round(lock_seconds, 3),
+        "pipelines_project_env": build_env,
+        "compile_interpreter": compile_.interpreter,
+        "cases": {key: case.to_json() for key, case in cases.items()},
+        "ratios": {
+            "ours warm / uv warm": ratio(cases["ours_warm"], cases["uv_warm"]),
+            "ours re-bundle / uv warm": ratio(cases["ours_rebundle"], cases["uv_warm"]),
+            "ours warm, fresh outputs / uv warm": ratio(cases["ours_fresh_outputs"], cases["uv_warm"]),
+            "warm --compile / warm plain (both fresh outputs)":
+                ratio(cases["ours_compile_fresh_outputs"], cases["ours_fresh_outputs"]),
+            "three bundles / one bundle (both fresh outputs)":
+                ratio(cases["ours_three_bundles_fresh"], cases["ours_fresh_outputs"]),
+            "ours three bundles / ours warm": ratio(cases["ours_three_bundles"], cases["ours_warm"]),
+            "ours cold / uv cold": ratio(cases.get("ours_cold"), cases.get("uv_cold")),
+            "ours warm / pip warm": ratio(cases["ours_warm"], cases.get("pip_warm")),
+        },
+        "bundle": {**asdict(facts), "zip": str(facts.zip), "target_dir": str(facts.target_dir)},
+        "zip_ratio": sizes,
+        "peak_rss": rss,
+        "peak_rss_compile": rss_compile,
+        "compile_bytes": compile_bytes_equal(cases["ours_compile_fresh_outputs"], cases["ours_compile_cold"]),
+        "offline": offline,
+        "zip_tool": "zip -r -6 -q" if zip_command() else "python zipfile, compresslevel 6 (no `zip` on PATH;"
+                    " `apt-get install -y zip` for Info-ZIP)",
+    }
+    print_report(results, cases)
+    return results
+
+
+def project_list(values: Sequence[str]) -> list[str]:
+    """`--project` values (space- or comma-separated, `all` for every project) in PROJECTS order."""
+    chosen = {name for value in values for name in value.split(",") if name}
+    unknown = chosen - {*PROJECTS, "all"}
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown project(s): {', '.join(sorted(unknown))}")
+    return [name for name in PROJECTS if "all" in chosen or name in chosen]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="measured runs per case (cold: max(1, N//2))")
     parser.add_argument("--runtime", default="python3.12")
-    parser.add_argument("--project", default="data-heavy", choices=sorted(PROJECTS),
-                        help="data-heavy (few large native packages) or wide (~75 packages, many small files)")
+    parser.add_argument("--project", nargs="+", default=["all"], metavar="PROJECT",
+                        help="data-heavy (few large native packages), wide (~75 packages, many small files)"
+                             " or all (the default: both, in turn); several may be given")
     parser.add_argument("--arch", default="x86_64", choices=sorted(ARCH_MACHINES))
-    parser.add_argument("--workdir", type=Path, help="work dir (kept); default: a temp dir, removed at the end")
+    parser.add_argument("--workdir", type=Path,
+                        help="work dir (kept), one DIR/<project> per project; default: a temp dir, removed at the end")
     parser.add_argument("--json", type=Path, help="write all results as JSON here")
+    parser.add_argument("--skip-pip", action="store_true", help="leave out the pip pipeline")
+    parser.add_argument("--skip-cold", action="store_true",
+                        help="leave out ours cold and uv cold (the downloads); cold --compile still runs")
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
-    cold_runs = max(1, args.runs // 2)
+    try:
+        kinds = project_list(args.project)
+    except argparse.ArgumentTypeError as error:
+        parser.error(str(error))
 
     temp: Path | None = None
     if args.workdir is not None:
-        base = args.workdir.resolve()
+        root = args.workdir.resolve()
     else:
-        base = temp = Path(tempfile.mkdtemp(prefix="bench-bundle-"))
+        root = temp = Path(tempfile.mkdtemp(prefix="bench-bundle-"))
+    projects: dict[str, dict[str, Any]] = {}
     try:
-        print(f"Work dir: {base}", flush=True)
-        print(f"Writing and locking the {args.project} project ...", flush=True)
-        ws, lock_seconds = set_up(base, args.runtime, args.arch, args.project)
-        print(f"  locked in {lock_seconds:.1f} s; warming Poetry's cache (unmeasured run) ...", flush=True)
-        facts = prime_ours(ws)
-
-        cases: dict[str, Case] = {}
-        print("ours warm, fresh outputs ...", flush=True)
-        cases["ours_fresh_outputs"] = case_ours_fresh_outputs(ws, args.runs)
-        print("ours warm ...", flush=True)
-        cases["ours_warm"] = case_ours_warm(ws, facts, args.runs)
-        print("peak RSS, ZIP size, offline run ...", flush=True)
-        rss = peak_rss(ws, facts)
-        sizes = zip_ratio(facts, base)
-        offline = offline_run(ws, facts)
-        print("ours re-bundle ...", flush=True)
-        cases["ours_rebundle"] = case_ours_rebundle(ws, facts, args.runs)
-        print("ours cold ...", flush=True)
-        print("ours three bundles ...", flush=True)
-        cases["ours_three_bundles"] = case_ours_three_bundles(ws, args.runs)
-        cases["ours_cold"] = case_ours_cold(ws, facts, cold_runs)
-        build_env = use_project_python(ws)
-        print(f"Pipelines' project env: {build_env}", flush=True)
-        print("uv pipeline warm (plus one unmeasured run) ...", flush=True)
-        cases["uv_warm"] = case_uv_warm(ws, facts, args.runs)
-        print("uv pipeline cold ...", flush=True)
-        cases["uv_cold"] = case_uv_cold(ws, facts, cold_runs)
-        print("pip pipeline warm (plus one unmeasured run) ...", flush=True)
-        cases["pip_warm"] = case_pip_warm(ws, facts, args.runs)
-
-        results: dict[str, Any] = {
-            "project": PROJECTS[args.project][0],
-            "runtime": ws.runtime,
-            "arch": ws.arch,
-            "runs": args.runs,
-            "cold_runs": cold_runs,
-            "machine": machine_info(ws),
-            "lock_seconds": round(lock_seconds, 3),
-            "pipelines_project_env": build_env,
-            "cases": {key: case.to_json() for key, case in cases.items()},
-            "ratios": {
-                "ours warm / uv warm": ratio(cases["ours_warm"], cases["uv_warm"]),
-                "ours re-bundle / uv warm": ratio(cases["ours_rebundle"], cases["uv_warm"]),
-                "ours warm, fresh outputs / uv warm": ratio(cases["ours_fresh_outputs"], cases["uv_warm"]),
-                "ours three bundles / ours warm": ratio(cases["ours_three_bundles"], cases["ours_warm"]),
-                "ours cold / uv cold": ratio(cases["ours_cold"], cases["uv_cold"]),
-                "ours warm / pip warm": ratio(cases["ours_warm"], cases["pip_warm"]),
-            },
-            "bundle": {**asdict(facts), "zip": str(facts.zip), "target_dir": str(facts.target_dir)},
-            "zip_ratio": sizes,
-            "peak_rss": rss,
-            "offline": offline,
-            "zip_tool": "zip -r -6 -q" if zip_command() else "python zipfile, compresslevel 6 (no `zip` on PATH;"
-                        " `apt-get install -y zip` for Info-ZIP)",
-        }
-        print_report(results, cases)
+        for kind in kinds:
+            projects[kind] = bench_project(kind, root / kind, args)
+        print_summary(projects)
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+            document = {"runs": args.runs, "projects": projects, "summary": summary(projects)}
+            args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
             print(f"\nJSON written to {args.json}")
         return 0
     except BenchError as error:
         print(f"\nbenchmark failed: {error}", file=sys.stderr)
         return 1
     finally:
+        # The fresh outputs (GBs) go only now, after every measured run of every project.
+        for kind in kinds:
+            remove(root / kind / "fresh")
         if temp is not None:
             shutil.rmtree(temp, ignore_errors=True)
 
