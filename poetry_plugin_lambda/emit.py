@@ -12,16 +12,18 @@ from __future__ import annotations
 import contextlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import TypeVar
 
 from poetry_plugin_lambda.atomic import Cancelled
+from poetry_plugin_lambda.atomic import Staged
 from poetry_plugin_lambda.errors import OutputError
 from poetry_plugin_lambda.errors import os_error
 from poetry_plugin_lambda.target_dir import MARKER
 from poetry_plugin_lambda.target_dir import Swap
-from poetry_plugin_lambda.target_dir import stage_target_dir
+from poetry_plugin_lambda.target_dir import stage_target_dirs
 from poetry_plugin_lambda.zip_output import ZipResult
 from poetry_plugin_lambda.zip_output import stage_zip
 
@@ -31,11 +33,10 @@ if TYPE_CHECKING:
     from concurrent.futures import Future
 
     from poetry_plugin_lambda.assemble import Entry
-    from poetry_plugin_lambda.atomic import Staged
 
 T = TypeVar("T")
 
-__all__ = ["MARKER", "ZipResult", "check_outputs", "write_outputs"]
+__all__ = ["MARKER", "OutputJob", "ZipResult", "check_outputs", "write_all_outputs", "write_outputs"]
 
 
 def check_outputs(output: Path, target_dir: Path, project_root: Path) -> None:
@@ -74,48 +75,99 @@ def _check_outputs(output: Path, target_dir: Path, project_root: Path) -> None:
                 raise OutputError(f"Refusing to overwrite {output}: it is not a ZIP file.")
 
 
+@dataclass(frozen=True)
+class OutputJob:
+    """One bundle's two outputs to write: its entries, its ZIP path and target dir, its epoch."""
+
+    entries: Sequence[Entry]
+    output: Path
+    target_dir: Path
+    epoch: int
+
+
 def write_outputs(entries: Sequence[Entry], output: Path, target_dir: Path, epoch: int) -> ZipResult:
     """Write the ZIP at `output` and the same files under `target_dir`: both, or neither."""
-    cancel = threading.Event()
-    with ThreadPoolExecutor(max_workers=1) as background:
-        # Both are bound by the file system more than the CPU: write them side by side.
-        staging_dir = background.submit(_stage_dir, entries, target_dir, cancel)
-        try:
-            staged_zip, result = _stage(lambda: stage_zip(entries, output, epoch, cancel), output)
-        except Cancelled:
-            staging_dir.result()  # the target dir failed first: its error is the one to report
-            raise
-        except BaseException:
-            cancel.set()
-            _discard_quietly(staging_dir)
-            raise
-        try:
-            staged_dir = staging_dir.result()
-        except BaseException:
-            staged_zip.discard()
-            raise
-    with staged_zip:
-        try:
-            swap = _stage(lambda: Swap(staged_dir), target_dir)
-        except BaseException:
-            staged_dir.discard()
-            raise
-        try:
-            _stage(staged_zip.commit, output)
-        except BaseException:
-            swap.undo()
-            raise
-        swap.finish()
-    _remove_legacy_manifest(target_dir)
+    result = write_all_outputs([OutputJob(entries, output, target_dir, epoch)])[0]
+    if isinstance(result, BaseException):
+        raise result
     return result
 
 
-def _stage_dir(entries: Sequence[Entry], target_dir: Path, cancel: threading.Event) -> Staged:
+def write_all_outputs(jobs: Sequence[OutputJob]) -> list[ZipResult | Exception]:
+    """Each job's ZIP and target dir, both or neither; a job that fails leaves the others be.
+
+    The target dirs are staged together in the background (a member that several bundles hold
+    is read and inflated once), the ZIPs one after the other beside them; then each job whose
+    two outputs are both staged is committed. Its error is returned in a failed job's place.
+    """
+    cancels = [threading.Event() for _ in jobs]
+    zips: list[tuple[Staged, ZipResult] | Exception] = []
+    with ThreadPoolExecutor(max_workers=1) as background:
+        # Both are bound by the file system more than the CPU: write them side by side.
+        staging_dirs = background.submit(_stage_dirs, jobs, cancels)
+        try:
+            for job, cancel in zip(jobs, cancels):
+                zips.append(_stage_zip(job, cancel))
+            dirs = staging_dirs.result()
+        except BaseException:  # interrupted, or a bug: stop everything and remove what was staged
+            for cancel in cancels:
+                cancel.set()
+            for staged in zips:
+                if not isinstance(staged, Exception):
+                    staged[0].discard()
+            _discard_quietly(staging_dirs)
+            raise
+    return [_commit(job, staged_zip, staged_dir) for job, staged_zip, staged_dir in zip(jobs, zips, dirs)]
+
+
+def _stage_zip(job: OutputJob, cancel: threading.Event) -> tuple[Staged, ZipResult] | Exception:
     try:
-        return _stage(lambda: stage_target_dir(entries, target_dir, cancel), target_dir)
-    except BaseException:
-        cancel.set()  # the ZIP would be discarded: stop writing it
-        raise
+        return _stage(lambda: stage_zip(job.entries, job.output, job.epoch, cancel), job.output)
+    except Exception as error:  # returned as this job's outcome
+        cancel.set()  # its target dir would be discarded: stop writing it
+        return error
+
+
+def _stage_dirs(jobs: Sequence[OutputJob], cancels: Sequence[threading.Event]) -> list[Staged | Exception]:
+    staged = stage_target_dirs([(job.entries, job.target_dir, cancel) for job, cancel in zip(jobs, cancels)])
+    return [
+        os_error(result, f"write {job.target_dir}")
+        if isinstance(result, OSError)
+        else result
+        if isinstance(result, (Staged, Exception))
+        else Cancelled()
+        for job, result in zip(jobs, staged)
+    ]
+
+
+def _commit(
+    job: OutputJob, staged_zip: tuple[Staged, ZipResult] | Exception, staged_dir: Staged | Exception
+) -> ZipResult | Exception:
+    """Put both staged outputs in place, or neither; the error that stopped them otherwise."""
+    if isinstance(staged_zip, Exception):
+        if not isinstance(staged_dir, Exception):
+            staged_dir.discard()
+        elif isinstance(staged_zip, Cancelled):
+            return staged_dir  # the target dir failed first: its error is the one to report
+        return staged_zip
+    zip_file, result = staged_zip
+    if isinstance(staged_dir, Exception):
+        zip_file.discard()
+        return staged_dir
+    with zip_file:
+        try:
+            swap = _stage(lambda: Swap(staged_dir), job.target_dir)
+        except Exception as error:
+            staged_dir.discard()
+            return error
+        try:
+            _stage(zip_file.commit, job.output)
+        except Exception as error:
+            swap.undo()
+            return error
+        swap.finish()
+    _remove_legacy_manifest(job.target_dir)
+    return result
 
 
 def _stage(work: Callable[[], T], path: Path) -> T:
@@ -126,10 +178,12 @@ def _stage(work: Callable[[], T], path: Path) -> T:
         raise os_error(error, f"write {path}") from None
 
 
-def _discard_quietly(future: Future[Staged]) -> None:
-    """The other output failed first: wait for this one to stop, and remove what it staged."""
-    with contextlib.suppress(BaseException):  # Cancelled, or its own failure: not the one to report
-        future.result().discard()
+def _discard_quietly(future: Future[list[Staged | Exception]]) -> None:
+    """Interrupted: wait for the target dirs to stop, and remove what they staged."""
+    with contextlib.suppress(BaseException):  # Cancelled, or their own failures: not the ones to report
+        for staged in future.result():
+            if isinstance(staged, Staged):
+                staged.discard()
 
 
 def _remove_legacy_manifest(target_dir: Path) -> None:

@@ -20,7 +20,9 @@ from poetry_plugin_lambda.assemble import assemble
 from poetry_plugin_lambda.assemble import file_filter
 from poetry_plugin_lambda.assemble import merge
 from poetry_plugin_lambda.assemble import unzipped_size
+from poetry_plugin_lambda.emit import OutputJob
 from poetry_plugin_lambda.emit import check_outputs
+from poetry_plugin_lambda.emit import write_all_outputs
 from poetry_plugin_lambda.emit import write_outputs
 from poetry_plugin_lambda.errors import BundleError
 from poetry_plugin_lambda.fetch import Fetcher
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
 
     from poetry_plugin_lambda.assemble import Entry
     from poetry_plugin_lambda.bytecode import Compiled
+    from poetry_plugin_lambda.emit import ZipResult
     from poetry_plugin_lambda.fetch import Artifact
     from poetry_plugin_lambda.fetch import Progress
     from poetry_plugin_lambda.handler_check import HandlerChecker
@@ -71,17 +74,20 @@ def bundle(poetry: Poetry, spec: BundleSpec, io: IO, progress: Progress) -> Bund
     with tempfile.TemporaryDirectory(prefix="lambda-bundle-") as tmp:
         shared = SharedWork(poetry, io, progress, Path(tmp))
         prepared = shared.prepare(spec)
-        report = _write(prepared, shared, progress)
-        return _checked(prepared, report, shared, io, progress)
+        assembled = _assemble(prepared, shared, progress)
+        _announce(spec, progress)
+        result = write_outputs(assembled.entries, spec.output, spec.target_dir, spec.epoch)
+        return _checked(prepared, _report(prepared, assembled, result), shared, io, progress)
 
 
 def bundle_all(poetry: Poetry, specs: Sequence[BundleSpec], io: IO, progress: Progress) -> list[BundleReport | BundleFailure]:
     """Build several named bundles, sharing what they share; one failing leaves the others be.
 
     Plans, fetches and the project's wheel are prepared one bundle after the other (each is
-    parallel inside and shared through `SharedWork`); the bundles are then assembled and written
-    side by side, and their handlers checked last (a code bundle may be checked with a layer
-    bundle of the same run).
+    parallel inside and shared through `SharedWork`); the bundles are then assembled side by
+    side and their outputs written together (a file that several bundles hold is inflated once),
+    and their handlers checked last (a code bundle may be checked with a layer bundle of the
+    same run).
     """
     check_lock(poetry)
     outcomes: dict[str, BundleReport | BundleFailure] = {}
@@ -95,15 +101,28 @@ def bundle_all(poetry: Poetry, specs: Sequence[BundleSpec], io: IO, progress: Pr
             except BundleError as error:
                 outcomes[str(spec.name)] = BundleFailure(str(spec.name), str(error), error.exit_code)
         workers = max(1, min(len(ready), os.cpu_count() or 1))
+        assembled: list[tuple[_Prepared, _Assembled]] = []
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = {prepared.spec: pool.submit(_write, prepared, shared, progress) for prepared in ready}
-            for spec, future in futures.items():
+            futures = [(prepared, pool.submit(_assemble, prepared, shared, progress)) for prepared in ready]
+            for prepared, future in futures:
                 try:
-                    outcomes[str(spec.name)] = future.result()
+                    assembled.append((prepared, future.result()))
                 except BundleError as error:
-                    outcomes[str(spec.name)] = BundleFailure(str(spec.name), str(error), error.exit_code)
+                    name = str(prepared.spec.name)
+                    outcomes[name] = BundleFailure(name, str(error), error.exit_code)
+        for prepared, _ in assembled:
+            _announce(prepared.spec, progress)
+        jobs = [OutputJob(a.entries, p.spec.output, p.spec.target_dir, p.spec.epoch) for p, a in assembled]
+        for (prepared, parts), result in zip(assembled, write_all_outputs(jobs)):
+            name = str(prepared.spec.name)
+            if isinstance(result, BundleError):
+                outcomes[name] = BundleFailure(name, str(result), result.exit_code)
+            elif isinstance(result, Exception):
+                raise result
+            else:
+                outcomes[name] = _report(prepared, parts, result)
         for prepared in ready:  # last: a code bundle may be checked with a layer bundle of this run
-            done = outcomes[str(prepared.spec.name)]
+            done = outcomes.get(str(prepared.spec.name))
             if isinstance(done, BundleReport):
                 outcomes[str(prepared.spec.name)] = _checked(prepared, done, shared, io, progress)
     return [outcomes[str(spec.name)] for spec in specs]
@@ -182,8 +201,18 @@ class SharedWork:
         return self._project_wheel
 
 
-def _write(prepared: _Prepared, shared: SharedWork, progress: Progress) -> BundleReport:
-    """Assemble one bundle's entries and write its two outputs."""
+@dataclass(frozen=True)
+class _Assembled:
+    """A bundle's entries, ready to write, and what making them found."""
+
+    entries: list[Entry]
+    warnings: tuple[str, ...]
+    compiled: Compiled | None
+    slimmed: Slimmed | None
+
+
+def _assemble(prepared: _Prepared, shared: SharedWork, progress: Progress) -> _Assembled:
+    """A bundle's entries: its wheels' files mapped, filtered, slimmed and compiled as asked."""
     spec = prepared.spec
     tag = f"  [{spec.name}]" if spec.name else ""
     progress.line(f"  - Assembling{tag}")
@@ -205,11 +234,17 @@ def _write(prepared: _Prepared, shared: SharedWork, progress: Progress) -> Bundl
         entries = merge(entries, compiled.entries)
         warnings += _summarise(compiled.warnings)
     check_unzipped_size(entries, spec.max_unzipped_size)
+    return _Assembled(entries, tuple(warnings), compiled, slimmed)
 
+
+def _announce(spec: BundleSpec, progress: Progress) -> None:
     progress.line(f"  - Writing <c1>{spec.output}</>")
     progress.line(f"  - Writing <c1>{spec.target_dir}</>")
-    result = write_outputs(entries, spec.output, spec.target_dir, spec.epoch)
 
+
+def _report(prepared: _Prepared, assembled: _Assembled, result: ZipResult) -> BundleReport:
+    """What was written, for the summary and `--format json`."""
+    spec, entries, compiled = prepared.spec, assembled.entries, assembled.compiled
     packages = [(a.name, a.version) for a in prepared.artifacts]
     if spec.builds_project:
         packages.append((spec.project.name, spec.project.version))
@@ -225,10 +260,10 @@ def _write(prepared: _Prepared, shared: SharedWork, progress: Progress) -> Bundl
         layout=spec.layout,
         packages=tuple(sorted(packages)),
         largest=largest_packages(entries),
-        warnings=tuple([*warnings, *size_warnings(result.size)]),
+        warnings=tuple([*assembled.warnings, *size_warnings(result.size)]),
         compiled_modules=len(compiled.entries) if compiled else None,
         bytecode_size=compiled.size if compiled else None,
-        slim=slimmed.report if slimmed else None,
+        slim=assembled.slimmed.report if assembled.slimmed else None,
         name=spec.name,
     )
 

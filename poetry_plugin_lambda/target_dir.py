@@ -42,16 +42,34 @@ _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | 
 
 
 def stage_target_dir(entries: Sequence[Entry], target_dir: Path, cancel: threading.Event) -> Staged:
-    """A complete new target dir beside `target_dir`, not yet in place (see `swap_in`)."""
-    staged = Staged(target_dir, folder=True)
+    """A complete new target dir beside `target_dir`, not yet in place (see `Swap`)."""
+    result = stage_target_dirs([(entries, target_dir, cancel)])[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def stage_target_dirs(
+    jobs: Sequence[tuple[Sequence[Entry], Path, threading.Event]],
+) -> list[Staged | BaseException]:
+    """Several complete new target dirs (entries, target dir, cancel), staged in one pass.
+
+    A wheel member that several of them hold (a layer and a function of the same run) is read
+    and inflated once and written into each. Each target dir fails alone: its error (or
+    `Cancelled`, once its `cancel` is set) is returned in its place, its staged folder removed,
+    and its `cancel` set so that its ZIP stops too; the others go on.
+    """
+    states = [_Job(target_dir, cancel) for _, target_dir, cancel in jobs]
     try:
-        _write_all(entries, staged.path, cancel)
-        _write_new(staged.path / MARKER, MARKER_TEXT.encode(), 0o644)
-        os.chmod(staged.path, 0o755)
+        for state, (entries, _, _) in zip(states, jobs):
+            state.start(entries)
+        _write_all(_by_member(states, jobs))
+        return [state.finish() for state in states]
     except BaseException:
-        staged.discard()
+        for state in states:
+            state.fail(Cancelled())
+            state.finish()
         raise
-    return staged
 
 
 class Swap:
@@ -89,30 +107,111 @@ class Swap:
         self._staged.close()
 
 
-def _write_all(entries: Sequence[Entry], root: Path, cancel: threading.Event) -> None:
-    """Write every entry, one thread per group of source archives (each opens its own)."""
-    exact = _make_folders(root, entries)
-    groups: dict[Path | None, list[Entry]] = defaultdict(list)
-    for entry in entries:
-        groups[entry.archive].append(entry)
+class _Job:
+    """One target dir being staged, and the first error that stopped it."""
 
-    base = f"{root}/"
+    def __init__(self, target_dir: Path, cancel: threading.Event) -> None:
+        self.target_dir, self.cancel = target_dir, cancel
+        self.staged: Staged | None = None
+        self.error: BaseException | None = None
+        self.exact = False  # modes come out as asked: no chmod needed
+        self._lock = threading.Lock()
 
-    def write_group(group: list[Entry]) -> None:
+    @property
+    def base(self) -> str:
+        assert self.staged is not None
+        return f"{self.staged.path}/"
+
+    def start(self, entries: Sequence[Entry]) -> None:
+        try:
+            self.staged = Staged(self.target_dir, folder=True)
+            self.exact = _make_folders(self.staged.path, entries)
+        except Exception as error:  # returned as this target dir's outcome
+            self.fail(error)
+
+    @property
+    def live(self) -> bool:
+        return self.error is None and not self.cancel.is_set()
+
+    def fail(self, error: BaseException) -> None:
+        with self._lock:
+            if self.error is None:
+                self.error = error
+        self.cancel.set()  # its ZIP would be discarded: stop writing it
+
+    def finish(self) -> Staged | BaseException:
+        """The staged folder, complete; or this job's error, with whatever it staged removed."""
+        if self.live and self.staged is not None:
+            try:
+                _write_new(self.staged.path / MARKER, MARKER_TEXT.encode(), 0o644)
+                os.chmod(self.staged.path, 0o755)
+                return self.staged
+            except Exception as error:  # returned as this target dir's outcome
+                self.fail(error)
+        if self.staged is not None:
+            self.staged.discard()
+            self.staged = None
+        return self.error or Cancelled()
+
+
+if TYPE_CHECKING:
+    _Member = tuple[object, ...]  # a wheel member: (archive, offset); another entry: (job, path)
+    _Targets = list[tuple[_Job, Entry]]
+
+
+def _by_member(
+    states: Sequence[_Job], jobs: Sequence[tuple[Sequence[Entry], Path, threading.Event]]
+) -> list[dict[_Member, _Targets]]:
+    """Groups of work, one per source archive: each member, with every (job, entry) it goes to.
+
+    Wheel members are keyed by their archive and place in it, so one shared by several target
+    dirs is read once; other entries (generated or project files) belong to one job each.
+    """
+    groups: dict[object, dict[_Member, _Targets]] = defaultdict(lambda: defaultdict(list))
+    for index, (state, (entries, _, _)) in enumerate(zip(states, jobs)):
+        if not state.live:
+            continue
+        for entry in entries:
+            if entry.archive is not None and entry.info is not None:
+                groups[entry.archive][(entry.archive, entry.info.header_offset)].append((state, entry))
+            else:
+                groups[None][(index, entry.path)].append((state, entry))
+    return list(groups.values())
+
+
+def _write_all(groups: Sequence[dict[_Member, _Targets]]) -> None:
+    """Write every member to each of its target dirs, one thread per group of members."""
+
+    def write_group(members: dict[_Member, _Targets]) -> None:
         with Archives() as archives:
-            for entry in group:
-                if cancel.is_set():
-                    raise Cancelled
-                _write_entry(base + entry.path, entry, archives, exact)
+            for targets in members.values():
+                live = [(state, entry) for state, entry in targets if state.live]
+                if live:
+                    _write_member(live, archives)
 
     with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
-        for _ in pool.map(write_group, groups.values()):
+        for _ in pool.map(write_group, groups):
             pass
 
 
-def _write_entry(dest: str, entry: Entry, archives: Archives, exact: bool) -> None:
+def _write_member(targets: _Targets, archives: Archives) -> None:
+    """Read one member (once) and write it into each target dir that holds it."""
+    try:
+        data = archives.small_bytes(targets[0][1])
+    except Exception as error:  # a bad source fails every target dir holding it
+        for state, _ in targets:
+            state.fail(error)
+        return
+    for state, entry in targets:
+        try:
+            _write_entry(state.base + entry.path, entry, data, archives, state.exact)
+        except Exception as error:  # returned as this target dir's outcome
+            state.fail(error)
+
+
+def _write_entry(dest: str, entry: Entry, data: bytes | None, archives: Archives, exact: bool) -> None:
+    """Create `dest` from `data`, or stream it from its source when it is too large to hold."""
     mode = 0o755 if entry.executable else 0o644
-    data = archives.small_bytes(entry)
     if data is not None:
         _write_new(dest, data, mode, exact)
         return

@@ -1,0 +1,150 @@
+"""Where a warm `poetry lambda-bundle` run spends its time: a breakdown by stage.
+
+Runs the real command in a child interpreter (`python -m poetry`, as a user does) several times,
+each with fresh output paths (the CI case: warm cache, no outputs, nothing deleted before), and
+times its stages from the inside by wrapping the pipeline's stage functions. Prints the medians:
+
+    .venv/bin/python tests/benchmarks/profile_bundle.py --project DIR --cache-dir DIR [--runs 5]
+
+`--project` is a locked project whose artifacts are already in Poetry's cache at `--cache-dir`
+(for example a work dir of `bench_bundle.py`: `<workdir>/data-heavy/project` and
+`<workdir>/data-heavy/poetry-cache`). Also timed: `poetry --version` (Python and Poetry starting,
+with its plugins loaded) as the floor every Poetry command pays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.fixtures.projects import poetry_env
+
+# Runs inside the child: wraps the stage functions, then runs Poetry's console as `-m poetry` does.
+CHILD = r"""
+import functools, json, sys, time
+started = time.time()
+import poetry_plugin_lambda.command
+import poetry_plugin_lambda.pipeline as pipeline
+import poetry_plugin_lambda.emit as emit
+import poetry_plugin_lambda.fetch as fetch
+import poetry_plugin_lambda.target_dir as target_dir
+plugin_imported = time.time()
+spans = {}
+def wrap(owner, name, label):
+    original = getattr(owner, name)
+    @functools.wraps(original)
+    def timed(*args, **kwargs):
+        begin = time.time()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            spans.setdefault(label, []).append((begin, time.time()))
+    setattr(owner, name, timed)
+wrap(poetry_plugin_lambda.command.LambdaBundleCommand, "handle", "command")
+wrap(pipeline, "make_plan", "plan")
+wrap(fetch.Fetcher, "fetch_all", "fetch")
+wrap(pipeline.SharedWork, "_build_project", "project build")
+wrap(pipeline, "assemble", "assemble")
+wrap(pipeline, "write_outputs", "outputs")
+wrap(emit, "stage_zip", "ZIP write")
+wrap(emit, "stage_target_dirs", "target dir write")
+wrap(target_dir.Swap, "finish", "previous target dir removed")
+from poetry.console.application import main
+sys.argv = ["poetry", *sys.argv[1:]]
+try:
+    code = main()
+finally:
+    ended = time.time()
+    print("PROFILE " + json.dumps({"started": started, "plugin_imported": plugin_imported,
+                                   "ended": ended, "spans": spans}), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def run_child(project: Path, env: dict[str, str], args: list[str]) -> dict[str, float]:
+    launched = time.time()
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, *args], cwd=project, env=env, capture_output=True, text=True, check=False
+    )
+    finished = time.time()
+    if result.returncode != 0:
+        raise SystemExit(f"the bundle failed:\n{result.stdout}\n{result.stderr}")
+    line = next(text for text in result.stderr.splitlines() if text.startswith("PROFILE "))
+    data = json.loads(line.removeprefix("PROFILE "))
+    spans: dict[str, list[list[float]]] = data["spans"]
+
+    def total(label: str) -> float:
+        return sum(end - begin for begin, end in spans.get(label, []))
+
+    command_begin = spans["command"][0][0]
+    plan_begin = spans["plan"][0][0]
+    outputs_end = spans["outputs"][-1][1]
+    return {
+        "total (launch to exit)": finished - launched,
+        "Python start-up": data["started"] - launched,
+        "plugin import (with the Poetry modules it needs)": data["plugin_imported"] - data["started"],
+        "Poetry start-up: its application, config, plugins": command_begin - data["plugin_imported"],
+        "pyproject and settings read, outputs checked (before the plan)": plan_begin - command_begin,
+        "lock read and marker walk (plan)": total("plan"),
+        "archive lookup and hash checks (fetch)": total("fetch"),
+        "project build": total("project build"),
+        "assemble (wheels' directories read, entries mapped)": total("assemble"),
+        "outputs (ZIP and target dir side by side, then committed)": total("outputs"),
+        "  ZIP write, alone in its thread": total("ZIP write"),
+        "  target dir write, alone in its threads": total("target dir write"),
+        "after the outputs (report, exit)": finished - outputs_end,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--project", type=Path, required=True)
+    parser.add_argument("--cache-dir", type=Path, required=True)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runtime", default="python3.12")
+    parser.add_argument("--arch", default="x86_64")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--out", type=Path, help="keep the outputs under this new folder (default: a temp"
+                        " dir, removed at the end; deleting thousands of files slows the file system's next"
+                        " creations for a while, so comparisons in a row should keep them)")
+    args = parser.parse_args(argv)
+    env = poetry_env(args.cache_dir)
+    out = args.out.resolve() if args.out else Path(tempfile.mkdtemp(prefix="profile-bundle-"))
+    try:
+        version = [run_version(args.project, env) for _ in range(args.runs)]
+        runs = []
+        for i in range(args.runs):
+            runs.append(run_child(args.project, env, [
+                "lambda-bundle", "--no-ansi", "-q", "--runtime", args.runtime, "--arch", args.arch,
+                "--output", str(out / str(i) / "bundle.zip"), "--target-dir", str(out / str(i) / "target"),
+            ]))
+    finally:
+        if not args.out:
+            shutil.rmtree(out, ignore_errors=True)
+    medians = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+    medians["`poetry --version` (for comparison)"] = statistics.median(version)
+    print(f"Medians of {args.runs} warm runs with fresh outputs ({args.project.name}):")
+    for key, value in medians.items():
+        print(f"  {key:<62} {value:6.3f} s")
+    if args.json:
+        args.json.write_text(json.dumps({"runs": runs, "medians": medians}, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+def run_version(project: Path, env: dict[str, str]) -> float:
+    begin = time.time()
+    subprocess.run([sys.executable, "-m", "poetry", "--version"], cwd=project, env=env,
+                   capture_output=True, check=True)
+    return time.time() - begin
+
+
+if __name__ == "__main__":
+    sys.exit(main())
