@@ -6,6 +6,7 @@ this is the only file to change.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
@@ -75,6 +76,20 @@ def locked_packages(poetry: Poetry) -> list[Package]:
     return list(poetry.locker.locked_repository().packages)
 
 
+@dataclass(frozen=True)
+class LockedData:
+    """poetry.lock parsed once for a run's plans: every package, and (for lock files that record
+    markers) Poetry's per-package install info, which `packages_from_lock` needs."""
+
+    packages: list[Package]
+    info: Any
+
+
+def read_lock(poetry: Poetry) -> LockedData:
+    info = poetry.locker.locked_packages() if lock_file_version_supports_markers(poetry) else None
+    return LockedData(locked_packages(poetry), info)
+
+
 def declared_name(poetry: Poetry) -> str | None:
     """The project's name as pyproject.toml gives it; None for a nameless non-package project.
 
@@ -101,11 +116,12 @@ def packages_from_lock(
     groups: Collection[NormalizedName],
     extras: Collection[NormalizedName],
     locked: list[Package],
+    info: Any = None,
 ) -> list[Package]:
     """The locked packages the target needs, exactly as `poetry install` would select them.
 
     `locked` is every package of the lock (`poetry.locker.locked_repository().packages`, read
-    once by the caller). Lock 2.1 files are walked with their recorded markers; older ones
+    once by the caller), `info` what `poetry.locker.locked_packages()` gives (see `read_lock`). Lock 2.1 files are walked with their recorded markers; older ones
     (Poetry 1.8) are resolved again, but only against the packages in the lock (what
     `poetry install` does too): the index is never consulted.
     """
@@ -114,7 +130,7 @@ def packages_from_lock(
     if lock_file_version_supports_markers(poetry):
         transaction = Transaction(
             locked,
-            poetry.locker.locked_packages(),
+            info if info is not None else poetry.locker.locked_packages(),
             [],
             poetry.package,
             env.marker_env,

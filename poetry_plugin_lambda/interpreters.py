@@ -42,10 +42,13 @@ def interpreter_version(python: Path) -> str | None:
     return parts[1]
 
 
+def _pyenv_root() -> Path:
+    return Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+
+
 def managed(version: str) -> list[Path]:
     """The `python3.X` interpreters pyenv and uv installed, newest patch release first."""
-    pyenv_root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
-    found = sorted(pyenv_root.glob(f"versions/{version}.*/bin/python{version}"), reverse=True)
+    found = sorted(_pyenv_root().glob(f"versions/{version}.*/bin/python{version}"), reverse=True)
     uv_dir = os.environ.get("UV_PYTHON_INSTALL_DIR") or Path(
         os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     ) / "uv" / "python"
@@ -55,11 +58,24 @@ def managed(version: str) -> list[Path]:
 def candidates(version: str) -> list[Path]:
     """Where a `python3.X` may live: PATH, pyenv, uv's managed Pythons (then the project's env)."""
     found: list[Path] = []
-    on_path = shutil.which(f"python{version}")
+    on_path = _on_path(f"python{version}")
     if on_path:
-        found.append(Path(on_path))
+        found.append(on_path)
     found += managed(version)
     return found
+
+
+def _on_path(name: str) -> Path | None:
+    """The first `name` on PATH that is not a pyenv shim: a shim starts a shell script that may
+    only say the version is not selected (0.15 s), and pyenv's versions are looked at anyway."""
+    shims = (_pyenv_root() / "shims").resolve()
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        if not folder or Path(folder).resolve() == shims:
+            continue
+        found = shutil.which(name, path=folder)
+        if found:
+            return Path(found)
+    return None
 
 
 def find_interpreter(version: str, project_python: Callable[[], Path | None] | None = None) -> Path | None:

@@ -155,6 +155,7 @@ class SharedWork:
         self._fetchers: dict[Target, Fetcher] = {}
         self._artifacts: dict[tuple[Target, str, str], Artifact] = {}
         self._project_wheel: Path | None = None
+        self._lock: compat.LockedData | None = None  # poetry.lock parsed once for every plan
         own_cache = compat.cache_dir(poetry.config) / "lambda-bundle"
         self.bytecode_cache, self.slim_cache = own_cache / "bytecode", own_cache / "slim"
 
@@ -173,7 +174,9 @@ class SharedWork:
         checker = _handler_checker(self._poetry, spec)
         key = (target, spec.groups, spec.extras, spec.exclude, spec.includes_dependencies)
         if key not in self._plans:
-            self._plans[key] = make_plan(self._poetry, spec, self.env(target))
+            if self._lock is None and spec.includes_dependencies:
+                self._lock = compat.read_lock(self._poetry)
+            self._plans[key] = make_plan(self._poetry, spec, self.env(target), self._lock)
         plan = self._plans[key]
         artifacts = self._fetch(target, plan)
         wheels = [a.wheel for a in artifacts]

@@ -52,16 +52,18 @@ def check_lock(poetry: Poetry) -> None:
         )
 
 
-def make_plan(poetry: Poetry, spec: BundleSpec, env: Env) -> Plan:
+def make_plan(poetry: Poetry, spec: BundleSpec, env: Env, lock: compat.LockedData | None = None) -> Plan:
     """The locked packages of `spec`'s groups and extras that apply to the target `env`.
 
-    The caller checks the lock first (`check_lock`), before printing anything.
+    The caller checks the lock first (`check_lock`), before printing anything; a caller making
+    several plans passes the lock, parsed once (`compat.read_lock`).
     """
     if not spec.includes_dependencies:
         return Plan(())
-    locked = compat.locked_packages(poetry)  # parsed once, used twice below
+    lock = lock or compat.read_lock(poetry)
+    locked = lock.packages
     try:
-        packages = compat.packages_from_lock(poetry, env, spec.groups, spec.extras, locked)
+        packages = compat.packages_from_lock(poetry, env, spec.groups, spec.extras, locked, lock.info)
     except Exception as error:  # the solver's own error types differ between Poetry versions
         raise LockError(
             f"poetry.lock cannot satisfy the project for {spec.target.describe()}: {error}"
