@@ -49,6 +49,7 @@ def wrap(owner, name, label):
             spans.setdefault(label, []).append((begin, time.time()))
     setattr(owner, name, timed)
 wrap(poetry_plugin_lambda.command.LambdaBundleCommand, "handle", "command")
+wrap(pipeline.compat, "read_lock", "lock read")
 wrap(pipeline, "make_plan", "plan")
 wrap(fetch.Fetcher, "fetch_all", "fetch")
 wrap(pipeline.SharedWork, "_build_project", "project build")
@@ -85,15 +86,16 @@ def run_child(project: Path, env: dict[str, str], args: list[str]) -> dict[str, 
         return sum(end - begin for begin, end in spans.get(label, []))
 
     command_begin = spans["command"][0][0]
-    plan_begin = spans["plan"][0][0]
+    plan_begin = spans["lock read"][0][0] if "lock read" in spans else spans["plan"][0][0]
     outputs_end = spans["outputs"][-1][1]
     return {
         "total (launch to exit)": finished - launched,
         "Python start-up": data["started"] - launched,
         "plugin import (with the Poetry modules it needs)": data["plugin_imported"] - data["started"],
         "Poetry start-up: its application, config, plugins": command_begin - data["plugin_imported"],
-        "pyproject and settings read, outputs checked (before the plan)": plan_begin - command_begin,
-        "lock read and marker walk (plan)": total("plan"),
+        "Poetry project loaded, settings read, outputs checked": plan_begin - command_begin,
+        "poetry.lock parsed (Poetry's parser; its first marker builds the grammar)": total("lock read"),
+        "marker walk for the target (plan)": total("plan"),
         "archive lookup and hash checks (fetch)": total("fetch"),
         "project build": total("project build"),
         "assemble (wheels' directories read, entries mapped)": total("assemble"),
