@@ -23,6 +23,9 @@ from poetry_plugin_lambda.assemble import Entry
 from poetry_plugin_lambda.bytecode_cache import BytecodeCache
 from poetry_plugin_lambda.bytecode_cache import Outcome
 from poetry_plugin_lambda.bytecode_cache import interpreter_info
+from poetry_plugin_lambda.bytecode_memo import Memo
+from poetry_plugin_lambda.bytecode_memo import WheelMemos
+from poetry_plugin_lambda.bytecode_memo import file_sha256
 from poetry_plugin_lambda.errors import BundleError
 from poetry_plugin_lambda.pyc_archive import Deflated
 from poetry_plugin_lambda.pyc_archive import deflate
@@ -116,17 +119,31 @@ def _look_up(
 def compile_bytecode(
     entries: Sequence[Entry], python: Path, scratch: Path, *, layer: bool, workers: int, cache_dir: Path
 ) -> Compiled:
-    """A .pyc entry for every .py entry `python` can compile, from `cache_dir` where it can."""
+    """A .pyc entry for every .py entry `python` can compile, from `cache_dir` where it can.
+
+    A wheel whose memo (`bytecode_memo.py`) covers its modules gives them all at once; the
+    others' modules come from the per-module cache, the rest from the interpreter.
+    """
     interpreter = interpreter_info(python, cache_dir)
     cache = BytecodeCache(cache_dir, interpreter)
+    memos = WheelMemos(cache)
     sources = [e for e in entries if e.path.endswith(".py")]
     groups: dict[Path | None, list[Entry]] = {}
     for entry in sources:
         groups.setdefault(entry.archive, []).append(entry)
+    folder = scratch / "bytecode"
+    keys: dict[Path, str] = {}  # each wheel's memo key
+    memo_of: dict[str, tuple[Memo, Entry]] = {}  # source path -> the memo holding its bytecode
     outcomes: dict[str, Outcome] = {}
     misses: list[tuple[Entry, str]] = []  # and their cache keys
     frames = bytearray()  # what the compiler reads: (dfile, source) of each miss
-    with ThreadPoolExecutor(max(1, workers)) as pool:  # inflating and hashing let go of the GIL
+    with ThreadPoolExecutor(max(1, workers)) as pool:  # hashing and inflating let go of the GIL
+        wheels = [archive for archive in groups if archive is not None]
+        tag = interpreter.cache_tag
+        for archive, key, memo in pool.map(lambda a: _memo(memos, a, groups[a], layer, tag, folder / "memos"), wheels):
+            keys[archive] = key
+            if memo is not None:
+                memo_of.update((entry.path, (memo, entry)) for entry in groups.pop(archive))
         for looked_up in pool.map(lambda group: _look_up(group, cache, layer), groups.values()):
             for entry, key, found, data in looked_up:
                 if found is not None:
@@ -136,7 +153,6 @@ def compile_bytecode(
                 dfile = runtime_path(entry.path, layer).encode("utf-8", "surrogateescape")
                 frames += _FRAME.pack(len(dfile), len(data)) + dfile + data
                 misses.append((entry, key))
-    folder = scratch / "bytecode"
     if misses:
         out = _run_compiler(frames, python, folder, workers)
         del frames  # the sources, no longer needed: memory for the compiled modules
@@ -148,21 +164,55 @@ def compile_bytecode(
         for (entry, key), outcome in zip(misses, compiled):
             cache.put(key, outcome)
             outcomes[entry.path] = outcome
+    for wheel, group in groups.items():  # the wheels without a memo: write theirs
+        if wheel is not None:
+            _store_memo(memos, keys[wheel], group, outcomes, interpreter.cache_tag)
     # One archive per distribution, as its wheel: the target dir is written one thread per archive.
     by_owner: dict[str, list[tuple[str, Deflated]]] = {}
+    made: list[Entry] = []
     warnings: list[str] = []
     for entry in sources:
+        name = pyc_path(entry.path, interpreter.cache_tag)
+        if entry.path in memo_of:
+            memo, _ = memo_of[entry.path]
+            if entry.path in memo.skipped:
+                warnings.append(f"Skipped bytecode for {entry.path} ({entry.owner}): {memo.skipped[entry.path]}")
+            else:
+                info = memo.members[name]
+                made.append(Entry(path=name, owner=entry.owner, size=info.file_size, archive=memo.path, info=info))
+            continue
         outcome = outcomes[entry.path]
         if outcome.pyc is None:
             warnings.append(f"Skipped bytecode for {entry.path} ({entry.owner}): {outcome.error}")
             continue
-        by_owner.setdefault(entry.owner, []).append((pyc_path(entry.path, interpreter.cache_tag), outcome.pyc))
-    made = [
+        by_owner.setdefault(entry.owner, []).append((name, outcome.pyc))
+    made += [
         Entry(path=path, owner=owner, size=info.file_size, archive=archive, info=info)
         for owner, members in by_owner.items()
         for path, (archive, info) in write_archives(folder / "zip", members).items()
     ]
     return Compiled(tuple(made), tuple(warnings), cached=len(sources) - len(misses), fresh=len(misses))
+
+
+def _memo(
+    memos: WheelMemos, archive: Path, group: Sequence[Entry], layer: bool, cache_tag: str, scratch: Path
+) -> tuple[Path, str, Memo | None]:
+    """The wheel's memo key, and its memo if it holds exactly these modules' bytecode."""
+    key = memos.key(file_sha256(archive), layer)
+    memo = memos.load(key, [e.path for e in group], scratch)
+    if memo is not None and any(
+        e.path not in memo.skipped and pyc_path(e.path, cache_tag) not in memo.members for e in group
+    ):
+        memo = None  # it does not hold what its index says: the modules come from the cache
+    return archive, key, memo
+
+
+def _store_memo(
+    memos: WheelMemos, key: str, group: Sequence[Entry], outcomes: dict[str, Outcome], cache_tag: str
+) -> None:
+    pycs = [(pyc_path(e.path, cache_tag), outcomes[e.path].pyc) for e in group]
+    skipped = {e.path: outcomes[e.path].error or "" for e in group if outcomes[e.path].pyc is None}
+    memos.store(key, [e.path for e in group], [(name, pyc) for name, pyc in pycs if pyc is not None], skipped)
 
 
 def _run_compiler(frames: bytearray, python: Path, folder: Path, workers: int) -> bytes:

@@ -98,10 +98,10 @@ class BytecodeCache:
     def __init__(self, root: Path, interpreter: Interpreter, optimize: int = 0) -> None:
         self.folder = root / f"{interpreter.cache_tag}-{interpreter.magic.hex()}"
         self.interpreter = interpreter
-        self._salt = json.dumps([interpreter.magic.hex(), interpreter.version, optimize]).encode()
+        self.salt = json.dumps([interpreter.magic.hex(), interpreter.version, optimize]).encode()
 
     def key(self, source: bytes, dfile: str) -> str:
-        digest = hashlib.sha256(self._salt)
+        digest = hashlib.sha256(self.salt)
         digest.update(b"\0" + dfile.encode("utf-8", "surrogateescape") + b"\0")
         digest.update(hashlib.sha256(source).digest())
         return digest.hexdigest()

@@ -1,0 +1,114 @@
+"""A wheel's bytecode kept whole, so a warm `--compile` finds it with one read per wheel.
+
+The per-module cache (`bytecode_cache.py`) is keyed by each source's content: it is what makes
+a module compiled once per content, whatever wheel or version it comes in. But finding a module
+there means inflating and hashing its source and reading one cache file, for every module of
+every run. This memo sits on top of it: one deterministic ZIP per (wheel file, interpreter,
+optimization, runtime place), keyed by the wheel's SHA-256 (so by the bytes of all its members),
+holding the deflated .pyc of each module a bundle took from that wheel, the list of those
+modules and the ones that did not compile (with why). A memo is used only when the SHA-256 kept
+beside it matches its bytes and it covers exactly the modules the bundle needs; otherwise the
+modules come from the per-module cache and the memo is written again. The bytes that were
+checked are copied into the run's scratch folder and their members become the bundle's entries
+as they are (the ZIP copies their compressed bytes, the target dir inflates them and checks
+their CRC): nothing is read from the cache after its check, and a warm run ships the same
+bytes as a cold one.
+
+Layout, under the interpreter's folder of the bytecode cache::
+
+    wheels/<k[:2]>/<k>.zip       the memo (k: SHA-256 of the key)
+    wheels/<k[:2]>/<k>.sha256    the memo's SHA-256, written after it
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import zipfile
+from typing import TYPE_CHECKING
+
+from poetry_plugin_lambda.atomic import write_atomic
+from poetry_plugin_lambda.zipwriter import DOS_EPOCH_MIN
+from poetry_plugin_lambda.zipwriter import DeterministicZipWriter
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
+    from poetry_plugin_lambda.bytecode_cache import BytecodeCache
+    from poetry_plugin_lambda.pyc_archive import Deflated
+
+_INDEX = ".lambda-bundle-memo.json"  # the member listing the sources and the modules skipped
+_CHUNK = 1 << 20
+
+
+def file_sha256(path: Path) -> bytes:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.digest()
+
+
+class Memo:
+    """What a memo gives back: where each .pyc is, and the modules that did not compile."""
+
+    def __init__(self, path: Path, members: dict[str, zipfile.ZipInfo], skipped: dict[str, str]) -> None:
+        self.path, self.members, self.skipped = path, members, skipped
+
+
+class WheelMemos:
+    """The memos of one interpreter's bytecode cache."""
+
+    def __init__(self, cache: BytecodeCache) -> None:
+        self.folder = cache.folder / "wheels"
+        self._salt = cache.salt
+
+    def key(self, wheel_sha256: bytes, layer: bool) -> str:
+        digest = hashlib.sha256(self._salt)
+        digest.update(b"\0layer\0" if layer else b"\0function\0")
+        digest.update(wheel_sha256)
+        return digest.hexdigest()
+
+    def _paths(self, key: str) -> tuple[Path, Path]:
+        folder = self.folder / key[:2]
+        return folder / f"{key}.zip", folder / f"{key}.sha256"
+
+    def load(self, key: str, sources: Sequence[str], scratch: Path) -> Memo | None:
+        """The memo for exactly `sources` (bundle paths of .py files), copied into `scratch`
+        once checked; None if missing, damaged or made for another selection of modules."""
+        path, check = self._paths(key)
+        try:
+            data = path.read_bytes()
+            if check.read_text(encoding="ascii").strip() != hashlib.sha256(data).hexdigest():
+                return None
+            with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                index = json.loads(zf.read(_INDEX))
+                members = {info.filename: info for info in zf.infolist() if info.filename != _INDEX}
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            return None
+        if not isinstance(index, dict) or index.get("sources") != sorted(sources):
+            return None
+        skipped = index.get("skipped")
+        if not isinstance(skipped, dict):
+            return None
+        copy = scratch / f"{key}.zip"
+        scratch.mkdir(parents=True, exist_ok=True)
+        copy.write_bytes(data)
+        return Memo(copy, members, {str(k): str(v) for k, v in skipped.items()})
+
+    def store(self, key: str, sources: Sequence[str], pycs: Sequence[tuple[str, Deflated]], skipped: dict[str, str]) -> None:
+        """Write the memo; a cache that cannot be written only costs speed."""
+        out = io.BytesIO()
+        index = json.dumps({"sources": sorted(sources), "skipped": skipped}, sort_keys=True).encode()
+        with DeterministicZipWriter(out, epoch=DOS_EPOCH_MIN) as writer:
+            for name, pyc in sorted(pycs, key=lambda item: item[0]):
+                writer.add_deflated(name, pyc.data, pyc.crc, pyc.size)
+            writer.add_bytes(_INDEX, index)
+        data = out.getvalue()
+        path, check = self._paths(key)
+        with contextlib.suppress(OSError):
+            write_atomic(path, data)
+            write_atomic(check, hashlib.sha256(data).hexdigest().encode("ascii"))
