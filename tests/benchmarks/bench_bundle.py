@@ -31,6 +31,8 @@ What "warm" and "cold" mean here:
   bundles (a layer, a code bundle, a full bundle without boto3) built by one run: each measured
   run bundles its own copy of the project (without dist/ and build/), made before the run and not
   timed; one unmeasured run on a copy first. Compared with "warm, fresh outputs".
+  These three are measured round by round (plain, `--compile`, three bundles, then the next
+  round), so that the ratios between them compare runs made in the same file system state.
 - **warm**: the tool's download cache (POETRY_CACHE_DIR, UV_CACHE_DIR or PIP_CACHE_DIR, each
   inside the work dir) was filled by one unmeasured run first, but every output (the ZIP, the
   target/install dir) is deleted just before each measured run.
@@ -82,6 +84,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import hashlib
 import json
 import os
@@ -195,6 +198,27 @@ def settle() -> None:
     the next run's file writes down through the kernel's writeback."""
     if hasattr(os, "sync"):
         os.sync()
+
+
+def quiet_file_system(where: Path, limit: float = 240.0) -> float:
+    """Wait (at most `limit` seconds) until creating files is fast again; the seconds waited.
+
+    After thousands of files are deleted (the previous project's last cases), creating files on
+    this ext4 file system stays several times slower for minutes. The probe: 2,000 empty files
+    (no data, so deleting them frees no block) created in under 0.1 s, twice in a row.
+    """
+    start, fast = time.perf_counter(), 0
+    while fast < 2 and time.perf_counter() - start < limit:
+        probe = Path(tempfile.mkdtemp(prefix="fs-probe-", dir=where))
+        begin = time.perf_counter()
+        for i in range(2000):
+            os.close(os.open(probe / str(i), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        took = time.perf_counter() - begin
+        shutil.rmtree(probe)
+        fast = fast + 1 if took < 0.1 else 0
+        if fast < 2:
+            time.sleep(10 if took >= 0.1 else 1)
+    return time.perf_counter() - start
 
 
 def remove(*paths: Path) -> None:
@@ -386,32 +410,6 @@ def case_ours_warm(ws: Workspace, facts: BundleFacts, runs: int) -> Case:
     )
 
 
-def case_ours_fresh_outputs(ws: Workspace, runs: int, *extra: str, name: str = "ours warm, fresh outputs",
-                            description: str = "Poetry's cache filled; new output paths each run, nothing deleted",
-                            ) -> Case:
-    """Warm, writing each run's outputs to new paths: nothing is deleted before or between runs.
-
-    Deleting thousands of files (as "ours warm" does before each run) makes creating the next
-    thousands of files on the same ext4 file system several times slower for a while; a fresh
-    clone in CI has no such deletion behind it. This case measures that situation. The outputs
-    stay under `fresh_root(ws)` until the whole benchmark ends (see `main`), so that no deletion
-    comes just before a later case either; each run's ZIP sha256 is noted.
-    """
-    root = fresh_root(ws) / slug(name)
-    remove(root)
-    digests: list[str] = []
-
-    def zip_path(i: int) -> Path:
-        return root / str(i) / "bundle.zip"
-
-    def step(i: int) -> None:
-        ours(ws, ws.poetry_cache, *extra, *fresh_output_args(root / str(i)))
-
-    case = measure(name, description, runs, step=step, cleanup=lambda i: digests.append(sha256(zip_path(i))))
-    case.notes["zip_sha256"] = digests
-    return case
-
-
 def fresh_root(ws: Workspace) -> Path:
     """Where the fresh-outputs cases write: removed only at the end of the whole benchmark."""
     return ws.base / "fresh"
@@ -567,24 +565,43 @@ def case_ours_three_bundles(ws: Workspace, runs: int) -> Case:
     )
 
 
-def case_ours_three_bundles_fresh(ws: Workspace, runs: int) -> Case:
-    """The CI case for the three-bundle config: each run bundles its own fresh copy of the project.
-
-    The copy (the small project folder, without dist/ and build/) is made before the run and not
-    timed, so nothing is deleted before a run; one unmeasured run on a copy of its own first.
+def cases_fresh_interleaved(ws: Workspace, compile_: Compile, runs: int) -> dict[str, Case]:
+    """The three fresh-output cases measured round by round (plain, `--compile`, three bundles,
+    then again), not one case after the other: this file system's speed drifts by a quarter
+    from one minute to the next (see docs/performance.md), and the ratios between these cases are
+    what the targets are about, so each round's runs see the same state.
     """
-    root = fresh_root(ws) / "three-bundles"
-    remove(root)
+    root = fresh_root(ws)
+    for folder in ("ours-warm-fresh-outputs", "ours-warm-compile-fresh-outputs", "three-bundles"):
+        remove(root / folder)
+    plain = Case("ours warm, fresh outputs", "Poetry's cache filled; new output paths each run, nothing deleted")
+    compiled = Case("ours warm --compile, fresh outputs",
+                    "--compile, artifacts and bytecode cached; new output paths each run, nothing deleted")
+    three = Case("ours three bundles, fresh outputs",
+                 "layer + code + full without boto3 in one run; warm; a fresh copy of the project each run")
+    digests: dict[str, list[str]] = {"plain": [], "compile": []}
+    bundle_three(ws, copy_three_bundles(ws, root / "three-bundles" / "warm-up" / "project"))
 
-    def copy(i: int | str) -> Path:
-        return root / str(i) / "project"
+    def timed(case: Case, step: Callable[[], object]) -> None:
+        settle()
+        start = time.perf_counter()
+        step()
+        case.seconds.append(time.perf_counter() - start)
 
-    bundle_three(ws, copy_three_bundles(ws, copy("warm-up")))
-    return measure(
-        "ours three bundles, fresh outputs",
-        "layer + code + full without boto3 in one run; warm; a fresh copy of the project each run",
-        runs, step=lambda i: bundle_three(ws, copy(i)), prepare=lambda i: copy_three_bundles(ws, copy(i)),
-    )
+    for i in range(runs):
+        out = root / "ours-warm-fresh-outputs" / str(i)
+        timed(plain, functools.partial(ours, ws, ws.poetry_cache, *fresh_output_args(out)))
+        digests["plain"].append(sha256(out / "bundle.zip"))
+        out_c = root / "ours-warm-compile-fresh-outputs" / str(i)
+        timed(compiled, functools.partial(ours, ws, ws.poetry_cache, *compile_.args, *fresh_output_args(out_c)))
+        digests["compile"].append(sha256(out_c / "bundle.zip"))
+        project = copy_three_bundles(ws, root / "three-bundles" / str(i) / "project")
+        timed(three, functools.partial(bundle_three, ws, project))
+        print(f"    round {i + 1}/{runs}: plain {plain.seconds[-1]:.2f} s, --compile {compiled.seconds[-1]:.2f} s,"
+              f" three bundles {three.seconds[-1]:.2f} s", flush=True)
+    plain.notes["zip_sha256"] = digests["plain"]
+    compiled.notes["zip_sha256"] = digests["compile"]
+    return {"ours_fresh_outputs": plain, "ours_compile_fresh_outputs": compiled, "ours_three_bundles_fresh": three}
 
 
 def case_ours_cold(ws: Workspace, facts: BundleFacts, runs: int) -> Case:
@@ -1003,17 +1020,14 @@ def bench_project(kind: str, base: Path, args: argparse.Namespace) -> dict[str, 
     cases: dict[str, Case] = {}
     skipped: list[str] = []
     # The fresh-outputs cases first: nothing has been deleted in this work dir before them.
-    print("ours warm, fresh outputs ...", flush=True)
-    cases["ours_fresh_outputs"] = case_ours_fresh_outputs(ws, runs)
-    print("ours warm --compile, fresh outputs (plus one unmeasured --compile run) ...", flush=True)
+    print("ours warm, fresh outputs: plain, --compile and three bundles, round by round"
+          " (plus one unmeasured --compile run and one unmeasured three-bundle run) ...", flush=True)
     compile_ = prime_compile(ws)
-    cases["ours_compile_fresh_outputs"] = case_ours_fresh_outputs(
-        ws, runs, *compile_.args, name="ours warm --compile, fresh outputs",
-        description="--compile, artifacts and bytecode cached; new output paths each run, nothing deleted")
+    waited = quiet_file_system(ws.base)
+    print(f"  (waited {waited:.0f} s for the file system to be quiet)", flush=True)
+    cases.update(cases_fresh_interleaved(ws, compile_, runs))
     print("peak RSS of a warm --compile run ...", flush=True)
     rss_compile = peak_rss_compile(ws, compile_)
-    print("ours three bundles, fresh outputs (plus one unmeasured run) ...", flush=True)
-    cases["ours_three_bundles_fresh"] = case_ours_three_bundles_fresh(ws, runs)
     print("ours warm ...", flush=True)
     cases["ours_warm"] = case_ours_warm(ws, facts, runs)
     print("peak RSS, ZIP size, offline run ...", flush=True)
