@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from poetry_plugin_lambda import compat
 from poetry_plugin_lambda.assemble import Entry
 from poetry_plugin_lambda.bytecode_cache import BytecodeCache
 from poetry_plugin_lambda.bytecode_cache import Outcome
 from poetry_plugin_lambda.bytecode_cache import interpreter_info
 from poetry_plugin_lambda.bytecode_memo import Memo
 from poetry_plugin_lambda.bytecode_memo import WheelMemos
-from poetry_plugin_lambda.bytecode_memo import file_sha256
 from poetry_plugin_lambda.errors import BundleError
 from poetry_plugin_lambda.pyc_archive import Deflated
 from poetry_plugin_lambda.pyc_archive import deflate
@@ -133,7 +133,7 @@ def compile_bytecode(
         groups.setdefault(entry.archive, []).append(entry)
     folder = scratch / "bytecode"
     keys: dict[Path, str] = {}  # each wheel's memo key
-    memo_of: dict[str, tuple[Memo, Entry]] = {}  # source path -> the memo holding its bytecode
+    memo_of: dict[str, Memo] = {}  # source path -> the memo holding its bytecode
     outcomes: dict[str, Outcome] = {}
     misses: list[tuple[Entry, str]] = []  # and their cache keys
     frames = bytearray()  # what the compiler reads: (dfile, source) of each miss
@@ -143,7 +143,7 @@ def compile_bytecode(
         for archive, key, memo in pool.map(lambda a: _memo(memos, a, groups[a], layer, tag, folder / "memos"), wheels):
             keys[archive] = key
             if memo is not None:
-                memo_of.update((entry.path, (memo, entry)) for entry in groups.pop(archive))
+                memo_of.update((entry.path, memo) for entry in groups.pop(archive))
         for looked_up in pool.map(lambda group: _look_up(group, cache, layer), groups.values()):
             for entry, key, found, data in looked_up:
                 if found is not None:
@@ -174,7 +174,7 @@ def compile_bytecode(
     for entry in sources:
         name = pyc_path(entry.path, interpreter.cache_tag)
         if entry.path in memo_of:
-            memo, _ = memo_of[entry.path]
+            memo = memo_of[entry.path]
             if entry.path in memo.skipped:
                 warnings.append(f"Skipped bytecode for {entry.path} ({entry.owner}): {memo.skipped[entry.path]}")
             else:
@@ -198,7 +198,7 @@ def _memo(
     memos: WheelMemos, archive: Path, group: Sequence[Entry], layer: bool, cache_tag: str, scratch: Path
 ) -> tuple[Path, str, Memo | None]:
     """The wheel's memo key, and its memo if it holds exactly these modules' bytecode."""
-    key = memos.key(file_sha256(archive), layer)
+    key = memos.key(compat.file_hash(archive), layer)
     memo = memos.load(key, [e.path for e in group], scratch)
     if memo is not None and any(
         e.path not in memo.skipped and pyc_path(e.path, cache_tag) not in memo.members for e in group

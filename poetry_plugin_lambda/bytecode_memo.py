@@ -41,15 +41,6 @@ if TYPE_CHECKING:
     from poetry_plugin_lambda.pyc_archive import Deflated
 
 _INDEX = ".lambda-bundle-memo.json"  # the member listing the sources and the modules skipped
-_CHUNK = 1 << 20
-
-
-def file_sha256(path: Path) -> bytes:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.digest()
 
 
 class Memo:
@@ -66,10 +57,10 @@ class WheelMemos:
         self.folder = cache.folder / "wheels"
         self._salt = cache.salt
 
-    def key(self, wheel_sha256: bytes, layer: bool) -> str:
+    def key(self, wheel_sha256: str, layer: bool) -> str:
         digest = hashlib.sha256(self._salt)
         digest.update(b"\0layer\0" if layer else b"\0function\0")
-        digest.update(wheel_sha256)
+        digest.update(wheel_sha256.encode("ascii"))
         return digest.hexdigest()
 
     def _paths(self, key: str) -> tuple[Path, Path]:

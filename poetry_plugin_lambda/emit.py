@@ -131,11 +131,7 @@ def _stage_zip(job: OutputJob, cancel: threading.Event) -> tuple[Staged, ZipResu
 def _stage_dirs(jobs: Sequence[OutputJob], cancels: Sequence[threading.Event]) -> list[Staged | Exception]:
     staged = stage_target_dirs([(job.entries, job.target_dir, cancel) for job, cancel in zip(jobs, cancels)])
     return [
-        os_error(result, f"write {job.target_dir}")
-        if isinstance(result, OSError)
-        else result
-        if isinstance(result, (Staged, Exception))
-        else Cancelled()
+        os_error(result, f"write {job.target_dir}") if isinstance(result, OSError) else result
         for job, result in zip(jobs, staged)
     ]
 

@@ -41,17 +41,9 @@ _CHUNK = 1 << 20
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
-def stage_target_dir(entries: Sequence[Entry], target_dir: Path, cancel: threading.Event) -> Staged:
-    """A complete new target dir beside `target_dir`, not yet in place (see `Swap`)."""
-    result = stage_target_dirs([(entries, target_dir, cancel)])[0]
-    if isinstance(result, BaseException):
-        raise result
-    return result
-
-
 def stage_target_dirs(
     jobs: Sequence[tuple[Sequence[Entry], Path, threading.Event]],
-) -> list[Staged | BaseException]:
+) -> list[Staged | Exception]:
     """Several complete new target dirs (entries, target dir, cancel), staged in one pass.
 
     A wheel member that several of them hold (a layer and a function of the same run) is read
@@ -113,7 +105,7 @@ class _Job:
     def __init__(self, target_dir: Path, cancel: threading.Event) -> None:
         self.target_dir, self.cancel = target_dir, cancel
         self.staged: Staged | None = None
-        self.error: BaseException | None = None
+        self.error: Exception | None = None
         self.exact = False  # modes come out as asked: no chmod needed
         self._lock = threading.Lock()
 
@@ -133,13 +125,13 @@ class _Job:
     def live(self) -> bool:
         return self.error is None and not self.cancel.is_set()
 
-    def fail(self, error: BaseException) -> None:
+    def fail(self, error: Exception) -> None:
         with self._lock:
             if self.error is None:
                 self.error = error
         self.cancel.set()  # its ZIP would be discarded: stop writing it
 
-    def finish(self) -> Staged | BaseException:
+    def finish(self) -> Staged | Exception:
         """The staged folder, complete; or this job's error, with whatever it staged removed."""
         if self.live and self.staged is not None:
             try:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from typing import BinaryIO
 
+from poetry_plugin_lambda.zipread import CHUNK
 from poetry_plugin_lambda.zipread import FLAG_UTF8
 from poetry_plugin_lambda.zipread import LOCAL
 from poetry_plugin_lambda.zipread import LOCAL_SIG
@@ -47,7 +48,6 @@ if TYPE_CHECKING:
 DOS_EPOCH_MIN: int = 315532800  # 1980-01-01 00:00:00 UTC, the earliest time a ZIP can store
 DOS_EPOCH_MAX: int = calendar.timegm((2107, 12, 31, 23, 59, 59, 0, 0, 0))  # the latest
 
-CHUNK_SIZE = 1 << 20
 ZIP16_LIMIT = 0xFFFF
 DEFLATE_LEVEL = 6
 
@@ -154,7 +154,7 @@ class _Deflater:
     def chunks(self, stream: BinaryIO) -> Iterator[bytes]:
         """Compressed blocks of `stream`, read in 1 MiB chunks so memory stays flat."""
         compressor = zlib.compressobj(DEFLATE_LEVEL, zlib.DEFLATED, -15)
-        while chunk := stream.read(CHUNK_SIZE):
+        while chunk := stream.read(CHUNK):
             self.crc = zlib.crc32(chunk, self.crc)
             self.file_size += len(chunk)
             block = compressor.compress(chunk)
