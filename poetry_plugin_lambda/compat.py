@@ -68,6 +68,11 @@ def lock_status(poetry: Poetry) -> tuple[bool, bool]:
     locker = poetry.locker
     if not locker.is_locked():
         return False, False
+    # `is_fresh` parses the whole lock again; the hash it compares first is in the lock data
+    # every plan reads anyway. Only a mismatch goes to Poetry (it forgives older lock hashes).
+    content_hash = getattr(locker, "_content_hash", None)
+    if content_hash is not None and locker.lock_data["metadata"].get("content-hash") == content_hash:
+        return True, True
     return True, bool(locker.is_fresh())
 
 

@@ -39,7 +39,11 @@ class Plan:
 
 def check_lock(poetry: Poetry) -> None:
     """A missing or stale lock would make the bundle differ from what the user reviewed."""
-    locked, fresh = compat.lock_status(poetry)
+    try:
+        locked, fresh = compat.lock_status(poetry)
+    except (RuntimeError, ValueError) as error:  # Poetry's words for a lock it cannot read
+        cause = " ".join(str(error).split())
+        raise LockError(f"poetry.lock cannot be read: {cause} Run `poetry lock` to write it again.") from None
     if not locked:
         raise LockError(
             f"No poetry.lock in {poetry.pyproject_path.parent}. The bundle is built from the"

@@ -121,6 +121,16 @@ def test_missing_and_stale_lock(world, tmp_path: Path, monkeypatch: pytest.Monke
         check_lock(load_poetry(project, world["cache"], monkeypatch))
 
 
+@pytest.mark.parametrize("lock", ["garbage = = =\n", '[[package]]\nname = "x"\n'])
+def test_unreadable_lock_is_a_clear_error(world, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lock: str) -> None:
+    project = tmp_path / "svc"
+    project.mkdir()
+    (project / "pyproject.toml").write_text((world["svc"] / "pyproject.toml").read_text())
+    (project / "poetry.lock").write_text(lock)
+    with pytest.raises(LockError, match="poetry.lock cannot be read: .* Run `poetry lock`"):
+        check_lock(load_poetry(project, world["cache"], monkeypatch))
+
+
 def test_target_env_describes_the_target_not_the_host(world, monkeypatch: pytest.MonkeyPatch) -> None:
     poetry = load_poetry(world["svc"], world["cache"], monkeypatch)
     env = env_for(spec_for(poetry, runtime="python3.12", architecture="arm64"))
