@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 MARKER = ".lambda-bundle-target"
 MARKER_TEXT = "This folder is written by `poetry lambda-bundle`; every run replaces it whole.\n"
-_WRITERS = 4  # file creation is bound by the file system, not the CPU: keep it busy
+_WRITERS = min(4, os.cpu_count() or 2)  # one per core: more only fight for the GIL (measured)
 _CHUNK = 1 << 20
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
