@@ -33,6 +33,7 @@ from poetry_plugin_lambda.pyc_archive import write_archives
 from poetry_plugin_lambda.sources import Archives
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from collections.abc import Sequence
 
 # Runs inside the target's interpreter: reads (dfile, source) frames, writes one outcome frame each:
@@ -117,13 +118,23 @@ def _look_up(
 
 
 def compile_bytecode(
-    entries: Sequence[Entry], python: Path, scratch: Path, *, layer: bool, workers: int, cache_dir: Path
+    entries: Sequence[Entry],
+    python: Path,
+    scratch: Path,
+    *,
+    layer: bool,
+    workers: int,
+    cache_dir: Path,
+    wheel_sha256: Mapping[Path, str] | None = None,
 ) -> Compiled:
     """A .pyc entry for every .py entry `python` can compile, from `cache_dir` where it can.
 
     A wheel whose memo (`bytecode_memo.py`) covers its modules gives them all at once; the
-    others' modules come from the per-module cache, the rest from the interpreter.
+    others' modules come from the per-module cache, the rest from the interpreter. Memos are
+    keyed by each wheel's SHA-256: `wheel_sha256` gives those the lock check already computed,
+    the others are hashed here.
     """
+    known = wheel_sha256 or {}
     interpreter = interpreter_info(python, cache_dir)
     cache = BytecodeCache(cache_dir, interpreter)
     memos = WheelMemos(cache)
@@ -140,7 +151,8 @@ def compile_bytecode(
     with ThreadPoolExecutor(max(1, workers)) as pool:  # hashing and inflating let go of the GIL
         wheels = [archive for archive in groups if archive is not None]
         tag = interpreter.cache_tag
-        for archive, key, memo in pool.map(lambda a: _memo(memos, a, groups[a], layer, tag, folder / "memos"), wheels):
+        memo_args = (memos, layer, tag, folder / "memos")
+        for archive, key, memo in pool.map(lambda a: _memo(a, known.get(a), groups[a], *memo_args), wheels):
             keys[archive] = key
             if memo is not None:
                 memo_of.update((entry.path, memo) for entry in groups.pop(archive))
@@ -195,10 +207,16 @@ def compile_bytecode(
 
 
 def _memo(
-    memos: WheelMemos, archive: Path, group: Sequence[Entry], layer: bool, cache_tag: str, scratch: Path
+    archive: Path,
+    sha256: str | None,
+    group: Sequence[Entry],
+    memos: WheelMemos,
+    layer: bool,
+    cache_tag: str,
+    scratch: Path,
 ) -> tuple[Path, str, Memo | None]:
     """The wheel's memo key, and its memo if it holds exactly these modules' bytecode."""
-    key = memos.key(compat.file_hash(archive), layer)
+    key = memos.key(sha256 or compat.file_hash(archive), layer)
     memo = memos.load(key, [e.path for e in group], scratch)
     if memo is not None and any(
         e.path not in memo.skipped and pyc_path(e.path, cache_tag) not in memo.members for e in group

@@ -48,11 +48,13 @@ __all__ = ["Artifact", "Fetcher", "Progress"]
 
 @dataclass(frozen=True)
 class Artifact:
-    """A verified wheel for one distribution."""
+    """A verified wheel for one distribution; `sha256` is the wheel's SHA-256 when it was checked
+    against the lock with it (None for wheels built here)."""
 
     name: str
     version: str
     wheel: Path
+    sha256: str | None = None
 
 
 class Fetcher:
@@ -81,8 +83,9 @@ class Fetcher:
 
     def fetch(self, package: Package) -> Artifact:
         kind = package.source_type
+        sha256 = None
         if kind in (None, "", "legacy"):
-            wheel = self._from_index(package)
+            wheel, sha256 = self._from_index(package)
         elif kind == "file":
             wheel = self._builder.from_file(package)
         elif kind == "directory":
@@ -90,23 +93,26 @@ class Fetcher:
         elif kind == "git":
             wheel = self._builder.from_git(package)
         elif kind == "url":
-            wheel = self._from_url(package)
+            wheel, sha256 = self._from_url(package)
         else:
             raise FetchError(
                 f"{package.pretty_name} {package.pretty_version} is a {kind} dependency, which"
                 " this version of poetry-plugin-lambda cannot bundle yet."
             )
-        return Artifact(package.name, package.version.text, wheel)
+        return Artifact(package.name, package.version.text, wheel, sha256)
 
-    def _from_index(self, package: Package) -> Path:
-        """The lock names the files; the target's tags pick one; the source serves it."""
+    def _from_index(self, package: Package) -> tuple[Path, str | None]:
+        """The lock names the files; the target's tags pick one; the source serves it. Returns the
+        wheel, and its SHA-256 when the lock checked it with that (not for a built sdist)."""
         label = label_of(package)
         wheels, sdists = self._binary(package.name)
         filename = choose_locked_file(package, self._target, wheels, sdists)
         digest = locked_sha256(package, filename)
         known = self._index.lookup(digest) if digest else None
-        if known is not None and known.name == filename and matches_lock(known, package):
-            return known if filename.endswith(".whl") else self._builder.from_sdist(package, known)
+        if known is not None and known.name == filename:
+            matches, sha256 = matches_lock(known, package)
+            if matches:
+                return self._wheel_of(package, known, sha256)
         try:
             links = compat.find_links(self._poetry.pool, package)
         except Exception as error:
@@ -120,12 +126,16 @@ class Fetcher:
                 " Run `poetry lock` to lock what the source offers now."
             )
         cached = self._download(package, link)
-        verify_hash(cached, package)
+        sha256 = verify_hash(cached, package)
         if digest:
             self._index.record(digest, cached)
-        if filename.endswith(".whl"):
-            return cached
-        return self._builder.from_sdist(package, cached)
+        return self._wheel_of(package, cached, sha256)
+
+    def _wheel_of(self, package: Package, archive: Path, sha256: str | None) -> tuple[Path, str | None]:
+        """A verified wheel as it is; a verified sdist built into a wheel (which has no lock hash)."""
+        if archive.name.endswith(".whl"):
+            return archive, sha256
+        return self._builder.from_sdist(package, archive), None
 
     def _download(self, package: Package, link: Link) -> Path:
         """The archive behind `link`, from Poetry's artifact cache or downloaded into it."""
@@ -157,7 +167,7 @@ class Fetcher:
             " against the sources you use now."
         )
 
-    def _from_url(self, package: Package) -> Path:
+    def _from_url(self, package: Package) -> tuple[Path, str | None]:
         """A direct URL archive: downloaded through Poetry's cache, hash-checked, built if sdist.
 
         A URL can serve other bytes tomorrow: without a hash in the lock it is refused.
@@ -170,12 +180,10 @@ class Fetcher:
                 " Run `poetry lock` (Poetry 1.2 or newer records it) to record the hash."
             )
         cached = self._download(package, compat.link_for(package.source_url))
-        verify_hash(cached, package)
-        if cached.name.endswith(".whl"):
-            if wheel_rank(cached.name, self._target) is None:
-                raise no_wheel_error(package, self._target, f"{cached.name} is for another platform")
-            return cached
-        return self._builder.from_sdist(package, cached)
+        sha256 = verify_hash(cached, package)
+        if cached.name.endswith(".whl") and wheel_rank(cached.name, self._target) is None:
+            raise no_wheel_error(package, self._target, f"{cached.name} is for another platform")
+        return self._wheel_of(package, cached, sha256)
 
 
 def _verbose_log(io: IO) -> Callable[[str], None]:

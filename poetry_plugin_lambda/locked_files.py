@@ -25,8 +25,12 @@ if TYPE_CHECKING:
 SDIST_SUFFIXES = (".tar.gz", ".zip", ".tar.bz2", ".tgz")
 
 
-def verify_hash(archive: Path, package: Package) -> None:
-    """The archive's hash must be one poetry.lock recorded for that file name."""
+def verify_hash(archive: Path, package: Package) -> str | None:
+    """The archive's hash must be one poetry.lock recorded for that file name.
+
+    Returns the archive's SHA-256 (hex) when that is the hash checked, so nothing hashes the
+    verified archive again (`--compile` keys its memos by it); None for another algorithm.
+    """
     name = archive.name
     known = [f["hash"] for f in package.files if f.get("file") == name]
     label = f"{package.pretty_name} {package.pretty_version}"
@@ -50,6 +54,7 @@ def verify_hash(archive: Path, package: Package) -> None:
             f" {expected}. The file changed after locking or the cache is corrupt: delete"
             f" {archive} (if it is a cached download) or run `poetry lock`."
         )
+    return actual if kind == "sha256" else None
 
 
 def locked_sha256(package: Package, filename: str) -> str | None:
@@ -60,12 +65,12 @@ def locked_sha256(package: Package, filename: str) -> str | None:
     return None
 
 
-def matches_lock(archive: Path, package: Package) -> bool:
+def matches_lock(archive: Path, package: Package) -> tuple[bool, str | None]:
+    """(the archive matches the lock, its SHA-256 when that is the hash checked)."""
     try:
-        verify_hash(archive, package)
+        return True, verify_hash(archive, package)
     except FetchError:
-        return False
-    return True
+        return False, None
 
 
 def wheel_tags(package: Package) -> list[str]:

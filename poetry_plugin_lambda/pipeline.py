@@ -232,7 +232,8 @@ def _assemble(prepared: _Prepared, shared: SharedWork, progress: Progress) -> _A
     if prepared.compiler is not None:
         progress.line(f"  - Compiling bytecode with <c1>{prepared.compiler}</>{tag}")
         scratch = shared.scratch / f"compile-{spec.name or 'bundle'}"
-        compiled = _compile(shared.bytecode_cache, entries, prepared.compiler, scratch, spec)
+        digests = {a.wheel: a.sha256 for a in prepared.artifacts if a.sha256}
+        compiled = _compile(shared.bytecode_cache, entries, prepared.compiler, scratch, spec, digests)
         progress.line(f"    {compiled.fresh:,} compiled now, {compiled.cached:,} from the bytecode cache{tag}")
         entries = merge(entries, compiled.entries)
         warnings += _summarise(compiled.warnings)
@@ -297,12 +298,15 @@ def _interpreter(poetry: Poetry, spec: BundleSpec, why: str) -> Path:
     return require_interpreter(version, spec.compile_with, why, lambda: compat.project_python(poetry))
 
 
-def _compile(cache_dir: Path, entries: list[Entry], python: Path, scratch: Path, spec: BundleSpec) -> Compiled:
+def _compile(
+    cache_dir: Path, entries: list[Entry], python: Path, scratch: Path, spec: BundleSpec, digests: dict[Path, str]
+) -> Compiled:
     from poetry_plugin_lambda.bytecode import compile_bytecode
 
     workers = os.cpu_count() or 1
     return compile_bytecode(
-        entries, python, scratch, layer=spec.layout == "layer", workers=workers, cache_dir=cache_dir
+        entries, python, scratch, layer=spec.layout == "layer", workers=workers, cache_dir=cache_dir,
+        wheel_sha256=digests,
     )
 
 

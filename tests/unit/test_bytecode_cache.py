@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import shutil
 import subprocess
@@ -211,6 +212,30 @@ def test_a_wheels_memo_serves_its_modules_with_one_read(python312: Path, tmp_pat
     assert (warm.fresh, warm.cached) == (0, 5)
     assert _shipped(warm) == _shipped(cold) and warm.warnings == cold.warnings
     assert all(e.archive is not None and cache not in e.archive.parents for e in warm.entries)  # scratch copies
+
+
+def test_a_wheel_checked_against_the_lock_is_not_hashed_again(
+    python312: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The memo key comes from the SHA-256 the lock check computed: the same memo, no second hash."""
+    cache = tmp_path / "cache"
+    entries = _entries(tmp_path)
+    cold = _compile(entries, python312, tmp_path, cache)
+    wheel = next(e.archive for e in entries if e.archive is not None)
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a wheel with a known SHA-256 was hashed again")
+
+    monkeypatch.setattr(bytecode.compat, "file_hash", refuse)
+    _no_subprocess(monkeypatch)
+    scratch = tmp_path / "scratch-known"
+    warm = compile_bytecode(
+        entries, python312, scratch, layer=False, workers=2, cache_dir=cache, wheel_sha256={wheel: digest}
+    )
+    assert (warm.fresh, warm.cached) == (0, 5)
+    assert _shipped(warm) == _shipped(cold)
+    assert any(e.archive is not None and e.archive.parent.name == "memos" for e in warm.entries)  # from the memo
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "check", "other-selection"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import zipfile
 from pathlib import Path
 
@@ -81,6 +82,11 @@ def test_wheels_from_the_source_sdists_built(world, tmp_path: Path, monkeypatch:
     assert artifacts["onlysdist"].wheel.name.endswith("-py3-none-any.whl")
     assert any("Building" in line and "onlysdist" in line for line in progress.lines)
     assert not any("Building" in line and "both" in line for line in progress.lines)
+    # a verified wheel carries the SHA-256 its check computed; a wheel built here has none
+    assert artifacts["alpha"].sha256 == hashlib.sha256(artifacts["alpha"].wheel.read_bytes()).hexdigest()
+    assert artifacts["onlysdist"].sha256 is None
+    warm = {a.name: a for a in fetcher.fetch_all(plan)}  # from the archive index: the same
+    assert warm["alpha"].sha256 == artifacts["alpha"].sha256
 
 
 @pytest.mark.parametrize("setting", [":all:", "onlysdist", "alpha,onlysdist"])
