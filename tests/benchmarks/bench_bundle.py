@@ -127,6 +127,7 @@ PROJECTS: dict[str, tuple[str, str, Callable[[Path, str], Path]]] = {
     "wide": (WIDE_PROJECT, WIDE_PACKAGE, write_wide_project),
 }
 from tests.fixtures.interpreters import find_python  # noqa: E402
+from tests.fixtures.projects import compile_plugin_bytecode  # noqa: E402
 from tests.fixtures.projects import poetry_env  # noqa: E402
 from tests.fixtures.projects import run_poetry  # noqa: E402
 
@@ -1129,6 +1130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except argparse.ArgumentTypeError as error:
         parser.error(str(error))
 
+    compile_plugin_bytecode()  # as installed: measured as users run it
     temp: Path | None = None
     if args.workdir is not None:
         root = args.workdir.resolve()

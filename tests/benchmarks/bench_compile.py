@@ -42,6 +42,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from tests.fixtures.index import LoopbackIndex  # noqa: E402
 from tests.fixtures.interpreters import find_python  # noqa: E402
+from tests.fixtures.projects import compile_plugin_bytecode  # noqa: E402
 from tests.fixtures.projects import poetry_env  # noqa: E402
 from tests.fixtures.projects import poetry_lock  # noqa: E402
 from tests.fixtures.projects import write_project  # noqa: E402
@@ -113,6 +114,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--workdir", type=Path, default=None)
     options = parser.parse_args()
+    compile_plugin_bytecode()  # as installed: measured as users run it
     python = find_python("3.12")
     if python is None:
         raise SystemExit("needs a python3.12 (PATH or pyenv)")

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.fixtures.projects import compile_plugin_bytecode
 from tests.fixtures.projects import poetry_env
 
 # Runs inside the child: wraps the stage functions, then runs Poetry's console as `-m poetry` does.
@@ -119,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                         " creations for a while, so comparisons in a row should keep them)")
     args = parser.parse_args(argv)
     env = poetry_env(args.cache_dir)
+    compile_plugin_bytecode()  # as installed: measured as users run it
     out = args.out.resolve() if args.out else Path(tempfile.mkdtemp(prefix="profile-bundle-"))
     try:
         version = [run_version(args.project, env) for _ in range(args.runs)]
