@@ -1,15 +1,24 @@
-"""Write both outputs of a bundle so that they always agree: stage both, then commit both.
+"""Write every bundle's two outputs so that they always agree: stage both, then commit both.
 
-The ZIP (`zip_output`) and the target dir (`target_dir`) are written side by side, each complete
-beside its final place. Only when both are complete are they committed: the target dir is
-swapped in, then the ZIP renamed over the previous one; if that rename fails the target dir swap
-is undone. Any failure before leaves both outputs as they were, and the error names the path
-and the cause. The paths the user gave are checked first, before any work is done.
+Each bundle's ZIP (`zip_output`) and target dir (`target_dir`) are staged complete beside their
+final places, filled in one pass over the source archives: every member is read once (its
+local header checked against the central directory), copied as its compressed bytes into each
+ZIP that holds it, at the place the ZIP's layout gives it, and inflated once (its CRC checked)
+into a new file of each target dir that holds it. So the two outputs of a bundle are written
+from the same bytes, and the bundles of one run share the reading and inflating. The pass runs
+one thread per core, one archive at a time each (largest first); a bundle that fails stops
+alone, its staged outputs removed.
+
+Only when both outputs of a bundle are complete are they committed: the target dir is swapped
+in, then the ZIP renamed over the previous one; if that rename fails the target dir swap is
+undone. Any failure before leaves both outputs as they were, and the error names the path and
+the cause. The paths the user gave are checked first, before any work is done.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,23 +29,37 @@ from typing import TypeVar
 from poetry_plugin_lambda.atomic import Cancelled
 from poetry_plugin_lambda.atomic import Staged
 from poetry_plugin_lambda.errors import OutputError
+from poetry_plugin_lambda.errors import WheelError
 from poetry_plugin_lambda.errors import os_error
+from poetry_plugin_lambda.sources import Inflater
+from poetry_plugin_lambda.sources import as_archive_members
+from poetry_plugin_lambda.sources import inflated
+from poetry_plugin_lambda.sources import is_deflated_member
+from poetry_plugin_lambda.sources import unreadable
 from poetry_plugin_lambda.target_dir import MARKER
+from poetry_plugin_lambda.target_dir import StagedTargetDir
 from poetry_plugin_lambda.target_dir import Swap
-from poetry_plugin_lambda.target_dir import stage_target_dirs
+from poetry_plugin_lambda.target_dir import write_all
+from poetry_plugin_lambda.zip_output import StagedZip
 from poetry_plugin_lambda.zip_output import ZipResult
-from poetry_plugin_lambda.zip_output import stage_zip
+from poetry_plugin_lambda.zip_output import lay_out
+from poetry_plugin_lambda.zipread import CHUNK
+from poetry_plugin_lambda.zipread import RawSource
+from poetry_plugin_lambda.zipread import ZipWriteError
 
 if TYPE_CHECKING:
+    import zipfile
     from collections.abc import Callable
     from collections.abc import Sequence
-    from concurrent.futures import Future
 
     from poetry_plugin_lambda.assemble import Entry
 
 T = TypeVar("T")
 
 __all__ = ["MARKER", "OutputJob", "ZipResult", "check_outputs", "write_all_outputs", "write_outputs"]
+
+_WORKERS = min(4, os.cpu_count() or 2)  # inflating and system calls let go of the GIL; more threads only wait for it
+_PER_FILE = 16 << 10  # what creating a file costs, in bytes written, when ordering the work
 
 
 def check_outputs(output: Path, target_dir: Path, project_root: Path) -> None:
@@ -96,90 +119,286 @@ def write_outputs(entries: Sequence[Entry], output: Path, target_dir: Path, epoc
 def write_all_outputs(jobs: Sequence[OutputJob]) -> list[ZipResult | Exception]:
     """Each job's ZIP and target dir, both or neither; a job that fails leaves the others be.
 
-    The target dirs are staged together in the background (a member that several bundles hold
-    is read and inflated once), the ZIPs one after the other beside them; then each job whose
-    two outputs are both staged is committed. Its error is returned in a failed job's place.
+    Every job's outputs are staged, filled in one pass (a member several jobs hold is read and
+    inflated once), completed, and then each job whose two outputs are both complete is
+    committed. Its error is returned in a failed job's place.
     """
-    cancels = [threading.Event() for _ in jobs]
-    zips: list[tuple[Staged, ZipResult] | Exception] = []
-    with ThreadPoolExecutor(max_workers=1) as background:
-        # Both are bound by the file system more than the CPU: write them side by side.
-        staging_dirs = background.submit(_stage_dirs, jobs, cancels)
-        try:
-            for job, cancel in zip(jobs, cancels):
-                zips.append(_stage_zip(job, cancel))
-            dirs = staging_dirs.result()
-        except BaseException:  # interrupted, or a bug: stop everything and remove what was staged
-            for cancel in cancels:
-                cancel.set()
-            for staged in zips:
-                if not isinstance(staged, Exception):
-                    staged[0].discard()
-            _discard_quietly(staging_dirs)
-            raise
-    return [_commit(job, staged_zip, staged_dir) for job, staged_zip, staged_dir in zip(jobs, zips, dirs)]
-
-
-def _stage_zip(job: OutputJob, cancel: threading.Event) -> tuple[Staged, ZipResult] | Exception:
+    bundles = [_Bundle(job) for job in jobs]
     try:
-        return _stage(lambda: stage_zip(job.entries, job.output, job.epoch, cancel), job.output)
-    except Exception as error:  # returned as this job's outcome
-        cancel.set()  # its target dir would be discarded: stop writing it
-        return error
+        for bundle in bundles:
+            bundle.stage()
+        _fill(bundles)
+        for bundle in bundles:
+            bundle.complete()
+    except BaseException:  # interrupted, or a bug: remove everything that was staged
+        for bundle in bundles:
+            bundle.fail(Cancelled())
+            bundle.discard()
+        raise
+    return [bundle.commit() for bundle in bundles]
 
 
-def _stage_dirs(jobs: Sequence[OutputJob], cancels: Sequence[threading.Event]) -> list[Staged | Exception]:
-    staged = stage_target_dirs([(job.entries, job.target_dir, cancel) for job, cancel in zip(jobs, cancels)])
-    return [
-        os_error(result, f"write {job.target_dir}") if isinstance(result, OSError) else result
-        for job, result in zip(jobs, staged)
-    ]
+class _Bundle:
+    """One job's outputs being staged, and the first error that stopped them."""
 
+    def __init__(self, job: OutputJob) -> None:
+        self.job = job
+        self.entries: list[Entry] = []
+        self.error: Exception | None = None
+        self._scratch: Staged | None = None  # the job's generated and project files, deflated
+        self._zip: StagedZip | None = None
+        self._dir: StagedTargetDir | None = None
+        self._result: ZipResult | None = None  # both complete: the ZIP's facts and the staged folder
+        self._staged_dir: Staged | None = None
+        self._lock = threading.Lock()
 
-def _commit(
-    job: OutputJob, staged_zip: tuple[Staged, ZipResult] | Exception, staged_dir: Staged | Exception
-) -> ZipResult | Exception:
-    """Put both staged outputs in place, or neither; the error that stopped them otherwise."""
-    if isinstance(staged_zip, Exception):
-        if not isinstance(staged_dir, Exception):
-            staged_dir.discard()
-        elif isinstance(staged_zip, Cancelled):
-            return staged_dir  # the target dir failed first: its error is the one to report
-        return staged_zip
-    zip_file, result = staged_zip
-    if isinstance(staged_dir, Exception):
-        zip_file.discard()
-        return staged_dir
-    with zip_file:
+    @property
+    def live(self) -> bool:
+        return self.error is None
+
+    def fail(self, error: Exception) -> None:
+        with self._lock:
+            if self.error is None:
+                self.error = error
+
+    def stage(self) -> None:
+        """Its entries as archive members, its ZIP laid out, both outputs' temporaries created."""
+        job = self.job
         try:
-            swap = _stage(lambda: Swap(staged_dir), job.target_dir)
+            self.entries = _on_disk(lambda: self._members(job.entries), job.output)
+            layout = lay_out(self.entries, job.epoch)
+            self._zip = _on_disk(lambda: StagedZip(job.output, layout), job.output)
+            self._dir = _on_disk(lambda: StagedTargetDir(job.target_dir, self.entries), job.target_dir)
+        except Exception as error:  # returned as this job's outcome
+            self.fail(error)
+
+    def _members(self, entries: Sequence[Entry]) -> list[Entry]:
+        if all(is_deflated_member(entry) for entry in entries):
+            return list(entries)
+        self._scratch = Staged(self.job.output)  # beside the output: removed by the next run if killed
+        with os.fdopen(os.dup(self._scratch.fd), "w+b", buffering=CHUNK) as scratch:
+            return as_archive_members(entries, scratch, self._scratch.path)
+
+    def put(self, index: int, raw: bytes, data: bytes) -> None:
+        """Member `index`, small enough to hold: its compressed bytes into the ZIP, its bytes into
+        a new file of the target dir."""
+        zip_file, target, entry = self._zip, self._dir, self.entries[index]
+        assert zip_file is not None and target is not None
+        if not self.live:
+            return
+        layout = zip_file.layout
+        try:
+            zip_file.write_at(layout.offsets[index], layout.heads[index] + raw)
+        except OSError as error:
+            self.fail(os_error(error, f"write {self.job.output}"))
+            return
+        try:
+            target.write(entry.path, data, entry.executable)
+        except OSError as error:
+            self.fail(os_error(error, f"write {self.job.target_dir}"))
+
+    def open_member(self, index: int) -> _Open | None:
+        """Member `index`, written in pieces: its local header written and its file created."""
+        zip_file, target, entry = self._zip, self._dir, self.entries[index]
+        assert zip_file is not None and target is not None
+        layout = zip_file.layout
+        if not self.attempt(lambda: zip_file.write_at(layout.offsets[index], layout.heads[index]), self.job.output):
+            return None
+        fds: list[int] = []
+        if not self.attempt(lambda: fds.append(target.create(entry.path, entry.executable)), self.job.target_dir):
+            return None
+        return _Open(self, fds[0], zip_file.member_start(index))
+
+    def attempt(self, work: Callable[[], object], path: Path) -> bool:
+        """Run `work` unless this job has failed; False if it has (a refusal of the operating
+        system fails it, naming `path`)."""
+        if not self.live:
+            return False
+        try:
+            work()
+        except OSError as error:
+            self.fail(os_error(error, f"write {path}"))
+            return False
+        return True
+
+    def complete(self) -> None:
+        """Both outputs complete: the ZIP's central directory written, synced and hashed; the
+        target dir's marker written."""
+        if not self.live:
+            return
+        assert self._zip is not None and self._dir is not None
+        try:
+            self._result = _on_disk(self._zip.finish, self.job.output)
+            self._staged_dir = _on_disk(self._dir.finish, self.job.target_dir)
+        except Exception as error:  # returned as this job's outcome
+            self.fail(error)
+
+    def commit(self) -> ZipResult | Exception:
+        """Put both staged outputs in place, or neither; the error that stopped them otherwise."""
+        self._discard_scratch()
+        if self.error is not None:
+            self.discard()
+            return self.error
+        job, zip_file, staged_dir, result = self.job, self._zip, self._staged_dir, self._result
+        assert zip_file is not None and staged_dir is not None and result is not None
+        try:
+            swap = _on_disk(lambda: Swap(staged_dir), job.target_dir)
         except Exception as error:
-            staged_dir.discard()
+            self.discard()
             return error
         try:
-            _stage(zip_file.commit, job.output)
+            _on_disk(zip_file.commit, job.output)
         except Exception as error:
             swap.undo()
+            zip_file.discard()
             return error
         swap.finish()
-    _remove_legacy_manifest(job.target_dir)
-    return result
+        _remove_legacy_manifest(job.target_dir)
+        return result
+
+    def discard(self) -> None:
+        """Remove whatever was staged (nothing of a committed output)."""
+        for staged in (self._zip, self._dir):
+            if staged is not None:
+                with contextlib.suppress(OSError):
+                    staged.discard()
+        self._discard_scratch()
+
+    def _discard_scratch(self) -> None:
+        if self._scratch is not None:
+            with contextlib.suppress(OSError):
+                self._scratch.discard()
+            self._scratch = None
 
 
-def _stage(work: Callable[[], T], path: Path) -> T:
+class _Open:
+    """A member being written in pieces into one job's outputs: the ZIP from its raw bytes, a new
+    file from its inflated bytes."""
+
+    def __init__(self, bundle: _Bundle, fd: int, offset: int) -> None:
+        self.bundle, self.fd, self.offset = bundle, fd, offset
+
+    def raw(self, chunk: bytes) -> None:
+        zip_file = self.bundle._zip
+        assert zip_file is not None
+        if self.bundle.attempt(lambda: zip_file.write_at(self.offset, chunk), self.bundle.job.output):
+            self.offset += len(chunk)
+
+    def inflated(self, piece: bytes) -> None:
+        self.bundle.attempt(lambda: write_all(self.fd, piece), self.bundle.job.target_dir)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
+if TYPE_CHECKING:
+    _Targets = list[tuple[_Bundle, int]]  # the jobs holding a member, and its index in each
+
+
+def _fill(bundles: Sequence[_Bundle]) -> None:
+    """Every member of every live job written into both its outputs, one thread per core, each
+    thread one archive at a time (largest first, so the last to finish is a small one)."""
+    groups: dict[Path, dict[int, _Targets]] = {}
+    for bundle in bundles:
+        if bundle.live:
+            for index, entry in enumerate(bundle.entries):
+                assert entry.archive is not None and entry.info is not None
+                groups.setdefault(entry.archive, {}).setdefault(entry.info.header_offset, []).append((bundle, index))
+    ordered = sorted(groups.items(), key=lambda group: (-_weight(group[1]), str(group[0])))
+    with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
+        futures = [pool.submit(_fill_archive, archive, members) for archive, members in ordered]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:
+            for bundle in bundles:
+                bundle.fail(Cancelled())  # the others stop at their next member
+            raise
+
+
+def _weight(members: dict[int, _Targets]) -> int:
+    total = 0
+    for targets in members.values():
+        bundle, index = targets[0]
+        info = bundle.entries[index].info
+        assert info is not None
+        total += info.compress_size + info.file_size + _PER_FILE
+    return total
+
+
+def _fill_archive(archive: Path, members: dict[int, _Targets]) -> None:
+    try:
+        source = RawSource.open(archive)
+    except OSError as error:
+        _fail_all([t for targets in members.values() for t in targets], os_error(error, f"read {archive}"))
+        return
+    try:
+        for targets in members.values():
+            live = [(bundle, index) for bundle, index in targets if bundle.live]
+            if live:
+                _fill_member(source, archive, live)
+    finally:
+        source.close()
+
+
+def _fill_member(source: RawSource, archive: Path, targets: _Targets) -> None:
+    """One member into every job that holds it: read once, inflated once."""
+    bundle, index = targets[0]
+    info = bundle.entries[index].info
+    assert info is not None
+    if info.compress_size > CHUNK or info.file_size > CHUNK:
+        _fill_large_member(source, archive, info, targets)
+        return
+    try:
+        raw = source.raw_bytes(info)
+    except ZipWriteError as error:
+        _fail_all(targets, unreadable(archive, info, error))
+        return
+    try:
+        data = inflated(archive, info, raw)
+    except WheelError as error:  # a bad source fails every job holding it
+        _fail_all(targets, error)
+        return
+    for bundle, index in targets:
+        bundle.put(index, raw, data)
+
+
+def _fill_large_member(source: RawSource, archive: Path, info: zipfile.ZipInfo, targets: _Targets) -> None:
+    """A member too large to hold, streamed: each raw chunk copied into the ZIPs and inflated
+    into the files as it comes."""
+    opened = [member for bundle, index in targets if (member := bundle.open_member(index)) is not None]
+    inflater = Inflater(archive, info)
+    try:
+        for chunk in source.raw_chunks(info):
+            for member in opened:
+                member.raw(chunk)
+            for piece in inflater.feed(chunk):
+                for member in opened:
+                    member.inflated(piece)
+            if not any(member.bundle.live for member in opened):
+                return
+        inflater.finish()
+    except ZipWriteError as error:
+        _fail_all(targets, unreadable(archive, info, error))
+    except WheelError as error:  # a bad source fails every job holding it
+        _fail_all(targets, error)
+    finally:
+        for member in opened:
+            member.close()
+
+
+def _fail_all(targets: _Targets, error: Exception) -> None:
+    for bundle, _ in targets:
+        bundle.fail(error)
+
+
+def _on_disk(work: Callable[[], T], path: Path) -> T:
     """Run `work`; the operating system's refusals become errors that name `path` and the cause."""
     try:
         return work()
     except OSError as error:
         raise os_error(error, f"write {path}") from None
-
-
-def _discard_quietly(future: Future[list[Staged | Exception]]) -> None:
-    """Interrupted: wait for the target dirs to stop, and remove what they staged."""
-    with contextlib.suppress(BaseException):  # Cancelled, or their own failures: not the ones to report
-        for staged in future.result():
-            if isinstance(staged, Staged):
-                staged.discard()
 
 
 def _remove_legacy_manifest(target_dir: Path) -> None:

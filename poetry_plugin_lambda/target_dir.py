@@ -18,16 +18,10 @@ committed right after, cannot be).
 from __future__ import annotations
 
 import os
-import shutil
-import threading
-from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from poetry_plugin_lambda.atomic import Cancelled
 from poetry_plugin_lambda.atomic import Staged
-from poetry_plugin_lambda.sources import Archives
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -36,32 +30,50 @@ if TYPE_CHECKING:
 
 MARKER = ".lambda-bundle-target"
 MARKER_TEXT = "This folder is written by `poetry lambda-bundle`; every run replaces it whole.\n"
-_WRITERS = min(4, os.cpu_count() or 2)  # one per core: more only fight for the GIL (measured)
-_CHUNK = 1 << 20
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
-def stage_target_dirs(
-    jobs: Sequence[tuple[Sequence[Entry], Path, threading.Event]],
-) -> list[Staged | Exception]:
-    """Several complete new target dirs (entries, target dir, cancel), staged in one pass.
+class StagedTargetDir:
+    """A new folder beside the target dir, with every folder the entries need, filled file by file.
 
-    A wheel member that several of them hold (a layer and a function of the same run) is read
-    and inflated once and written into each. Each target dir fails alone: its error (or
-    `Cancelled`, once its `cancel` is set) is returned in its place, its staged folder removed,
-    and its `cancel` set so that its ZIP stops too; the others go on.
+    Files are created new (`O_EXCL | O_NOFOLLOW`: never an existing file or a link) with their
+    final mode; `finish` adds the marker. Safe to fill from several threads.
     """
-    states = [_Job(target_dir, cancel) for _, target_dir, cancel in jobs]
-    try:
-        for state, (entries, _, _) in zip(states, jobs):
-            state.start(entries)
-        _write_all(_by_member(states, jobs))
-        return [state.finish() for state in states]
-    except BaseException:
-        for state in states:
-            state.fail(Cancelled())
-            state.finish()
-        raise
+
+    def __init__(self, target_dir: Path, entries: Sequence[Entry]) -> None:
+        self.target_dir = target_dir
+        self.staged = Staged(target_dir, folder=True)
+        try:
+            self._exact = _make_folders(self.staged.path, entries)  # modes come out as asked: no chmod
+        except BaseException:
+            self.staged.discard()
+            raise
+        self._base = f"{self.staged.path}/"
+
+    def write(self, path: str, data: bytes, executable: bool) -> None:
+        """Create the file `path` (relative to the target dir) holding `data`."""
+        _write_new(self._base + path, data, _mode(executable), self._exact)
+
+    def create(self, path: str, executable: bool) -> int:
+        """Create the file `path` and return its descriptor, for content written in pieces."""
+        mode = _mode(executable)
+        fd = os.open(self._base + path, _CREATE, mode)
+        if not self._exact:
+            try:
+                os.fchmod(fd, mode)  # the umask never decides a mode
+            except BaseException:
+                os.close(fd)
+                raise
+        return fd
+
+    def finish(self) -> Staged:
+        """The folder, complete (with its marker), ready to be swapped in."""
+        _write_new(self.staged.path / MARKER, MARKER_TEXT.encode(), 0o644)
+        os.chmod(self.staged.path, 0o755)
+        return self.staged
+
+    def discard(self) -> None:
+        self.staged.discard()
 
 
 class Swap:
@@ -99,120 +111,15 @@ class Swap:
         self._staged.close()
 
 
-class _Job:
-    """One target dir being staged, and the first error that stopped it."""
-
-    def __init__(self, target_dir: Path, cancel: threading.Event) -> None:
-        self.target_dir, self.cancel = target_dir, cancel
-        self.staged: Staged | None = None
-        self.error: Exception | None = None
-        self.exact = False  # modes come out as asked: no chmod needed
-        self._lock = threading.Lock()
-
-    @property
-    def base(self) -> str:
-        assert self.staged is not None
-        return f"{self.staged.path}/"
-
-    def start(self, entries: Sequence[Entry]) -> None:
-        try:
-            self.staged = Staged(self.target_dir, folder=True)
-            self.exact = _make_folders(self.staged.path, entries)
-        except Exception as error:  # returned as this target dir's outcome
-            self.fail(error)
-
-    @property
-    def live(self) -> bool:
-        return self.error is None and not self.cancel.is_set()
-
-    def fail(self, error: Exception) -> None:
-        with self._lock:
-            if self.error is None:
-                self.error = error
-        self.cancel.set()  # its ZIP would be discarded: stop writing it
-
-    def finish(self) -> Staged | Exception:
-        """The staged folder, complete; or this job's error, with whatever it staged removed."""
-        if self.live and self.staged is not None:
-            try:
-                _write_new(self.staged.path / MARKER, MARKER_TEXT.encode(), 0o644)
-                os.chmod(self.staged.path, 0o755)
-                return self.staged
-            except Exception as error:  # returned as this target dir's outcome
-                self.fail(error)
-        if self.staged is not None:
-            self.staged.discard()
-            self.staged = None
-        return self.error or Cancelled()
+def _mode(executable: bool) -> int:
+    return 0o755 if executable else 0o644
 
 
-if TYPE_CHECKING:
-    _Member = tuple[object, ...]  # a wheel member: (archive, offset); another entry: (job, path)
-    _Targets = list[tuple[_Job, Entry]]
-
-
-def _by_member(
-    states: Sequence[_Job], jobs: Sequence[tuple[Sequence[Entry], Path, threading.Event]]
-) -> list[dict[_Member, _Targets]]:
-    """Groups of work, one per source archive: each member, with every (job, entry) it goes to.
-
-    Wheel members are keyed by their archive and place in it, so one shared by several target
-    dirs is read once; other entries (generated or project files) belong to one job each. One
-    thread per archive keeps the threads in folders far apart: splitting a large wheel across
-    threads doubled the kernel's time on ext4 (measured), even with each folder in one thread.
-    """
-    groups: dict[object, dict[_Member, _Targets]] = defaultdict(lambda: defaultdict(list))
-    for index, (state, (entries, _, _)) in enumerate(zip(states, jobs)):
-        if not state.live:
-            continue
-        for entry in entries:
-            if entry.archive is not None and entry.info is not None:
-                groups[entry.archive][(entry.archive, entry.info.header_offset)].append((state, entry))
-            else:
-                groups[None][(index, entry.path)].append((state, entry))
-    return list(groups.values())
-
-
-def _write_all(groups: Sequence[dict[_Member, _Targets]]) -> None:
-    """Write every member to each of its target dirs, one thread per group of members."""
-
-    def write_group(members: dict[_Member, _Targets]) -> None:
-        with Archives() as archives:
-            for targets in members.values():
-                live = [(state, entry) for state, entry in targets if state.live]
-                if live:
-                    _write_member(live, archives)
-
-    with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
-        for _ in pool.map(write_group, groups):
-            pass
-
-
-def _write_member(targets: _Targets, archives: Archives) -> None:
-    """Read one member (once) and write it into each target dir that holds it."""
-    try:
-        data = archives.small_bytes(targets[0][1])
-    except Exception as error:  # a bad source fails every target dir holding it
-        for state, _ in targets:
-            state.fail(error)
-        return
-    for state, entry in targets:
-        try:
-            _write_entry(state.base + entry.path, entry, data, archives, state.exact)
-        except Exception as error:  # returned as this target dir's outcome
-            state.fail(error)
-
-
-def _write_entry(dest: str, entry: Entry, data: bytes | None, archives: Archives, exact: bool) -> None:
-    """Create `dest` from `data`, or stream it from its source when it is too large to hold."""
-    mode = 0o755 if entry.executable else 0o644
-    if data is not None:
-        _write_new(dest, data, mode, exact)
-        return
-    fd = os.open(dest, _CREATE, mode)
-    with os.fdopen(fd, "wb") as out, archives.stream(entry) as src:
-        os.fchmod(fd, mode)  # the umask never decides a mode
-        shutil.copyfileobj(src, out, _CHUNK)
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    """All of `data` into `fd` (a write may take only part of it)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _write_new(dest: str | Path, data: bytes, mode: int, exact: bool = False) -> None:
@@ -222,9 +129,7 @@ def _write_new(dest: str | Path, data: bytes, mode: int, exact: bool = False) ->
     try:
         if not exact:
             os.fchmod(fd, mode)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        write_all(fd, data)
     finally:
         os.close(fd)
 

@@ -1,7 +1,13 @@
-"""The output ZIP: written complete beside `--output`, synced, hashed, then renamed into place.
+"""The output ZIP: laid out in advance, written member by member at its place, then committed.
 
-Until `commit`, the previous ZIP (if any) stays at the output path untouched, so a deploy step
-never picks up half a bundle; `discard` removes the new one instead.
+Every member of a bundle's ZIP is a copy of compressed bytes whose sizes the sources' central
+directories already give (`sources.as_archive_members` makes that true of every entry), so each
+member's offset is known before a byte is written: `lay_out` computes the local headers, the
+offsets and the central directory, and any thread can then write any member where it belongs
+(`StagedZip.write_at`). The bytes are the same as a sequential `DeterministicZipWriter` writes.
+
+The ZIP is staged beside `--output`; until `commit`, the previous ZIP (if any) stays at the
+output path untouched, so a deploy step never picks up half a bundle.
 """
 
 from __future__ import annotations
@@ -12,22 +18,25 @@ import zipfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from poetry_plugin_lambda.atomic import Cancelled
 from poetry_plugin_lambda.atomic import Staged
 from poetry_plugin_lambda.errors import OutputError
-from poetry_plugin_lambda.sources import Archives
+from poetry_plugin_lambda.zipread import CHUNK
 from poetry_plugin_lambda.zipread import ZipWriteError
-from poetry_plugin_lambda.zipwriter import DeterministicZipWriter
+from poetry_plugin_lambda.zipread import check_source_member
+from poetry_plugin_lambda.zipwriter import Record
+from poetry_plugin_lambda.zipwriter import central_directory
+from poetry_plugin_lambda.zipwriter import check_zip32
+from poetry_plugin_lambda.zipwriter import dos_date_time
+from poetry_plugin_lambda.zipwriter import external_attr
+from poetry_plugin_lambda.zipwriter import local_header
+from poetry_plugin_lambda.zipwriter import name_flags
+from poetry_plugin_lambda.zipwriter import validate_name
 
 if TYPE_CHECKING:
-    import threading
     from collections.abc import Sequence
     from pathlib import Path
-    from typing import BinaryIO
 
     from poetry_plugin_lambda.assemble import Entry
-
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -37,51 +46,92 @@ class ZipResult:
     size: int
 
 
-def stage_zip(entries: Sequence[Entry], output: Path, epoch: int, cancel: threading.Event) -> tuple[Staged, ZipResult]:
-    """The deterministic ZIP of `entries`, complete and synced beside `output`, not yet in place."""
-    staged = Staged(output)
+@dataclass(frozen=True)
+class ZipLayout:
+    """Where each member of a ZIP goes: its local header (with its name) and offset, in entry
+    order, and the central directory that follows them at `end`."""
+
+    heads: tuple[bytes, ...]
+    offsets: tuple[int, ...]
+    end: int
+    central: bytes
+
+
+def lay_out(entries: Sequence[Entry], epoch: int) -> ZipLayout:
+    """The layout of the deterministic ZIP of `entries` (each a deflated member of an archive,
+    copied as its compressed bytes); a name or size the ZIP cannot hold is an `OutputError`."""
+    dos_time, dos_date = dos_date_time(epoch)
+    heads: list[bytes] = []
+    offsets: list[int] = []
+    records: list[Record] = []
+    names: set[str] = set()
+    offset = 0
+    for entry in entries:
+        info = entry.info
+        assert info is not None and entry.archive is not None, "as_archive_members makes every entry a member"
+        try:
+            name = validate_name(entry.path)
+            if entry.path in names:
+                raise ValueError(f"duplicate member name: {entry.path!r}")
+            check_source_member(info)
+            if info.compress_type != zipfile.ZIP_DEFLATED:
+                raise ZipWriteError(f"{info.filename}: a stored member must be deflated first")
+            check_zip32(entry.path, offset, info.compress_size, info.file_size)
+        except (ValueError, ZipWriteError) as error:
+            raise OutputError(f"Cannot write {entry.path!r} of {entry.owner}: {error}") from None
+        names.add(entry.path)
+        flags = name_flags(entry.path)
+        head = local_header(name, flags, info.CRC, info.compress_size, info.file_size, dos_time, dos_date)
+        heads.append(head)
+        offsets.append(offset)
+        records.append(Record(name, info.CRC, info.compress_size, info.file_size, flags, offset, external_attr(entry.executable)))
+        offset += len(head) + info.compress_size
     try:
-        with os.fdopen(os.dup(staged.fd), "w+b", buffering=_CHUNK) as f:  # few, large writes
-            _fill(f, entries, epoch, cancel)
-            f.flush()
-            os.fsync(f.fileno())
-            digest, size = _sha256_of(f)
-        os.chmod(staged.path, 0o644)
-    except BaseException:
-        staged.discard()
-        raise
-    return staged, ZipResult(output, digest, size)
+        central = central_directory(records, offset, dos_time, dos_date)
+    except ZipWriteError as error:
+        raise OutputError(f"Cannot write the ZIP: {error}") from None
+    return ZipLayout(tuple(heads), tuple(offsets), offset, central)
 
 
-def _fill(f: BinaryIO, entries: Sequence[Entry], epoch: int, cancel: threading.Event) -> None:
-    with DeterministicZipWriter(f, epoch=epoch) as writer, Archives() as archives:
-        for entry in entries:
-            if cancel.is_set():
-                raise Cancelled
-            try:
-                if entry.info is not None and entry.archive is not None:
-                    if entry.info.compress_type == zipfile.ZIP_DEFLATED:  # most: copied as they are
-                        source = archives.raw(entry.archive)
-                        writer.add_from_source(entry.path, source, entry.info, executable=entry.executable)
-                    else:
-                        zf = archives.get(entry.archive)
-                        writer.add_from_zip(entry.path, zf, entry.info, executable=entry.executable)
-                elif entry.data is not None:
-                    writer.add_bytes(entry.path, entry.data, executable=entry.executable)
-                elif entry.size <= _CHUNK:  # a small file: deflated in memory, no header to patch
-                    writer.add_bytes(entry.path, archives.read(entry), executable=entry.executable)
-                else:
-                    with archives.stream(entry) as stream:
-                        writer.add_stream(entry.path, stream, executable=entry.executable)
-            except (ValueError, ZipWriteError) as error:
-                raise OutputError(f"Cannot write {entry.path!r} of {entry.owner}: {error}") from None
+class StagedZip:
+    """A ZIP being written beside `output` from its layout: members in any order, from any thread."""
 
+    def __init__(self, output: Path, layout: ZipLayout) -> None:
+        self.output = output
+        self.layout = layout
+        self.staged = Staged(output)
 
-def _sha256_of(f: BinaryIO) -> tuple[bytes, int]:
-    f.seek(0)
-    digest = hashlib.sha256()
-    size = 0
-    while chunk := f.read(_CHUNK):
-        digest.update(chunk)
-        size += len(chunk)
-    return digest.digest(), size
+    def write_at(self, offset: int, data: bytes) -> None:
+        """`data` at `offset` (positioned writes: threads never share a file position)."""
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(self.staged.fd, view, offset)
+            view, offset = view[written:], offset + written
+
+    def member_start(self, index: int) -> int:
+        """Where member `index`'s compressed bytes start (after its local header)."""
+        return self.layout.offsets[index] + len(self.layout.heads[index])
+
+    def finish(self) -> ZipResult:
+        """The central directory written, the file synced and hashed: complete, not yet in place."""
+        layout = self.layout
+        self.write_at(layout.end, layout.central)
+        fd = self.staged.fd
+        os.fsync(fd)
+        digest = hashlib.sha256()
+        size, offset = layout.end + len(layout.central), 0
+        while offset < size:
+            chunk = os.pread(fd, min(CHUNK, size - offset), offset)
+            if not chunk:
+                raise OSError(f"{self.staged.path} is shorter than written")
+            digest.update(chunk)
+            offset += len(chunk)
+        os.chmod(self.staged.path, 0o644)
+        return ZipResult(self.output, digest.digest(), size)
+
+    def commit(self) -> None:
+        self.staged.commit()
+        self.staged.close()
+
+    def discard(self) -> None:
+        self.staged.discard()

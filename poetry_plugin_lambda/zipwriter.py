@@ -43,6 +43,7 @@ from poetry_plugin_lambda.zipread import check_source_member
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from collections.abc import Iterator
+    from collections.abc import Sequence
     from types import TracebackType
 
 DOS_EPOCH_MIN: int = 315532800  # 1980-01-01 00:00:00 UTC, the earliest time a ZIP can store
@@ -92,8 +93,8 @@ def dos_date_time(epoch: int) -> tuple[int, int]:
 
 
 @dataclass(frozen=True)
-class _Record:
-    """Everything the central directory needs about one written member."""
+class Record:
+    """Everything the central directory needs about one member."""
 
     name_bytes: bytes
     crc: int
@@ -104,7 +105,7 @@ class _Record:
     external_attr: int
 
 
-def _validate_name(name: str) -> bytes:
+def validate_name(name: str) -> bytes:
     """The UTF-8 name, after refusing names that are unsafe or not plain file paths."""
     if not name:
         raise ValueError("empty member name")
@@ -125,19 +126,19 @@ def _validate_name(name: str) -> bytes:
     return encoded
 
 
-def _name_flags(name: str) -> int:
+def name_flags(name: str) -> int:
     """Bit 11 (UTF-8) only when needed, so ASCII names look like every other zip tool's."""
     return 0 if name.isascii() else FLAG_UTF8
 
 
-def _external_attr(executable: bool) -> int:
+def external_attr(executable: bool) -> int:
     """Unix mode in the high 16 bits: regular file, 0755 or 0644, never the host's umask."""
     return (_MODE_EXECUTABLE if executable else _MODE_FILE) << 16
 
 
-def _check_zip32(name: str, *values: int) -> None:
+def check_zip32(name: str, *values: int) -> None:
     """Sizes and offsets must fit the 32-bit fields: a Lambda ZIP is far smaller than 4 GiB."""
-    if any(v > ZIP32_LIMIT for v in values):
+    if max(values) > ZIP32_LIMIT:
         raise ZipWriteError(
             f"{name}: the bundle passes 4 GiB, which no Lambda deployment package can be (the limit is 250 MB unzipped)"
         )
@@ -177,7 +178,7 @@ class DeterministicZipWriter:
         self._fp = fileobj
         self._offset = fileobj.tell()  # where the next write lands: kept here, not asked again
         self._dos_time, self._dos_date = dos_date_time(epoch)
-        self._records: list[_Record] = []
+        self._records: list[Record] = []
         self._names: set[str] = set()
         self._handle: tuple[zipfile.ZipFile, RawSource] | None = None  # the current source's
         self._closed = False
@@ -211,8 +212,8 @@ class DeterministicZipWriter:
         size of the content; the pieces must add up to `compressed_size`."""
         name_bytes = self._check_name(name)
         offset = self._offset
-        _check_zip32(name, offset, compressed_size, size)
-        flags = _name_flags(name)
+        check_zip32(name, offset, compressed_size, size)
+        flags = name_flags(name)
         self._write_local_header(name_bytes, flags, crc, compressed_size, size)
         written = 0
         for chunk in chunks:
@@ -220,7 +221,7 @@ class DeterministicZipWriter:
             written += len(chunk)
         if written != compressed_size:
             raise ZipWriteError(f"{name}: {written} compressed bytes where {compressed_size} were expected")
-        self._add(name, _Record(name_bytes, crc, compressed_size, size, flags, offset, _external_attr(executable)))
+        self._add(name, Record(name_bytes, crc, compressed_size, size, flags, offset, external_attr(executable)))
 
     def add_from_source(self, name: str, source: RawSource, info: zipfile.ZipInfo, *, executable: bool = False) -> None:
         """Copy one deflated member of an archive read through `source` as its raw bytes, trusting
@@ -284,40 +285,35 @@ class DeterministicZipWriter:
     def _check_name(self, name: str) -> bytes:
         if self._closed:
             raise ValueError("writer is closed")
-        name_bytes = _validate_name(name)
+        name_bytes = validate_name(name)
         if name in self._names:
             raise ValueError(f"duplicate member name: {name!r}")
         return name_bytes
 
-    def _add(self, name: str, record: _Record) -> None:
+    def _add(self, name: str, record: Record) -> None:
         """Remember a written member. A failed write is not undone: the caller discards the file."""
-        _check_zip32(name, record.offset, record.compressed_size, record.file_size)
+        check_zip32(name, record.offset, record.compressed_size, record.file_size)
         self._records.append(record)
         self._names.add(name)
 
     def _write_local_header(
         self, name_bytes: bytes, flags: int, crc: int, compressed_size: int, file_size: int
     ) -> None:
-        """Local header with no data descriptor and no extra field."""
-        header = LOCAL.pack(
-            LOCAL_SIG, _VERSION_DEFAULT, flags, _METHOD_DEFLATE, self._dos_time, self._dos_date,
-            crc, compressed_size, file_size, len(name_bytes), 0,
-        )  # fmt: skip
-        self._write(header + name_bytes)
+        self._write(local_header(name_bytes, flags, crc, compressed_size, file_size, self._dos_time, self._dos_date))
 
-    def _write_streamed(self, name: str, name_bytes: bytes, offset: int, stream: BinaryIO, executable: bool) -> _Record:
-        _check_zip32(name, offset)
-        flags = _name_flags(name)
+    def _write_streamed(self, name: str, name_bytes: bytes, offset: int, stream: BinaryIO, executable: bool) -> Record:
+        check_zip32(name, offset)
+        flags = name_flags(name)
         self._write_local_header(name_bytes, flags, 0, 0, 0)
         deflater = _Deflater()
         for block in deflater.chunks(stream):
             self._write(block)
         crc, compressed_size, file_size = deflater.crc, deflater.compressed_size, deflater.file_size
-        _check_zip32(name, compressed_size, file_size)
+        check_zip32(name, compressed_size, file_size)
         self._fp.seek(offset + _CRC_AND_SIZES_OFFSET)
         self._fp.write(struct.pack("<LLL", crc, compressed_size, file_size))
         self._fp.seek(self._offset)
-        return _Record(name_bytes, crc, compressed_size, file_size, flags, offset, _external_attr(executable))
+        return Record(name_bytes, crc, compressed_size, file_size, flags, offset, external_attr(executable))
 
     def _copy_stored(
         self,
@@ -327,7 +323,7 @@ class DeterministicZipWriter:
         source: zipfile.ZipFile,
         info: zipfile.ZipInfo,
         executable: bool,
-    ) -> _Record:
+    ) -> Record:
         try:
             with source.open(info) as member:
                 stream: BinaryIO = member  # type: ignore[assignment]
@@ -369,27 +365,39 @@ class DeterministicZipWriter:
     # ----------------------------------------------------------------------- central directory
 
     def _write_central_directory(self) -> None:
-        cd_offset = self._offset
-        for record in self._records:
-            self._write(_central_header(record, self._dos_time, self._dos_date))
-        cd_size = self._offset - cd_offset
-        _check_zip32("the central directory", cd_offset + cd_size)
-        count = len(self._records)
-        if count > ZIP16_LIMIT:  # more than 65,535 files: only the count needs ZIP64
-            self._write_zip64_end(count, cd_size, cd_offset)
-            count = ZIP16_LIMIT
-        self._write(_END.pack(_END_SIG, 0, 0, count, count, cd_size, cd_offset, 0))
+        self._write(central_directory(self._records, self._offset, self._dos_time, self._dos_date))
 
-    def _write_zip64_end(self, count: int, cd_size: int, cd_offset: int) -> None:
-        end64_offset = self._offset
+
+def local_header(
+    name_bytes: bytes, flags: int, crc: int, compressed_size: int, file_size: int, dos_time: int, dos_date: int
+) -> bytes:
+    """A member's local header and name: deflate, no data descriptor, no extra field."""
+    header = LOCAL.pack(
+        LOCAL_SIG, _VERSION_DEFAULT, flags, _METHOD_DEFLATE, dos_time, dos_date,
+        crc, compressed_size, file_size, len(name_bytes), 0,
+    )  # fmt: skip
+    return header + name_bytes
+
+
+def central_directory(records: Sequence[Record], cd_offset: int, dos_time: int, dos_date: int) -> bytes:
+    """The central directory of `records` starting at `cd_offset`, then the end records (with the
+    ZIP64 end record only when there are more than 65,535 members: only the count needs it)."""
+    parts = [_central_header(record, dos_time, dos_date) for record in records]
+    cd_size = sum(len(part) for part in parts)
+    check_zip32("the central directory", cd_offset + cd_size)
+    count = len(records)
+    if count > ZIP16_LIMIT:
+        end64_offset = cd_offset + cd_size
         made_by = (_SYSTEM_UNIX << 8) | _VERSION_ZIP64
         record_size = _END64.size - 12  # excludes the signature and this size field
-        end64 = _END64.pack(_END64_SIG, record_size, made_by, _VERSION_ZIP64, 0, 0, count, count, cd_size, cd_offset)
-        self._write(end64)
-        self._write(_LOCATOR64.pack(_LOCATOR64_SIG, 0, end64_offset, 1))
+        parts.append(_END64.pack(_END64_SIG, record_size, made_by, _VERSION_ZIP64, 0, 0, count, count, cd_size, cd_offset))
+        parts.append(_LOCATOR64.pack(_LOCATOR64_SIG, 0, end64_offset, 1))
+        count = ZIP16_LIMIT
+    parts.append(_END.pack(_END_SIG, 0, 0, count, count, cd_size, cd_offset, 0))
+    return b"".join(parts)
 
 
-def _central_header(record: _Record, dos_time: int, dos_date: int) -> bytes:
+def _central_header(record: Record, dos_time: int, dos_date: int) -> bytes:
     """One central-directory record (no extra field, no comment)."""
     made_by = (_SYSTEM_UNIX << 8) | _VERSION_DEFAULT
     header = _CENTRAL.pack(

@@ -6,6 +6,8 @@ times its stages from the inside by wrapping the pipeline's stage functions. Pri
 
     .venv/bin/python tests/benchmarks/profile_bundle.py --project DIR --cache-dir DIR [--runs 5]
 
+`--small WORKDIR` profiles the small project (`tests/fixtures/small.py`: requests and attrs),
+written, locked against the public index and warmed in WORKDIR first. Otherwise
 `--project` is a locked project whose artifacts are already in Poetry's cache at `--cache-dir`
 (for example a work dir of `bench_bundle.py`: `<workdir>/data-heavy/project` and
 `<workdir>/data-heavy/poetry-cache`). Also timed: `poetry --version` (Python and Poetry starting,
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -36,7 +39,6 @@ import poetry_plugin_lambda.command
 import poetry_plugin_lambda.pipeline as pipeline
 import poetry_plugin_lambda.emit as emit
 import poetry_plugin_lambda.fetch as fetch
-import poetry_plugin_lambda.target_dir as target_dir
 plugin_imported = time.time()
 spans = {}
 def wrap(owner, name, label):
@@ -56,9 +58,10 @@ wrap(fetch.Fetcher, "fetch_all", "fetch")
 wrap(pipeline.SharedWork, "_build_project", "project build")
 wrap(pipeline, "assemble", "assemble")
 wrap(pipeline, "write_outputs", "outputs")
-wrap(emit, "stage_zip", "ZIP write")
-wrap(emit, "stage_target_dirs", "target dir write")
-wrap(target_dir.Swap, "finish", "previous target dir removed")
+wrap(emit._Bundle, "stage", "outputs staged")
+wrap(emit, "_fill", "one pass")
+wrap(emit._Bundle, "complete", "outputs completed")
+wrap(emit._Bundle, "commit", "outputs committed")
 from poetry.console.application import main
 sys.argv = ["poetry", *sys.argv[1:]]
 try:
@@ -100,17 +103,22 @@ def run_child(project: Path, env: dict[str, str], args: list[str]) -> dict[str, 
         "archive lookup and hash checks (fetch)": total("fetch"),
         "project build": total("project build"),
         "assemble (wheels' directories read, entries mapped)": total("assemble"),
-        "outputs (ZIP and target dir side by side, then committed)": total("outputs"),
-        "  ZIP write, alone in its thread": total("ZIP write"),
-        "  target dir write, alone in its threads": total("target dir write"),
+        "outputs (ZIP and target dir in one pass, then committed)": total("outputs"),
+        "  staged: entries as archive members, the ZIP laid out, folders made": total("outputs staged"),
+        "  one pass over the archives: members copied and inflated": total("one pass"),
+        "  completed: central directory, fsync, SHA-256; marker": total("outputs completed"),
+        "  committed: target dir swapped in, ZIP renamed": total("outputs committed"),
         "after the outputs (report, exit)": finished - outputs_end,
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--project", type=Path, required=True)
-    parser.add_argument("--cache-dir", type=Path, required=True)
+    parser.add_argument("--project", type=Path, help="a locked project whose artifacts are in --cache-dir")
+    parser.add_argument("--cache-dir", type=Path)
+    parser.add_argument("--small", type=Path, metavar="WORKDIR",
+                        help="instead of --project: write the small project (requests and attrs) into"
+                             " WORKDIR, lock it against the public index and fill its cache first")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--runtime", default="python3.12")
     parser.add_argument("--arch", default="x86_64")
@@ -119,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
                         " dir, removed at the end; deleting thousands of files slows the file system's next"
                         " creations for a while, so comparisons in a row should keep them)")
     args = parser.parse_args(argv)
+    if args.small is not None:
+        args.project, args.cache_dir = prepare_small(args.small.resolve(), args.runtime, args.arch)
+    elif args.project is None or args.cache_dir is None:
+        parser.error("give --project and --cache-dir, or --small")
     env = poetry_env(args.cache_dir)
     compile_plugin_bytecode()  # as installed: measured as users run it
     out = args.out.resolve() if args.out else Path(tempfile.mkdtemp(prefix="profile-bundle-"))
@@ -126,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         version = [run_version(args.project, env) for _ in range(args.runs)]
         runs = []
         for i in range(args.runs):
+            os.sync()  # the previous run's writes flushed, as bench_bundle.py does: none leaks into this one
             runs.append(run_child(args.project, env, [
                 "lambda-bundle", "--no-ansi", "-q", "--runtime", args.runtime, "--arch", args.arch,
                 "--output", str(out / str(i) / "bundle.zip"), "--target-dir", str(out / str(i) / "target"),
@@ -141,6 +154,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({"runs": runs, "medians": medians}, indent=2) + "\n", encoding="utf-8")
     return 0
+
+
+def prepare_small(workdir: Path, runtime: str, arch: str) -> tuple[Path, Path]:
+    """The small project locked in `workdir`, its cache filled by one unmeasured run (reused when
+    `workdir` already holds them)."""
+    from tests.fixtures.dataheavy import public_simple_url
+    from tests.fixtures.projects import run_poetry
+    from tests.fixtures.small import write_small_project
+
+    project, cache = workdir / "project", workdir / "poetry-cache"
+    if not (project / "poetry.lock").is_file():
+        write_small_project(project, public_simple_url())
+        cache.mkdir(parents=True, exist_ok=True)
+        for step in (["lock"], ["lambda-bundle", "--runtime", runtime, "--arch", arch]):
+            result = run_poetry(project, cache, *step, "--no-ansi")
+            if result.returncode != 0:
+                raise SystemExit(f"poetry {step[0]} failed:\n{result.stdout}\n{result.stderr}")
+    return project, cache
 
 
 def run_version(project: Path, env: dict[str, str]) -> float:

@@ -98,6 +98,12 @@ def big_service(big_world: dict, tmp_path: Path) -> Path:
     return repo / "service"
 
 
+def _interruptible() -> None:
+    """Ctrl-C as in a terminal: a test runner started in the background (`cmd &` in a script)
+    hands its children SIGINT ignored, and Python then never turns it into KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(service: Path, cache: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "poetry", "lambda-bundle", "--no-ansi", *args],
@@ -107,6 +113,7 @@ def _start(service: Path, cache: Path, *args: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_interruptible,  # noqa: PLW1509 - only resets a signal, before exec
     )
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import io
 import os
 import random
 import shutil
 import stat
+import struct
 import subprocess
 import zipfile
 from collections.abc import Iterator
@@ -25,8 +27,10 @@ from poetry_plugin_lambda.emit import write_outputs
 from poetry_plugin_lambda.errors import BundleError
 from poetry_plugin_lambda.errors import ConfigError
 from poetry_plugin_lambda.errors import OutputError
+from poetry_plugin_lambda.sources import Archives
 from poetry_plugin_lambda.spec import source_epoch
 from poetry_plugin_lambda.wheels import read_wheel
+from poetry_plugin_lambda.zipwriter import DeterministicZipWriter
 from tests.fixtures.limits import file_size_limit
 from tests.fixtures.wheelfactory import build_wheel
 
@@ -229,6 +233,64 @@ def test_zip_and_target_dir_hold_the_same_files(tmp_path: Path) -> None:
     assert (target / "lib" / "__init__.py").stat().st_mode & 0o777 == 0o644
     assert {p.stat().st_mode & 0o777 for p in target.rglob("*") if p.is_dir()} == {0o755}
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["fn.zip", "target"]
+
+
+def test_the_zip_is_what_the_sequential_writer_writes(tmp_path: Path) -> None:
+    """Laid out in advance and written member by member in any order, the ZIP holds the bytes the
+    sequential writer gives for the same entries (wheel members copied, others deflated)."""
+    entries = entries_of(tmp_path, big=True)
+    write(entries, tmp_path / "out", epoch=1_700_000_000)
+    expected = io.BytesIO()
+    with DeterministicZipWriter(expected, epoch=1_700_000_000) as writer, Archives() as archives:
+        for entry in entries:
+            if entry.archive is not None and entry.info is not None:
+                writer.add_from_zip(entry.path, archives.get(entry.archive), entry.info, executable=entry.executable)
+            else:
+                writer.add_bytes(entry.path, archives.read(entry), executable=entry.executable)
+    assert (tmp_path / "out" / "fn.zip").read_bytes() == expected.getvalue()
+
+
+def _claims(wheel: Path, member: str, *, crc: int | None = None, size: int | None = None) -> None:
+    """Make the wheel's local header and central directory agree on a wrong CRC or size for
+    `member` (as a hostile wheel, published with its hash, could)."""
+    with zipfile.ZipFile(wheel) as zf:
+        info = zf.getinfo(member)
+    blob = bytearray(wheel.read_bytes())
+    crc_value = info.CRC if crc is None else crc
+    size_value = info.file_size if size is None else size
+    local = info.header_offset + 14  # crc, compressed size, size
+    struct.pack_into("<L", blob, local, crc_value)
+    struct.pack_into("<L", blob, local + 8, size_value)
+    name = member.encode()
+    at = 0
+    while True:  # the member's central directory record: crc at +16, size at +24
+        at = blob.index(b"PK\x01\x02", at)
+        if blob[at + 46 : at + 46 + len(name)] == name:
+            break
+        at += 4
+    struct.pack_into("<L", blob, at + 16, crc_value)
+    struct.pack_into("<L", blob, at + 24, size_value)
+    wheel.write_bytes(bytes(blob))
+
+
+@pytest.mark.parametrize("member", ["app/handler.py", "app/blob.bin"], ids=["small", "large"])
+@pytest.mark.parametrize("lie", ["crc", "size"])
+def test_a_member_that_is_not_what_its_wheel_says_fails_both_outputs(tmp_path: Path, member: str, lie: str) -> None:
+    """Its bytes are inflated and checked before anything of it is kept: a wrong CRC, or more
+    bytes than the central directory says, fails the bundle; the previous outputs stay."""
+    folder = tmp_path / "dist"
+    write(entries_of(tmp_path / "small"), folder)
+    before = snapshot(folder)
+    wheels = tmp_path / "hostile" / "wheels"
+    app = build_wheel(wheels, "app", "1.0", files={"app/__init__.py": "", "app/handler.py": "X = 1\n" * 50,
+                                                  "app/blob.bin": BLOB})
+    with zipfile.ZipFile(app) as zf:
+        info = zf.getinfo(member)
+    _claims(app, member, **({"crc": info.CRC ^ 1} if lie == "crc" else {"size": info.file_size - 1}))
+    with pytest.raises(BundleError, match=f"{member} does not match its CRC"):
+        write(assemble([read_wheel(app)]), folder)
+    assert snapshot(folder) == before
+    assert sorted(p.name for p in folder.iterdir()) == ["fn.zip", "target"]
 
 
 def test_modes_do_not_depend_on_the_umask(tmp_path: Path) -> None:

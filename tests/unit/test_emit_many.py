@@ -15,13 +15,15 @@ from poetry_plugin_lambda.emit import ZipResult
 from poetry_plugin_lambda.emit import write_all_outputs
 from poetry_plugin_lambda.emit import write_outputs
 from poetry_plugin_lambda.errors import OutputError
-from poetry_plugin_lambda.sources import Archives
 from poetry_plugin_lambda.wheels import read_wheel
+from poetry_plugin_lambda.zipread import RawSource
 from tests.fixtures.limits import file_size_limit
 from tests.fixtures.wheelfactory import build_wheel
 from tests.unit.test_emit import snapshot
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     import pytest
 
 DOS_1980 = 315532800
@@ -60,18 +62,19 @@ def test_a_member_several_bundles_hold_is_read_once_and_written_to_each(
     paths = wheels(tmp_path)
     layer, code = entries(paths, "python/"), entries(paths)
     reads: collections.Counter[tuple[str, int]] = collections.Counter()
-    original = Archives.small_bytes
+    original = RawSource.raw_chunks
 
-    def counted(self: Archives, entry: Entry) -> bytes | None:
-        if entry.archive is not None and entry.info is not None:
-            reads[(entry.archive.name, entry.info.header_offset)] += 1
-        return original(self, entry)
+    def counted(self: RawSource, info: zipfile.ZipInfo) -> Iterator[bytes]:
+        reads[(info.filename, info.header_offset)] += 1
+        return original(self, info)
 
-    monkeypatch.setattr(Archives, "small_bytes", counted)
+    monkeypatch.setattr(RawSource, "raw_chunks", counted)
     results = write_all_outputs([job(layer, tmp_path / "layer"), job(code, tmp_path / "code")])
 
     assert all(isinstance(r, ZipResult) for r in results)
-    assert reads and set(reads.values()) == {1}  # for the target dirs: once per member, not per bundle
+    of_wheels = {key: count for key, count in reads.items() if "/" in key[0]}  # not the generated RECORDs
+    assert len(of_wheels) == sum(len(zipfile.ZipFile(p).namelist()) - 1 for p in paths)  # all but RECORD
+    assert set(of_wheels.values()) == {1}  # once per member, for both outputs of both bundles
     for name in ("layer", "code"):
         assert files_of(tmp_path / name / "target") == zip_files(tmp_path / name / "fn.zip")
     assert set(files_of(tmp_path / "layer" / "target")) == {f"python/{p}" for p in files_of(tmp_path / "code" / "target")}
