@@ -201,21 +201,25 @@ def settle() -> None:
         os.sync()
 
 
-def quiet_file_system(where: Path, limit: float = 240.0) -> float:
+def quiet_file_system(keep_in: Path, limit: float = 240.0) -> float:
     """Wait (at most `limit` seconds) until creating files is fast again; the seconds waited.
 
     After thousands of files are deleted (the previous project's last cases), creating files on
-    this ext4 file system stays several times slower for minutes. The probe: 2,000 empty files
-    (no data, so deleting them frees no block) created in under 0.1 s, twice in a row.
+    an ext4 file system without a journal stays several times slower for minutes: it does not
+    reuse an inode deleted in the last 60 s (300 s while its inode table block is dirty) and
+    scans past each such inode for every file it creates (see `file_system`). With a journal
+    this wait ends at once. The probe: 2,000 empty files created in under 0.1 s, twice in a row.
+    The probes' files stay in `keep_in` (removed with the fresh outputs at the end): deleting
+    them would make the next probe, and the first case, slow in the same way.
     """
     start, fast = time.perf_counter(), 0
+    keep_in.mkdir(parents=True, exist_ok=True)
     while fast < 2 and time.perf_counter() - start < limit:
-        probe = Path(tempfile.mkdtemp(prefix="fs-probe-", dir=where))
+        probe = Path(tempfile.mkdtemp(prefix="fs-probe-", dir=keep_in))
         begin = time.perf_counter()
         for i in range(2000):
             os.close(os.open(probe / str(i), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
         took = time.perf_counter() - begin
-        shutil.rmtree(probe)
         fast = fast + 1 if took < 0.1 else 0
         if fast < 2:
             time.sleep(10 if took >= 0.1 else 1)
@@ -877,6 +881,33 @@ def _first_line(cmd: Sequence[str], env: Mapping[str, str] | None = None) -> str
     return lines[0].strip() if lines else "unknown"
 
 
+def file_system(where: Path) -> str:
+    """The file system the work dir is on: type, device, options, and (ext4) whether it has a
+    journal. It matters: an ext4 file system without a journal (this project's development VM)
+    does not reuse an inode deleted in the last minutes, and scans past each one for every file it
+    creates, so creating files after deleting thousands is several times slower there."""
+    try:
+        device = os.stat(where).st_dev
+        wanted = f"{os.major(device)}:{os.minor(device)}"
+        for line in Path("/proc/self/mountinfo").read_text(encoding="utf-8").splitlines():
+            fields = line.split()
+            if fields[2] != wanted:
+                continue
+            rest = fields[fields.index("-") + 1:]
+            kind, source = rest[0], rest[1]
+            options = rest[2] if len(rest) > 2 else fields[5]  # the super block's: discard, errors=...
+            text = f"{kind} on {source} ({options}"
+            if kind == "ext4":
+                name = Path(source).name
+                journal = Path("/proc/fs/jbd2").is_dir() and any(
+                    entry.name.startswith(f"{name}-") for entry in Path("/proc/fs/jbd2").iterdir())
+                text += ", journal" if journal else ", no journal"
+            return text + ")"
+    except (OSError, ValueError, IndexError):
+        pass
+    return "unknown"
+
+
 def machine_info(ws: Workspace) -> dict[str, Any]:
     cpu = "unknown"
     try:
@@ -905,6 +936,7 @@ def machine_info(ws: Workspace) -> dict[str, Any]:
         "cpu": cpu,
         "ram": ram,
         "platform": platform.platform(),
+        "fs": file_system(ws.base),
         "python": f"{platform.python_implementation()} {platform.python_version()} ({sys.executable})",
         "poetry": _first_line([sys.executable, "-m", "poetry", "--version", "--no-ansi"],
                               poetry_env(ws.poetry_cache)),
@@ -922,8 +954,8 @@ def print_report(results: dict[str, Any], cases: dict[str, Case]) -> None:
     machine = results["machine"]
     print()
     print(f"poetry lambda-bundle benchmark: {results['project']} for {results['runtime']} {results['arch']}")
-    for key in ("date", "nproc", "cpu", "ram", "platform", "python", "poetry", "uv", "pip", "zip"):
-        print(f"  {key + ':':10} {machine[key]}")
+    for key in ("date", "nproc", "cpu", "ram", "platform", "fs", "python", "poetry", "uv", "pip", "zip"):
+        print(f"  {key + ':':10} {machine.get(key, 'unknown')}")
     print(f"  {'lock:':10} {results['lock_seconds']:.2f} s (once, not a case)")
     print()
     width = max(len(case.name) for case in cases.values())
@@ -1024,7 +1056,7 @@ def bench_project(kind: str, base: Path, args: argparse.Namespace) -> dict[str, 
     print("ours warm, fresh outputs: plain, --compile and three bundles, round by round"
           " (plus one unmeasured --compile run and one unmeasured three-bundle run) ...", flush=True)
     compile_ = prime_compile(ws)
-    waited = quiet_file_system(ws.base)
+    waited = quiet_file_system(fresh_root(ws) / "fs-probes")
     print(f"  (waited {waited:.0f} s for the file system to be quiet)", flush=True)
     cases.update(cases_fresh_interleaved(ws, compile_, runs))
     print("peak RSS of a warm --compile run ...", flush=True)
