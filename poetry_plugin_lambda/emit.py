@@ -184,18 +184,9 @@ class _Bundle:
         a new file of the target dir."""
         zip_file, target, entry = self._zip, self._dir, self.entries[index]
         assert zip_file is not None and target is not None
-        if not self.live:
-            return
         layout = zip_file.layout
-        try:
-            zip_file.write_at(layout.offsets[index], layout.heads[index] + raw)
-        except OSError as error:
-            self.fail(os_error(error, f"write {self.job.output}"))
-            return
-        try:
-            target.write(entry.path, data, entry.executable)
-        except OSError as error:
-            self.fail(os_error(error, f"write {self.job.target_dir}"))
+        if self.attempt(lambda: zip_file.write_at(layout.offsets[index], layout.heads[index] + raw), self.job.output):
+            self.attempt(lambda: target.write(entry.path, data, entry.executable), self.job.target_dir)
 
     def open_member(self, index: int) -> _Open | None:
         """Member `index`, written in pieces: its local header written and its file created."""
@@ -207,7 +198,7 @@ class _Bundle:
         fds: list[int] = []
         if not self.attempt(lambda: fds.append(target.create(entry.path, entry.executable)), self.job.target_dir):
             return None
-        return _Open(self, fds[0], zip_file.member_start(index))
+        return _Open(self, zip_file, fds[0], zip_file.member_start(index))
 
     def attempt(self, work: Callable[[], object], path: Path) -> bool:
         """Run `work` unless this job has failed; False if it has (a refusal of the operating
@@ -275,13 +266,11 @@ class _Open:
     """A member being written in pieces into one job's outputs: the ZIP from its raw bytes, a new
     file from its inflated bytes."""
 
-    def __init__(self, bundle: _Bundle, fd: int, offset: int) -> None:
-        self.bundle, self.fd, self.offset = bundle, fd, offset
+    def __init__(self, bundle: _Bundle, zip_file: StagedZip, fd: int, offset: int) -> None:
+        self.bundle, self.zip_file, self.fd, self.offset = bundle, zip_file, fd, offset
 
     def raw(self, chunk: bytes) -> None:
-        zip_file = self.bundle._zip
-        assert zip_file is not None
-        if self.bundle.attempt(lambda: zip_file.write_at(self.offset, chunk), self.bundle.job.output):
+        if self.bundle.attempt(lambda: self.zip_file.write_at(self.offset, chunk), self.bundle.job.output):
             self.offset += len(chunk)
 
     def inflated(self, piece: bytes) -> None:

@@ -58,6 +58,13 @@ def os_error(error: OSError, action: str) -> OutputError:
     where = f" ({error.filename})" if error.filename else ""
     advice = _OS_ADVICE.get(error.errno or 0, "Check the path, its permissions and the free disk space.")
     return OutputError(f"Could not {action}: {reason}{where}. {advice}")
+
+
+def unwritable_entry(path: str, owner: str, error: Exception) -> OutputError:
+    """A file of the bundle that the ZIP cannot hold (its name, its size, a bad source member)."""
+    return OutputError(f"Cannot write {path!r} of {owner}: {error}")
+
+
 # Messages -----------------------------------------------------------------------------------
 # One redaction for the whole code base: every URL a message or the bundle carries goes through
 # `redact_url` (a URL) or `redact` (free text, e.g. an error from git or the network layer).

@@ -17,8 +17,8 @@ import zlib
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from poetry_plugin_lambda.errors import OutputError
 from poetry_plugin_lambda.errors import WheelError
+from poetry_plugin_lambda.errors import unwritable_entry
 from poetry_plugin_lambda.zipread import CHUNK
 from poetry_plugin_lambda.zipread import RawSource
 from poetry_plugin_lambda.zipread import ZipWriteError
@@ -61,13 +61,6 @@ class Archives:
             zf = zipfile.ZipFile(archive)
         self._open[archive] = zf
         return zf
-
-    def stream(self, entry: Entry) -> BinaryIO:
-        """The entry's bytes as a stream (a file or a CRC-checked wheel member)."""
-        if entry.file is not None:
-            return entry.file.open("rb")
-        assert entry.archive is not None and entry.info is not None
-        return self.get(entry.archive).open(entry.info)  # type: ignore[return-value]
 
     def read(self, entry: Entry) -> bytes:
         """All of the entry's bytes."""
@@ -184,7 +177,7 @@ def as_archive_members(entries: Sequence[Entry], scratch: BinaryIO, scratch_path
                     assert entry.archive is not None and entry.info is not None
                     writer.add_from_zip(name, archives.get(entry.archive), entry.info)
             except (ValueError, ZipWriteError, zipfile.BadZipFile) as error:
-                raise OutputError(f"Cannot write {entry.path!r} of {entry.owner}: {error}") from None
+                raise unwritable_entry(entry.path, entry.owner, error) from None
     scratch.flush()
     with zipfile.ZipFile(scratch_path) as zf:
         infos = {info.filename: info for info in zf.infolist()}

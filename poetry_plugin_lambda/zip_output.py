@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from poetry_plugin_lambda.atomic import Staged
 from poetry_plugin_lambda.errors import OutputError
+from poetry_plugin_lambda.errors import unwritable_entry
 from poetry_plugin_lambda.zipread import CHUNK
 from poetry_plugin_lambda.zipread import ZipWriteError
 from poetry_plugin_lambda.zipread import check_source_member
@@ -78,7 +79,7 @@ def lay_out(entries: Sequence[Entry], epoch: int) -> ZipLayout:
                 raise ZipWriteError(f"{info.filename}: a stored member must be deflated first")
             check_zip32(entry.path, offset, info.compress_size, info.file_size)
         except (ValueError, ZipWriteError) as error:
-            raise OutputError(f"Cannot write {entry.path!r} of {entry.owner}: {error}") from None
+            raise unwritable_entry(entry.path, entry.owner, error) from None
         names.add(entry.path)
         flags = name_flags(entry.path)
         head = local_header(name, flags, info.CRC, info.compress_size, info.file_size, dos_time, dos_date)

@@ -293,6 +293,22 @@ def test_a_member_that_is_not_what_its_wheel_says_fails_both_outputs(tmp_path: P
     assert sorted(p.name for p in folder.iterdir()) == ["fn.zip", "target"]
 
 
+@pytest.mark.parametrize("bad", ["twice", "unsafe name"])
+def test_a_file_the_zip_cannot_hold_fails_before_anything_is_written(tmp_path: Path, bad: str) -> None:
+    """The ZIP is laid out before a byte of it is written: a name it refuses (or one given twice)
+    is an error naming the file and its owner, the previous outputs stay, nothing is left beside
+    them (not the scratch archive of the generated files either)."""
+    folder = tmp_path / "dist"
+    entries = entries_of(tmp_path / "w")
+    write(entries, folder)
+    before = snapshot(folder)
+    extra = Entry(path="app/handler.py" if bad == "twice" else "../escape.py", owner="evil 1.0", size=3, data=b"x=1")
+    with pytest.raises(OutputError, match=r"Cannot write '(app/handler\.py|\.\./escape\.py)' of evil 1\.0"):
+        write([*entries, extra], folder)
+    assert snapshot(folder) == before
+    assert sorted(p.name for p in folder.iterdir()) == ["fn.zip", "target"]
+
+
 def test_modes_do_not_depend_on_the_umask(tmp_path: Path) -> None:
     previous = os.umask(0o077)
     try:
