@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from poetry_plugin_lambda import compat
 from poetry_plugin_lambda.assemble import Entry
 from poetry_plugin_lambda.bytecode_cache import BytecodeCache
 from poetry_plugin_lambda.bytecode_cache import Outcome
 from poetry_plugin_lambda.bytecode_cache import interpreter_info
 from poetry_plugin_lambda.bytecode_memo import Memo
 from poetry_plugin_lambda.bytecode_memo import WheelMemos
+from poetry_plugin_lambda.digests import file_digest
 from poetry_plugin_lambda.errors import BundleError
 from poetry_plugin_lambda.pyc_archive import Deflated
 from poetry_plugin_lambda.pyc_archive import deflate
@@ -216,7 +216,7 @@ def _memo(
     scratch: Path,
 ) -> tuple[Path, str, Memo | None]:
     """The wheel's memo key, and its memo if it holds exactly these modules' bytecode."""
-    key = memos.key(sha256 or compat.file_hash(archive), layer)
+    key = memos.key(sha256 or file_digest(archive), layer)
     memo = memos.load(key, [e.path for e in group], scratch)
     if memo is not None and any(
         e.path not in memo.skipped and pyc_path(e.path, cache_tag) not in memo.members for e in group

@@ -90,6 +90,59 @@ class LockedData:
     info: Any
 
 
+def prime_pep508_parsers(folder: Path) -> None:
+    """Give poetry-core its two PEP 508 parsers (markers, requirements) built once, not each run.
+
+    poetry-core builds them (Lark, LALR) from their grammars the first time the lock's markers
+    are parsed: 0.1 s of every run. Built once, each is kept under `folder` in Lark's own format
+    (`Lark.save`, a pickle, read back with `Lark.load`), named by a key of its grammar's text,
+    its options, Lark's version and Python's, and written atomically; an entry that cannot be
+    read is rebuilt. It is a pickle in the user's own Poetry cache dir, which already holds the
+    virtualenvs Poetry runs. Anything unexpected (another poetry-core's parser, an unwritable
+    cache) leaves poetry-core to build its parsers itself, as it always did.
+    """
+    try:
+        from poetry.core.version import markers
+        from poetry.core.version import requirements
+    except ImportError:  # pragma: no cover - a poetry-core without these modules
+        return
+    for module in (markers, requirements):
+        parser = getattr(module, "_parser", None)
+        if parser is not None and getattr(parser, "_lark", False) is None:
+            try:
+                parser._lark = _cached_lark(folder, Path(parser._grammar), parser._parser, parser._debug)
+            except Exception:  # poetry-core builds the parser itself
+                continue
+
+
+def _cached_lark(folder: Path, grammar: Path, algorithm: str, debug: bool) -> Any:
+    import contextlib
+    import hashlib
+    import io
+    import sys
+
+    from lark import Lark
+    from lark import __version__ as lark_version
+
+    from poetry_plugin_lambda.atomic import write_atomic
+
+    key = hashlib.sha256(f"{algorithm}\0{debug}\0{lark_version}\0{sys.version_info[:2]}".encode())
+    for source in sorted(grammar.parent.glob("*.lark")):  # a grammar %imports its neighbours
+        key.update(b"\0" + source.name.encode() + b"\0" + source.read_bytes())
+    path = folder / f"{grammar.stem}-{key.hexdigest()[:32]}.lark"
+    try:
+        with path.open("rb") as saved:
+            return Lark.load(saved)
+    except Exception:  # absent or unreadable: built again below
+        pass
+    built = Lark.open(grammar_filename=str(grammar), parser=algorithm, debug=debug)
+    out = io.BytesIO()
+    built.save(out)
+    with contextlib.suppress(OSError):  # an unwritable cache costs the next run 0.1 s, nothing else
+        write_atomic(path, out.getvalue())
+    return built
+
+
 def read_lock(poetry: Poetry) -> LockedData:
     info = poetry.locker.locked_packages() if lock_file_version_supports_markers(poetry) else None
     return LockedData(locked_packages(poetry), info)
@@ -298,12 +351,6 @@ def download_to_cache(
 def cached_archive(pool: RepositoryPool, link: Link) -> Path | None:
     """The cached archive for `link`, if Poetry's artifact cache has it."""
     return pool.artifact_cache.get_cached_archive_for_link(link, strict=True)
-
-
-def file_hash(path: Path, hash_name: str = "sha256") -> str:
-    from poetry.utils.helpers import get_file_hash
-
-    return str(get_file_hash(path, hash_name))
 
 
 def build_project_wheel(poetry: Poetry, directory: Path, dependency: bool = False) -> Path:

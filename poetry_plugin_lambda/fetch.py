@@ -75,11 +75,21 @@ class Fetcher:
         if legacy.is_dir():
             shutil.rmtree(legacy, ignore_errors=True)
 
-    def fetch_all(self, plan: Plan) -> list[Artifact]:
+    def fetch_all(self, plan: Plan, then: Callable[[Artifact], object] | None = None) -> list[Artifact]:
+        """Every package's artifact, in the plan's order; `then`, if given, runs on each artifact in
+        the worker that fetched it, as soon as it is verified (so reading one wheel overlaps the
+        hash checks and downloads of the others)."""
         if not plan.packages:
             return []
+
+        def fetch(package: Package) -> Artifact:
+            artifact = self.fetch(package)
+            if then is not None:
+                then(artifact)
+            return artifact
+
         with ThreadPoolExecutor(max_workers=self._workers) as pool:
-            return list(pool.map(self.fetch, plan.packages))
+            return list(pool.map(fetch, plan.packages))
 
     def fetch(self, package: Package) -> Artifact:
         kind = package.source_type

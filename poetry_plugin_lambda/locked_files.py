@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from packaging.utils import parse_wheel_filename
 
-from poetry_plugin_lambda import compat
+from poetry_plugin_lambda.digests import file_digest
 from poetry_plugin_lambda.errors import FetchError
 from poetry_plugin_lambda.targets import wheel_rank
 
@@ -46,7 +46,7 @@ def verify_hash(archive: Path, package: Package) -> str | None:
     kind = "sha256" if "sha256" in by_type else sorted(by_type)[0]
     if kind not in hashlib.algorithms_available:
         raise FetchError(f"poetry.lock records only {kind} hashes for {name}; cannot verify it.")
-    actual = compat.file_hash(archive, kind)
+    actual = file_digest(archive, kind)
     if actual not in by_type[kind]:
         expected = ", ".join(f"{kind}:{v}" for v in sorted(by_type[kind]))
         raise FetchError(

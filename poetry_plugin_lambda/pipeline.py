@@ -37,7 +37,8 @@ from poetry_plugin_lambda.report import size_warnings
 from poetry_plugin_lambda.targets import marker_environment
 from poetry_plugin_lambda.targets import supported_tags
 from poetry_plugin_lambda.wheels import check_built_wheel
-from poetry_plugin_lambda.wheels import read_wheel
+from poetry_plugin_lambda.wheels import contents_of
+from poetry_plugin_lambda.wheels import parse_wheel
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
     from poetry_plugin_lambda.slim import Slimmed
     from poetry_plugin_lambda.spec import BundleSpec
     from poetry_plugin_lambda.targets import Target
+    from poetry_plugin_lambda.wheels import ParsedWheel
 
 
 @dataclass(frozen=True)
@@ -145,7 +147,8 @@ class SharedWork:
     """What the bundles of one run share: the target envs, plans, fetched artifacts, the project's wheel.
 
     A plan is made once per (target, groups, extras, exclusions); a package is fetched and
-    verified once per target; the project's wheel (pure Python) is built once.
+    verified once per target; the project's wheel (pure Python) is built once; every wheel is
+    read once, by the worker that verified it (while the others hash and download).
     """
 
     def __init__(self, poetry: Poetry, io: IO, progress: Progress, scratch: Path) -> None:
@@ -155,9 +158,11 @@ class SharedWork:
         self._fetchers: dict[Target, Fetcher] = {}
         self._artifacts: dict[tuple[Target, str, str], Artifact] = {}
         self._project_wheel: Path | None = None
+        self._parsed: dict[Path, ParsedWheel] = {}
         self._lock: compat.LockedData | None = None  # poetry.lock parsed once for every plan
         own_cache = compat.cache_dir(poetry.config) / "lambda-bundle"
         self.bytecode_cache, self.slim_cache = own_cache / "bytecode", own_cache / "slim"
+        self.grammars = own_cache / "grammars"  # poetry-core's PEP 508 parsers, built once
 
     def env(self, target: Target) -> Env:
         if target not in self._envs:
@@ -175,6 +180,7 @@ class SharedWork:
         key = (target, spec.groups, spec.extras, spec.exclude, spec.includes_dependencies)
         if key not in self._plans:
             if self._lock is None and spec.includes_dependencies:
+                compat.prime_pep508_parsers(self.grammars)
                 self._lock = compat.read_lock(self._poetry)
             self._plans[key] = make_plan(self._poetry, spec, self.env(target), self._lock)
         plan = self._plans[key]
@@ -191,7 +197,8 @@ class SharedWork:
             fetcher = self._fetchers[target] = Fetcher(self._poetry, target, self._io, self._progress, self.scratch)
         key = {p.name: (target, p.name, p.version.text) for p in plan.packages}
         missing = tuple(p for p in plan.packages if key[p.name] not in self._artifacts)
-        for package, artifact in zip(missing, fetcher.fetch_all(replace(plan, packages=missing))):
+        fetched = fetcher.fetch_all(replace(plan, packages=missing), then=lambda a: self.parsed(a.wheel))
+        for package, artifact in zip(missing, fetched):
             self._artifacts[key[package.name]] = artifact
         return [self._artifacts[key[p.name]] for p in plan.packages]
 
@@ -200,8 +207,16 @@ class SharedWork:
             self._progress.line(f"  - Building <c1>{spec.project.name} ({spec.project.version})</>")
             wheel = compat.build_project_wheel(self._poetry, self.scratch)
             check_built_wheel(wheel)
+            self.parsed(wheel)
             self._project_wheel = wheel
         return self._project_wheel
+
+    def parsed(self, wheel: Path) -> ParsedWheel:
+        """`wheel` validated and its members mapped, read once for every bundle of the run."""
+        parsed = self._parsed.get(wheel)
+        if parsed is None:
+            parsed = self._parsed[wheel] = parse_wheel(wheel)
+        return parsed
 
 
 @dataclass(frozen=True)
@@ -221,7 +236,7 @@ def _assemble(prepared: _Prepared, shared: SharedWork, progress: Progress) -> _A
     progress.line(f"  - Assembling{tag}")
     prefix = "python/" if spec.layout == "layer" else ""
     drop = file_filter(spec.exclude_files, prefix)
-    entries = assemble((read_wheel(w, drop) for w in prepared.wheels), prefix, _includes(spec))
+    entries = assemble((contents_of(shared.parsed(w), drop) for w in prepared.wheels), prefix, _includes(spec))
     warnings = list(prepared.warnings)
     slimmed = None
     if spec.slim:

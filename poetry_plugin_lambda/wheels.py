@@ -15,6 +15,7 @@ import re
 import stat
 import zipfile
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.parser import HeaderParser
 from pathlib import Path
@@ -30,7 +31,8 @@ from packaging.utils import parse_wheel_filename
 from poetry_plugin_lambda.errors import WheelError
 from poetry_plugin_lambda.errors import redact
 
-_DRIVE = re.compile(r"^[A-Za-z]:")
+_DRIVE = re.compile(r"[A-Za-z]:")
+_HEADERS_END = re.compile(rb"\r?\n\r?\n")
 _DROPPED_DATA_SCHEMES = ("scripts", "headers", "data")
 
 
@@ -56,17 +58,33 @@ class WheelContents:
     record: bytes
 
 
+@dataclass(frozen=True)
+class ParsedWheel:
+    """A validated wheel, every member it could install mapped; no user filter applied yet.
+
+    Read once per run, it serves every bundle: each makes its `WheelContents` with its own filter.
+    """
+
+    archive: Path
+    name: str
+    version: str
+    dist_info: str
+    members: tuple[WheelMember, ...]
+    listed: Mapping[str, tuple[str, str]]  # the wheel's own RECORD: {member: (hash, size)}
+
+
 def check_member_name(wheel: str, name: str) -> None:
     """Refuse any member name that could land outside the bundle."""
-    bad = (
-        not name
-        or "\\" in name
-        or "\x00" in name
-        or name.startswith("/")
-        or _DRIVE.match(name) is not None
-        or any(part in ("..", ".", "") for part in name.rstrip("/").split("/"))
-    )
-    if bad:
+    stem = name.rstrip("/")
+    framed = f"/{stem}/"  # an empty, `.` or `..` part (a leading slash too) shows as `//`, `/./`, `/../`
+    if (
+        "//" in framed
+        or "/./" in framed
+        or "/../" in framed
+        or "\\" in stem
+        or "\x00" in stem
+        or _DRIVE.match(stem) is not None
+    ):
         raise WheelError(f"{wheel}: refusing unsafe member name {name!r}.")
 
 
@@ -145,6 +163,24 @@ def read_wheel(archive: Path, drop: Callable[[str], bool] | None = None) -> Whee
 
     `drop` (a user's file filter) gets each installed path; what it drops leaves RECORD too.
     """
+    return contents_of(parse_wheel(archive), drop)
+
+
+def contents_of(wheel: ParsedWheel, drop: Callable[[str], bool] | None = None) -> WheelContents:
+    """What `wheel` installs when `drop` filters it, with a RECORD that lists just that."""
+    members = [m for m in wheel.members if drop is None or not drop(m.path)]
+    return WheelContents(
+        archive=wheel.archive,
+        name=wheel.name,
+        version=wheel.version,
+        dist_info=wheel.dist_info,
+        members=tuple(members),
+        record=_new_record(wheel.archive.name, members, wheel.listed, f"{wheel.dist_info}/RECORD"),
+    )
+
+
+def parse_wheel(archive: Path) -> ParsedWheel:
+    """Validate `archive` and map every member it could install to its bundle path."""
     label = archive.name
     try:
         name, version, _, _ = parse_wheel_filename(archive.name)
@@ -156,14 +192,12 @@ def read_wheel(archive: Path, drop: Callable[[str], bool] | None = None) -> Whee
         raise WheelError(f"{label}: not a readable wheel ({error}).") from None
     with zf:
         try:
-            return _read_open_wheel(archive, zf, str(name), str(version), drop)
+            return _read_open_wheel(archive, zf, str(name), str(version))
         except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as error:
             raise WheelError(f"{label}: a member cannot be read ({error}).") from None
 
 
-def _read_open_wheel(
-    archive: Path, zf: zipfile.ZipFile, name: str, version: str, drop: Callable[[str], bool] | None
-) -> WheelContents:
+def _read_open_wheel(archive: Path, zf: zipfile.ZipFile, name: str, version: str) -> ParsedWheel:
     label = archive.name
     infos = zf.infolist()
     seen: set[str] = set()
@@ -181,11 +215,12 @@ def _read_open_wheel(
             )
     names = [i.filename for i in infos if not i.is_dir()]
     dist_info = _find_dist_info(label, names)
-    _check_metadata(label, zf, dist_info, name)
+    metadata_path, record_path = f"{dist_info}/METADATA", f"{dist_info}/RECORD"
+    metadata = zf.read(metadata_path)
+    _check_metadata(label, metadata, dist_info, name)
     record = _read_record(label, zf, dist_info)
     data_dir = dist_info[: -len(".dist-info")] + ".data"
     members: list[WheelMember] = []
-    record_path = f"{dist_info}/RECORD"
     for info in infos:
         if info.is_dir() or info.filename == record_path:
             continue
@@ -193,26 +228,18 @@ def _read_open_wheel(
             path = _install_path(info.filename, data_dir)
         except WheelError as error:
             raise WheelError(f"{label}: {error}") from None
-        if path is None or _is_bytecode(path) or (drop is not None and drop(path)):
+        if path is None or _is_bytecode(path):
             continue
-        data = None
-        if info.filename == f"{dist_info}/METADATA":
-            data = without_local_urls(zf.read(info))
+        data = without_local_urls(metadata) if info.filename == metadata_path else None
         members.append(WheelMember(info, path, _is_executable(info), data))
     members.sort(key=lambda m: m.path)
-    new_record = _new_record(label, members, record, record_path)
-    return WheelContents(
-        archive=archive,
-        name=name,
-        version=version,
-        dist_info=dist_info,
-        members=tuple(members),
-        record=new_record,
-    )
+    return ParsedWheel(archive, name, version, dist_info, tuple(members), record)
 
 
-def _check_metadata(label: str, zf: zipfile.ZipFile, dist_info: str, name: str) -> None:
-    headers = HeaderParser().parsestr(zf.read(f"{dist_info}/METADATA").decode("utf-8", "replace"))
+def _check_metadata(label: str, metadata: bytes, dist_info: str, name: str) -> None:
+    # Only the header block is parsed: the long description after it can be most of the file.
+    head = _HEADERS_END.split(metadata, maxsplit=1)[0]
+    headers = HeaderParser().parsestr(head.decode("utf-8", "replace"))
     if not headers.get("Name") or not headers.get("Version"):
         raise WheelError(f"{label}: {dist_info}/METADATA lacks Name or Version.")
     if canonicalize_name(headers["Name"]) != canonicalize_name(name):
@@ -222,7 +249,7 @@ def _check_metadata(label: str, zf: zipfile.ZipFile, dist_info: str, name: str) 
 def _new_record(
     label: str,
     members: list[WheelMember],
-    record: dict[str, tuple[str, str]],
+    record: Mapping[str, tuple[str, str]],
     record_path: str,
 ) -> bytes:
     """RECORD as installed: bundle-relative paths, no dropped files, no absolute paths."""

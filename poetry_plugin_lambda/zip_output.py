@@ -12,16 +12,15 @@ output path untouched, so a deploy step never picks up half a bundle.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import zipfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from poetry_plugin_lambda.atomic import Staged
+from poetry_plugin_lambda.digests import fd_sha256
 from poetry_plugin_lambda.errors import OutputError
 from poetry_plugin_lambda.errors import unwritable_entry
-from poetry_plugin_lambda.zipread import CHUNK
 from poetry_plugin_lambda.zipread import ZipWriteError
 from poetry_plugin_lambda.zipread import check_source_member
 from poetry_plugin_lambda.zipwriter import Record
@@ -119,16 +118,10 @@ class StagedZip:
         self.write_at(layout.end, layout.central)
         fd = self.staged.fd
         os.fsync(fd)
-        digest = hashlib.sha256()
-        size, offset = layout.end + len(layout.central), 0
-        while offset < size:
-            chunk = os.pread(fd, min(CHUNK, size - offset), offset)
-            if not chunk:
-                raise OSError(f"{self.staged.path} is shorter than written")
-            digest.update(chunk)
-            offset += len(chunk)
+        size = layout.end + len(layout.central)
+        digest = fd_sha256(fd, size)
         os.chmod(self.staged.path, 0o644)
-        return ZipResult(self.output, digest.digest(), size)
+        return ZipResult(self.output, digest, size)
 
     def commit(self) -> None:
         self.staged.commit()

@@ -227,7 +227,7 @@ def test_a_wheel_checked_against_the_lock_is_not_hashed_again(
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("a wheel with a known SHA-256 was hashed again")
 
-    monkeypatch.setattr(bytecode.compat, "file_hash", refuse)
+    monkeypatch.setattr(bytecode, "file_digest", refuse)
     _no_subprocess(monkeypatch)
     scratch = tmp_path / "scratch-known"
     warm = compile_bytecode(

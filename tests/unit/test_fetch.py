@@ -133,9 +133,11 @@ def test_no_binary_without_an_sdist_names_the_setting(world, tmp_path: Path, mon
 
 
 def test_binary_policy_matches_poetrys_chooser(world, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    poetry = load_poetry(world["project"], tmp_path / "cache", monkeypatch)
-    poetry.config.merge({"installer": {"no-binary": ["both"], "only-binary": [":all:"]}})
-    decide = compat.binary_policy(poetry.config)
+    from poetry.config.config import Config
+
+    config = Config()  # not Poetry's process-wide one: later tests would see these settings
+    config.merge({"installer": {"no-binary": ["both"], "only-binary": [":all:"]}})
+    decide = compat.binary_policy(config)
     assert decide("both") == (False, True)  # an exact name beats :all:
     assert decide("alpha") == (True, False)
 
@@ -225,3 +227,55 @@ def server_port(url: str) -> int:
     from urllib.parse import urlsplit
 
     return int(urlsplit(url).port or 0)
+
+
+def test_then_runs_on_each_verified_artifact_in_the_worker_that_fetched_it(
+    world, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    _, fetcher, plan, _ = _fetcher(world, tmp_path, monkeypatch)
+    seen: list[tuple[str, bool]] = []
+    artifacts = fetcher.fetch_all(plan, then=lambda a: seen.append((a.name, threading.current_thread() is threading.main_thread())))
+    assert sorted(name for name, _ in seen) == sorted(a.name for a in artifacts)
+    assert not any(in_main for _, in_main in seen)
+
+
+def test_a_failing_then_fails_the_fetch(world, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from poetry_plugin_lambda.errors import WheelError
+
+    _, fetcher, plan, _ = _fetcher(world, tmp_path, monkeypatch)
+
+    def refuse(artifact: object) -> None:
+        raise WheelError("not a wheel this bundle can hold")
+
+    with pytest.raises(WheelError, match="not a wheel this bundle can hold"):
+        fetcher.fetch_all(plan, then=refuse)
+
+
+def test_the_bundles_of_a_run_read_each_wheel_once(world, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two bundles with different file filters: one read of each wheel, each its own RECORD."""
+    from collections import Counter
+
+    from poetry_plugin_lambda import pipeline
+
+    poetry = load_poetry(world["project"], tmp_path / "cache", monkeypatch)
+    reads: Counter[str] = Counter()
+    real = pipeline.parse_wheel
+
+    def counted(wheel: Path):  # type: ignore[no-untyped-def]
+        reads[wheel.name] += 1
+        return real(wheel)
+
+    monkeypatch.setattr(pipeline, "parse_wheel", counted)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    shared = pipeline.SharedWork(poetry, NullIO(), Lines(), scratch)
+    plain = spec_for(poetry)
+    filtered = spec_for(poetry, **{"exclude-files": ["*/__init__.py"]})
+    assembled = [pipeline._assemble(shared.prepare(spec), shared, Lines()) for spec in (plain, filtered, plain)]
+    assert reads and set(reads.values()) == {1}, reads
+    assert len(reads) == len(shared.prepare(plain).wheels)
+    paths = [{e.path for e in a.entries} for a in assembled]
+    assert paths[0] == paths[2]
+    assert {p for p in paths[0] if p.endswith("/__init__.py")} and not {p for p in paths[1] if p.endswith("/__init__.py")}

@@ -16,6 +16,8 @@ from poetry_plugin_lambda.assemble import assemble
 from poetry_plugin_lambda.emit import write_outputs
 from poetry_plugin_lambda.errors import BundleError
 from poetry_plugin_lambda.errors import WheelError
+from poetry_plugin_lambda.wheels import contents_of
+from poetry_plugin_lambda.wheels import parse_wheel
 from poetry_plugin_lambda.wheels import read_wheel
 from tests.fixtures.wheelfactory import build_wheel
 from tests.fixtures.wheelfactory import record_hash
@@ -306,6 +308,38 @@ def test_dropped_member_missing_from_record_is_fine(tmp_path: Path) -> None:
         unlisted=["evil/__pycache__/x.pyc"],
     )
     assert [m.path for m in read_wheel(path).members if m.path.startswith("evil/")] == ["evil/__init__.py"]
+
+
+def test_one_read_serves_every_filter(tmp_path: Path) -> None:
+    """A run reads each wheel once; each bundle's own `exclude-files` makes its own RECORD from it."""
+    path = craft(
+        tmp_path, [("evil/__init__.py", b""), ("evil/tests/t.py", b"t"), ("evil/extra.txt", b"unlisted")],
+        unlisted=["evil/extra.txt"],
+    )
+    parsed = parse_wheel(path)
+    with pytest.raises(WheelError, match="'evil/extra.txt' is not listed in RECORD"):
+        contents_of(parsed)  # bundled as it is, the unlisted file is refused
+    for drop in (lambda p: p.endswith(".txt"), lambda p: p.endswith(".txt") or "/tests/" in p):
+        contents = contents_of(parsed, drop)
+        alone = read_wheel(path, drop)
+        assert (contents.record, [m.path for m in contents.members]) == (alone.record, [m.path for m in alone.members])
+        kept = [m.path for m in contents.members]
+        listed = [row.split(",")[0] for row in contents.record.decode().splitlines()]
+        assert listed == [*kept, f"{DIST_INFO}/RECORD"]
+        assert "evil/extra.txt" not in kept
+    assert "evil/tests/t.py" in [m.path for m in contents_of(parsed, lambda p: p.endswith(".txt")).members]
+    assert len(parsed.members) == 5  # the parse itself is left as it was: three files, METADATA, WHEEL
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n"])
+def test_metadata_headers_end_at_the_first_blank_line(tmp_path: Path, newline: bytes) -> None:
+    """Name and Version come from the headers; a description that looks like headers is not read."""
+    metadata = newline.join([b"Metadata-Version: 2.1", b"Name: evil", b"Version: 1.0", b"", b"Name: requests", b""])
+    path = craft(tmp_path, [("evil/__init__.py", b"")], metadata=metadata)
+    assert read_wheel(path).name == "evil"
+    body_only = newline.join([b"Metadata-Version: 2.1", b"", b"Name: evil", b"Version: 1.0", b""])
+    (tmp_path / "2").mkdir()
+    refused(craft(tmp_path / "2", [("evil/__init__.py", b"")], metadata=body_only), "lacks Name or Version")
 
 
 def test_malformed_record_line(tmp_path: Path) -> None:
