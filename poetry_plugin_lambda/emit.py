@@ -162,14 +162,24 @@ class _Bundle:
                 self.error = error
 
     def stage(self) -> None:
-        """Its entries as archive members, its ZIP laid out, both outputs' temporaries created."""
+        """Its entries as archive members, its ZIP laid out, both outputs' temporaries created.
+
+        The target dir's folders (system calls, no GIL held) are made on a thread of their own
+        while this one lays out the ZIP (Python); a ZIP error is this job's error even if the
+        folders failed too, and folders made for a failed job are discarded with it.
+        """
         job = self.job
+        with ThreadPoolExecutor(max_workers=1) as aside:
+            folders = aside.submit(_on_disk, lambda: StagedTargetDir(job.target_dir, job.entries), job.target_dir)
+            try:
+                self.entries = _on_disk(lambda: self._members(job.entries), job.output)
+                layout = lay_out(self.entries, job.epoch)
+                self._zip = _on_disk(lambda: StagedZip(job.output, layout), job.output)
+            except Exception as error:  # returned as this job's outcome
+                self.fail(error)
         try:
-            self.entries = _on_disk(lambda: self._members(job.entries), job.output)
-            layout = lay_out(self.entries, job.epoch)
-            self._zip = _on_disk(lambda: StagedZip(job.output, layout), job.output)
-            self._dir = _on_disk(lambda: StagedTargetDir(job.target_dir, self.entries), job.target_dir)
-        except Exception as error:  # returned as this job's outcome
+            self._dir = folders.result()
+        except Exception as error:
             self.fail(error)
 
     def _members(self, entries: Sequence[Entry]) -> list[Entry]:

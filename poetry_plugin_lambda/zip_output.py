@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -116,12 +117,12 @@ class StagedZip:
         """The central directory written, the file synced and hashed: complete, not yet in place."""
         layout = self.layout
         self.write_at(layout.end, layout.central)
-        fd = self.staged.fd
-        os.fsync(fd)
-        size = layout.end + len(layout.central)
-        digest = fd_sha256(fd, size)
+        fd, size = self.staged.fd, layout.end + len(layout.central)
+        with ThreadPoolExecutor(max_workers=1) as hashing:  # read back while the disk syncs
+            digest = hashing.submit(fd_sha256, fd, size)
+            os.fsync(fd)
         os.chmod(self.staged.path, 0o644)
-        return ZipResult(self.output, digest, size)
+        return ZipResult(self.output, digest.result(), size)
 
     def commit(self) -> None:
         self.staged.commit()
