@@ -100,10 +100,14 @@ def merge(entries: Iterable[Entry], more: Iterable[Entry]) -> list[Entry]:
 
 def _check_file_directory_clashes(by_path: dict[str, Entry]) -> None:
     """A file at `a` and another at `a/b` cannot both exist on disk."""
+    folders: set[str] = set()  # checked already, with every folder above them
     for path, entry in by_path.items():
         parent = path
         while "/" in parent:
             parent = parent.rsplit("/", 1)[0]
+            if parent in folders:
+                break
+            folders.add(parent)
             other = by_path.get(parent)
             if other is not None:
                 raise BundleError(
