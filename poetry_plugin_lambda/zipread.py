@@ -120,10 +120,13 @@ def check_source_member(info: zipfile.ZipInfo) -> None:
 
 def _check_local_name(info: zipfile.ZipInfo, raw: bytes, flags: int, encoding: str | None) -> None:
     """The local header must name the same member, or header_offset points somewhere else."""
-    try:
-        local_name = raw.decode("utf-8" if flags & FLAG_UTF8 else (encoding or "cp437"))
-    except UnicodeDecodeError as error:
-        raise ZipWriteError(f"{info.filename}: undecodable local header name") from error
+    if encoding is None and raw.isascii():  # UTF-8 and cp437 both read ASCII as ASCII: the C fast path
+        local_name = raw.decode("ascii")
+    else:
+        try:
+            local_name = raw.decode("utf-8" if flags & FLAG_UTF8 else (encoding or "cp437"))
+        except UnicodeDecodeError as error:
+            raise ZipWriteError(f"{info.filename}: undecodable local header name") from error
     if local_name != info.orig_filename:
         raise ZipWriteError(f"{info.filename}: local header names {local_name!r}")
 
@@ -136,6 +139,8 @@ def _check_local_sizes(info: zipfile.ZipInfo, crc: int, compressed_size: int, fi
     """
     local = (crc, compressed_size, file_size)
     central = (info.CRC, info.compress_size, info.file_size)
+    if local == central:
+        return
     for what, local_value, central_value in zip(("CRC", "compressed size", "size"), local, central):
         if what != "CRC" and local_value == ZIP32_LIMIT:
             continue

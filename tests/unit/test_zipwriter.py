@@ -428,6 +428,31 @@ def test_local_sizes_disagreeing_are_refused(tmp_path: Path) -> None:
     _assert_refused_cleanly(source, "pkg/mod.py", "size disagrees")
 
 
+def test_local_header_naming_another_member_is_refused(tmp_path: Path) -> None:
+    source = make_source(tmp_path / "name.whl")
+    raw = bytearray(source.read_bytes())
+    assert raw[30:40] == b"pkg/mod.py"  # pkg/mod.py's local header name
+    raw[30:40] = b"pkg/evi.py"
+    source.write_bytes(bytes(raw))
+    _assert_refused_cleanly(source, "pkg/mod.py", "local header names 'pkg/evi.py'")
+
+
+def test_non_ascii_local_names_are_checked_too(tmp_path: Path) -> None:
+    source = tmp_path / "unicode.whl"
+    with zipfile.ZipFile(source, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("pkg/donn\u00e9es.py", MODULE_TEXT)  # UTF-8 flag set by zipfile
+    out = io.BytesIO()
+    with DeterministicZipWriter(out, epoch=EPOCH) as writer, zipfile.ZipFile(source) as zf:
+        writer.add_from_zip("pkg/donn\u00e9es.py", zf, zf.getinfo("pkg/donn\u00e9es.py"))
+    with zipfile.ZipFile(out) as zf:
+        assert zf.read("pkg/donn\u00e9es.py") == MODULE_TEXT
+    raw = bytearray(source.read_bytes())
+    at = raw.index("\u00e9".encode())
+    raw[at : at + 2] = "\u00e8".encode()
+    source.write_bytes(bytes(raw))
+    _assert_refused_cleanly(source, "pkg/donn\u00e9es.py", "local header names 'pkg/donn\u00e8es.py'")
+
+
 def test_truncated_source_is_refused(tmp_path: Path) -> None:
     source = make_source(tmp_path / "trunc.whl")
     with zipfile.ZipFile(source) as zf:
