@@ -30,6 +30,7 @@ from packaging.utils import parse_wheel_filename
 
 from poetry_plugin_lambda.errors import WheelError
 from poetry_plugin_lambda.errors import redact
+from poetry_plugin_lambda.zipwriter import unsafe_path
 
 _DRIVE = re.compile(r"[A-Za-z]:")
 _HEADERS_END = re.compile(rb"\r?\n\r?\n")
@@ -75,16 +76,8 @@ class ParsedWheel:
 
 def check_member_name(wheel: str, name: str) -> None:
     """Refuse any member name that could land outside the bundle."""
-    stem = name.rstrip("/")
-    framed = f"/{stem}/"  # an empty, `.` or `..` part (a leading slash too) shows as `//`, `/./`, `/../`
-    if (
-        "//" in framed
-        or "/./" in framed
-        or "/../" in framed
-        or "\\" in stem
-        or "\x00" in stem
-        or _DRIVE.match(stem) is not None
-    ):
+    stem = name.rstrip("/")  # a folder member's trailing slash is allowed
+    if unsafe_path(stem) or _DRIVE.match(stem) is not None:
         raise WheelError(f"{wheel}: refusing unsafe member name {name!r}.")
 
 

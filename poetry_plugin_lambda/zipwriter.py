@@ -105,10 +105,19 @@ class Record:
     external_attr: int
 
 
+def unsafe_path(name: str) -> bool:
+    """An empty, `.` or `..` part (a leading or trailing slash too), a backslash or a NUL.
+
+    Substring tests, not a split: bundles and wheels have names by the ten thousand. The one
+    check behind the names a wheel may hold (`wheels.check_member_name`) and the ZIP may get.
+    """
+    framed = f"/{name}/"  # such a part shows as `//`, `/./` or `/../`
+    return "//" in framed or "/./" in framed or "/../" in framed or "\\" in name or "\x00" in name
+
+
 def validate_name(name: str) -> bytes:
     """The UTF-8 name, after refusing names that are unsafe or not plain file paths."""
-    framed = f"/{name}/"  # any bad name shows one of these; a bundle's ten thousand good ones skip the rest
-    if "//" in framed or "/./" in framed or "/../" in framed or "\\" in name or "\x00" in name:
+    if unsafe_path(name):
         _refuse(name)
     encoded = name.encode("utf-8")
     if len(encoded) > ZIP16_LIMIT:

@@ -309,6 +309,20 @@ def test_a_file_the_zip_cannot_hold_fails_before_anything_is_written(tmp_path: P
     assert sorted(p.name for p in folder.iterdir()) == ["fn.zip", "target"]
 
 
+def test_target_dir_folders_that_cannot_be_made_fail_both_outputs(tmp_path: Path) -> None:
+    """The target dir's folders are made on a thread of their own while the ZIP is laid out and
+    staged: their failure is the bundle's error, and the staged ZIP goes with it."""
+    entries = entries_of(tmp_path / "w")
+    zips, blocked = tmp_path / "zips", tmp_path / "blocked"
+    write_outputs(entries, zips / "fn.zip", tmp_path / "ok" / "target", DOS_1980)
+    before = snapshot(zips)
+    blocked.write_text("a file where the target dir's parent should be")
+    with pytest.raises(OutputError, match="blocked"):
+        write_outputs(entries, zips / "fn.zip", blocked / "target", DOS_1980)
+    assert snapshot(zips) == before  # the previous ZIP, and no staged one beside it
+    assert blocked.read_text() == "a file where the target dir's parent should be"
+
+
 def test_modes_do_not_depend_on_the_umask(tmp_path: Path) -> None:
     previous = os.umask(0o077)
     try:
