@@ -16,10 +16,12 @@ import contextlib
 import errno
 import os
 import shutil
-import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from poetry_plugin_lambda.interrupts import held
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -45,6 +47,8 @@ def _new_prefix(final: Path) -> str:
     return f".{final.name}.new-"
 
 
+_SAFE_OPEN = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_NEW_FILE = os.O_RDWR | os.O_CREAT | os.O_EXCL | _SAFE_OPEN
 _NEW_GRACE = 60.0  # seconds: a `.new-` name older than this was left by a killed writer
 
 
@@ -88,31 +92,34 @@ class Staged:
     """A temporary file or folder beside `final`, locked while this object lives.
 
     `commit()` renames it into place; `discard()` removes it. Use it as a context manager to
-    discard on any failure: after a commit, discarding does nothing.
+    discard on any failure: after a commit, discarding does nothing. Until it is committed or
+    discarded it is also listed for `discard_unfinished`, the net under a run that stops at a
+    moment no `with` or `except` covers.
     """
 
     def __init__(self, final: Path, *, folder: bool = False) -> None:
         self.final = final
+        self.folder = folder
+        self._fd = -1
+        self._done = False
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
         except FileExistsError:  # a file where a folder of the path should be
             raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(final.parent)) from None
         remove_stale(final)
-        if folder:
-            created = tempfile.mkdtemp(prefix=_new_prefix(final), dir=final.parent)
-            self._fd = os.open(created, os.O_RDONLY)
-        else:
-            self._fd, created = tempfile.mkstemp(prefix=_new_prefix(final), dir=final.parent)
-        _lock(self._fd, blocking=True)  # nobody else knows this name: never contended
-        self.path = final.parent / (temp_prefix(final) + created.rsplit(".new-", 1)[1])
-        try:
-            os.rename(created, self.path)
-        except BaseException:
-            os.close(self._fd)
-            (shutil.rmtree if folder else os.unlink)(created)
-            raise
-        self.folder = folder
-        self._done = False
+        with held() as interrupt:  # both names are known before either exists: a failure removes both
+            young, self.path = _create(final, folder, self)
+            try:
+                _lock(self._fd, blocking=True)  # nobody else knows this name: never contended
+                os.rename(young, self.path)
+                _register(self)
+            except BaseException:
+                self._done = True
+                self.close()
+                for name in (young, self.path):
+                    _remove(name, folder)
+                raise
+        interrupt.reraise()  # listed by now: `discard_unfinished` removes it
 
     @property
     def fd(self) -> int:
@@ -123,20 +130,22 @@ class Staged:
         """Rename the temporary onto `final` (a file replaces a file; a folder needs `final` absent)."""
         os.replace(self.path, self.final)
         self._done = True
+        _unregister(self)
 
     def uncommit(self) -> None:
         """Rename a committed folder back to its temporary name (so `discard` removes it)."""
         os.rename(self.final, self.path)
         self._done = False
+        _register(self)
 
     def discard(self) -> None:
-        if not self._done:
-            self._done = True
-            if self.folder:
-                shutil.rmtree(self.path, ignore_errors=True)
-            else:
-                self.path.unlink(missing_ok=True)
-        self.close()
+        with held() as interrupt:  # a Ctrl-C during the clean-up does not leave half of it
+            if not self._done:
+                self._done = True
+                _remove(self.path, self.folder)
+            self.close()
+            _unregister(self)
+        interrupt.reraise()
 
     def close(self) -> None:
         """Release the lock (the temporary is committed or gone by now)."""
@@ -149,6 +158,64 @@ class Staged:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         self.discard()
+
+
+def _create(final: Path, folder: bool, staged: Staged) -> tuple[Path, Path]:
+    """A new file or folder under a young name of `final`'s, its descriptor kept in `staged`;
+    returns the young name and the `.tmp-` name it is to have."""
+    for _ in range(100):
+        suffix = os.urandom(6).hex()
+        young = final.parent / (_new_prefix(final) + suffix)
+        try:
+            if folder:
+                os.mkdir(young, 0o700)
+            else:
+                staged._fd = os.open(young, _NEW_FILE, 0o600)
+        except FileExistsError:
+            continue  # someone else's: never touched
+        if folder:
+            try:
+                staged._fd = os.open(young, os.O_RDONLY | _SAFE_OPEN)
+            except BaseException:
+                os.rmdir(young)
+                raise
+        return young, final.parent / (temp_prefix(final) + suffix)
+    raise FileExistsError(errno.EEXIST, "no free temporary name", str(final.parent))
+
+
+def _remove(path: Path, folder: bool) -> None:
+    """Remove a temporary that may or may not exist."""
+    if folder:
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+_unfinished: set[Staged] = set()
+_unfinished_lock = threading.Lock()
+
+
+def _register(staged: Staged) -> None:
+    with _unfinished_lock:
+        _unfinished.add(staged)
+
+
+def _unregister(staged: Staged) -> None:
+    with _unfinished_lock:
+        _unfinished.discard(staged)
+
+
+def discard_unfinished() -> None:
+    """Remove every temporary of this process not yet committed or discarded.
+
+    Called by the command when a run ends, however it ends: after a Ctrl-C that came between a
+    temporary's creation and the `with` or `try` meant to remove it, nothing is left behind.
+    """
+    with _unfinished_lock:
+        left = list(_unfinished)
+    for staged in left:
+        with contextlib.suppress(OSError):
+            staged.discard()
 
 
 @contextlib.contextmanager

@@ -19,7 +19,9 @@ from packaging.utils import canonicalize_name
 from poetry.console.commands.command import Command
 
 from poetry_plugin_lambda.errors import BundleError
+from poetry_plugin_lambda.errors import Interrupted
 from poetry_plugin_lambda.errors import redact
+from poetry_plugin_lambda.interrupts import handled
 from poetry_plugin_lambda.targets import ARCHITECTURES
 from poetry_plugin_lambda.targets import RUNTIMES
 
@@ -147,9 +149,11 @@ class LambdaBundleCommand(Command):
     def handle(self) -> int:
         fmt = self.option("format")
         try:
-            with _collector_paused():
+            with _collector_paused(), _nothing_left_staged():
                 outcome = self._bundle()
         except BundleError as error:
+            if isinstance(error, Interrupted):
+                handled()
             self._error(Formatter.escape(str(error)))
             return error.exit_code
         except OSError as error:  # a refusal no stage foresaw: still say which path, and what to do
@@ -157,7 +161,8 @@ class LambdaBundleCommand(Command):
 
             self._error(Formatter.escape(str(os_error(error, "bundle the project"))))
             return 1
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # before the outputs were committed (after, it is an `Interrupted`)
+            handled()
             self._error("Interrupted: the previous ZIP and target dir were left as they were.")
             return 130
         except Exception as error:  # a bug of ours: one line (even with -q), the traceback with -v
@@ -242,6 +247,18 @@ class LambdaBundleCommand(Command):
         if len(specs) == 1 and specs[0].name is None:
             return bundle(poetry, specs[0], self.io, progress)
         return bundle_all(poetry, specs, self.io, progress)
+
+
+@contextlib.contextmanager
+def _nothing_left_staged() -> Iterator[None]:
+    """However the run ends, no temporary of its outputs or caches is left behind (a Ctrl-C can
+    come between a temporary's creation and the code meant to remove it)."""
+    from poetry_plugin_lambda.atomic import discard_unfinished
+
+    try:
+        yield
+    finally:
+        discard_unfinished()
 
 
 @contextlib.contextmanager

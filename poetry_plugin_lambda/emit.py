@@ -12,7 +12,8 @@ alone, its staged outputs removed.
 Only when both outputs of a bundle are complete are they committed: the target dir is swapped
 in, then the ZIP renamed over the previous one; if that rename fails the target dir swap is
 undone. Any failure before leaves both outputs as they were, and the error names the path and
-the cause. The paths the user gave are checked first, before any work is done.
+the cause. A Ctrl-C during the commits is held until they are done (`interrupts.held`), so it
+never leaves a target dir swapped in without its ZIP. The paths the user gave are checked first, before any work is done.
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ from typing import TypeVar
 
 from poetry_plugin_lambda.atomic import Cancelled
 from poetry_plugin_lambda.atomic import Staged
+from poetry_plugin_lambda.errors import Interrupted
 from poetry_plugin_lambda.errors import OutputError
 from poetry_plugin_lambda.errors import WheelError
 from poetry_plugin_lambda.errors import os_error
+from poetry_plugin_lambda.interrupts import held
 from poetry_plugin_lambda.sources import Inflater
 from poetry_plugin_lambda.sources import as_archive_members
 from poetry_plugin_lambda.sources import inflated
@@ -135,7 +138,14 @@ def write_all_outputs(jobs: Sequence[OutputJob]) -> list[ZipResult | Exception]:
             bundle.fail(Cancelled())
             bundle.discard()
         raise
-    return [bundle.commit() for bundle in bundles]
+    with held() as interrupt:  # renames and the previous target dirs' removal: not cut in two
+        results = [bundle.commit() for bundle in bundles]
+    if interrupt.interrupted:
+        raise Interrupted(
+            "Interrupted after the outputs were written: the new ZIP and target dir are in place;"
+            " the report and the handler checks were not made."
+        )
+    return results
 
 
 class _Bundle:
@@ -177,10 +187,11 @@ class _Bundle:
                 self._zip = _on_disk(lambda: StagedZip(job.output, layout), job.output)
             except Exception as error:  # returned as this job's outcome
                 self.fail(error)
-        try:
-            self._dir = folders.result()
-        except Exception as error:
-            self.fail(error)
+            finally:  # kept even when interrupted, so that discarding the job removes them
+                try:
+                    self._dir = folders.result()
+                except Exception as error:
+                    self.fail(error)
 
     def _members(self, entries: Sequence[Entry]) -> list[Entry]:
         if all(is_deflated_member(entry) for entry in entries):

@@ -39,6 +39,12 @@ class OutputError(BundleError):
     """The outputs cannot be written where asked, safely."""
 
 
+class Interrupted(BundleError):
+    """Ctrl-C after the outputs were put in place: they are the new ones; what came after was not done."""
+
+    exit_code = 130
+
+
 _OS_ADVICE = {
     errno.ENOSPC: "The disk is full: free some space and run again.",
     errno.EDQUOT: "The disk quota is used up: free some space and run again.",

@@ -6,6 +6,7 @@ and building the project once for all of them, then assembling and writing them 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,7 @@ from poetry_plugin_lambda.emit import check_outputs
 from poetry_plugin_lambda.emit import write_all_outputs
 from poetry_plugin_lambda.emit import write_outputs
 from poetry_plugin_lambda.errors import BundleError
+from poetry_plugin_lambda.errors import Interrupted
 from poetry_plugin_lambda.fetch import Fetcher
 from poetry_plugin_lambda.includes import Outputs
 from poetry_plugin_lambda.includes import project_files
@@ -41,6 +43,7 @@ from poetry_plugin_lambda.wheels import contents_of
 from poetry_plugin_lambda.wheels import parse_wheel
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from collections.abc import Sequence
 
     from cleo.io.io import IO
@@ -79,7 +82,8 @@ def bundle(poetry: Poetry, spec: BundleSpec, io: IO, progress: Progress) -> Bund
         assembled = _assemble(prepared, shared, progress)
         _announce(spec, progress)
         result = write_outputs(assembled.entries, spec.output, spec.target_dir, spec.epoch)
-        return _checked(prepared, _report(prepared, assembled, result), shared, io, progress)
+        with _written():
+            return _checked(prepared, _report(prepared, assembled, result), shared, io, progress)
 
 
 def bundle_all(poetry: Poetry, specs: Sequence[BundleSpec], io: IO, progress: Progress) -> list[BundleReport | BundleFailure]:
@@ -115,18 +119,20 @@ def bundle_all(poetry: Poetry, specs: Sequence[BundleSpec], io: IO, progress: Pr
         for prepared, _ in assembled:
             _announce(prepared.spec, progress)
         jobs = [OutputJob(a.entries, p.spec.output, p.spec.target_dir, p.spec.epoch) for p, a in assembled]
-        for (prepared, parts), result in zip(assembled, write_all_outputs(jobs)):
-            name = str(prepared.spec.name)
-            if isinstance(result, BundleError):
-                outcomes[name] = BundleFailure(name, str(result), result.exit_code)
-            elif isinstance(result, Exception):
-                raise result
-            else:
-                outcomes[name] = _report(prepared, parts, result)
-        for prepared in ready:  # last: a code bundle may be checked with a layer bundle of this run
-            done = outcomes.get(str(prepared.spec.name))
-            if isinstance(done, BundleReport):
-                outcomes[str(prepared.spec.name)] = _checked(prepared, done, shared, io, progress)
+        results = write_all_outputs(jobs)
+        with _written():
+            for (prepared, parts), result in zip(assembled, results):
+                name = str(prepared.spec.name)
+                if isinstance(result, BundleError):
+                    outcomes[name] = BundleFailure(name, str(result), result.exit_code)
+                elif isinstance(result, Exception):
+                    raise result
+                else:
+                    outcomes[name] = _report(prepared, parts, result)
+            for prepared in ready:  # last: a code bundle may be checked with a layer bundle of this run
+                done = outcomes.get(str(prepared.spec.name))
+                if isinstance(done, BundleReport):
+                    outcomes[str(prepared.spec.name)] = _checked(prepared, done, shared, io, progress)
     return [outcomes[str(spec.name)] for spec in specs]
 
 
@@ -285,6 +291,18 @@ def _report(prepared: _Prepared, assembled: _Assembled, result: ZipResult) -> Bu
         slim=assembled.slimmed.report if assembled.slimmed else None,
         name=spec.name,
     )
+
+
+@contextlib.contextmanager
+def _written() -> Iterator[None]:
+    """Once the outputs are in place, a Ctrl-C says so (not that they were left as they were)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted(
+            "Interrupted after the outputs were written: the new ZIP and target dir are in place;"
+            " the handler checks did not finish."
+        ) from None
 
 
 def _checked(

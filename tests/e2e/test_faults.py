@@ -168,6 +168,47 @@ def test_run_killed_while_writing_keeps_the_previous_zip(
     assert dir_files(target_parent / "python3.11-x86_64") == zip_files(out)
 
 
+def _leftovers(*folders: Path) -> list[Path]:
+    """Temporaries of any writer (young `.new-` names too), anywhere under `folders`."""
+    return [p for folder in folders if folder.is_dir() for p in folder.rglob("*") if ".tmp-" in p.name or ".new-" in p.name]
+
+
+@pytest.mark.slow
+def test_ctrl_c_at_any_moment_of_a_run(big_world: dict, big_service: Path) -> None:
+    """Ctrl-C at moments spread over a whole run (start-up, lock, fetch, staging, writing,
+    committing): once the command runs, every run ends in one line and exit 130 (or finishes);
+    the ZIP and the target dir always agree, and no temporary is left in the outputs' folders or
+    the cache."""
+    out = big_service / "out" / "fn.zip"
+    target_parent = big_service / "build" / "lambda"
+    started = time.monotonic()
+    timed = bundle(big_service, big_world["cache"], *RUNTIME, "--output", str(out))
+    assert timed.returncode == 0, timed.stderr
+    length = time.monotonic() - started
+    chance = random.Random(17)
+    codes = []
+    for step in range(10):
+        proc = _start(big_service, big_world["cache"], *RUNTIME, "--output", str(out))
+        time.sleep(length * (step + chance.random()) / 10)
+        proc.send_signal(signal.SIGINT)
+        code, stdout, stderr = _finish(proc)
+        codes.append(code)
+        if code == -signal.SIGINT:  # during Python's and Poetry's start-up: as for any command
+            assert "poetry_plugin_lambda/command.py" not in stderr and "Interrupted" not in stderr, stderr
+        elif code == 1 and not stdout + stderr:  # cleo's dispatch, before the command runs: as for any command
+            pass
+        else:
+            assert code in (0, 130), (code, stdout, stderr)
+            assert "Traceback" not in stdout + stderr, stderr
+        if code == 130:
+            lines = _error_lines(stderr)
+            assert len(lines) == 1 and "Interrupted" in lines[0], stderr
+        assert out.read_bytes() == big_world["zip"]
+        assert dir_files(target_parent / "python3.11-x86_64") == zip_files(out)
+        assert not _leftovers(out.parent, target_parent, big_world["cache"]), (step, stderr)
+    assert 130 in codes, codes
+
+
 def _finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
     stdout, stderr = proc.communicate(timeout=300)
     return proc.returncode, stdout, stderr

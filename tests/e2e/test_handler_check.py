@@ -4,15 +4,20 @@ the runtime's SDK from the lock, layers, several handlers, other architectures."
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.helpers import ARM_TAG
 from tests.e2e.helpers import bundle
+from tests.e2e.helpers import dir_files
+from tests.e2e.helpers import zip_files
 from tests.fixtures.index import LoopbackIndex
 from tests.fixtures.interpreters import find_python
+from tests.fixtures.projects import poetry_env
 from tests.fixtures.projects import poetry_lock
 from tests.fixtures.projects import write_project
 from tests.fixtures.wheelfactory import build_wheel
@@ -60,6 +65,18 @@ except OSError:
 def handler(event, context):
     return alpha.hello()
 '''
+CTRL_C_HANDLER = '''\
+import os
+import signal
+import time
+
+os.kill(os.getppid(), signal.SIGINT)  # the user presses Ctrl-C while the handler is checked
+time.sleep(30)
+
+
+def handler(event, context):
+    return 1
+'''
 PY = "3.12"
 
 
@@ -99,6 +116,7 @@ def world(tmp_path_factory: pytest.TempPathFactory):
             "no_sdk": project("nosdk", dependencies={"alpha": "1.0"}, handler_source=BOTO3_HANDLER),
             "alpha": project("alphafn", dependencies={"alpha": "1.0", "docopt": "0.6.2"},
                              handler_source=ALPHA_HANDLER + "import docopt\n"),
+            "ctrl_c": project("ctrlcfn", dependencies={"alpha": "1.0"}, handler_source=CTRL_C_HANDLER),
             "native": project("nativefn", dependencies={"native": "1.0"},
                               handler_source="import native\n\n\ndef handler(event, context):\n    return 1\n"),
         }
@@ -242,3 +260,22 @@ def test_check_with_of_another_version_fails_before_bundling(world, tmp_path: Pa
     assert result.returncode == 1
     assert "is CPython 3.11; the handler check needs CPython 3.12" in result.stderr
     assert not (tmp_path / "alpha.zip").exists()
+
+
+def test_ctrl_c_during_the_handler_check_says_the_outputs_are_written(world, tmp_path: Path) -> None:
+    """Once the outputs are committed, a Ctrl-C does not claim they were left as they were."""
+    out, target = tmp_path / "fn.zip", tmp_path / "fn-target"
+    done = subprocess.run(
+        [sys.executable, "-m", "poetry", "lambda-bundle", "--no-ansi", "-o", str(out), "--target-dir", str(target),
+         "--check-handler", "ctrlcfn.handler.handler"],
+        cwd=world["ctrl_c"], env=poetry_env(world["cache"]), stdin=subprocess.DEVNULL, capture_output=True,
+        text=True, timeout=120, check=False,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # Ctrl-C as in a terminal
+    )
+    assert done.returncode == 130, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stdout + done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Interrupted after the outputs were written" in lines[0], done.stderr
+    assert dir_files(target) == zip_files(out)
+    assert "ctrlcfn/handler.py" in zip_files(out)
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name or ".new-" in p.name]

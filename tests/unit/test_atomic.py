@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import signal
 import threading
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 from poetry_plugin_lambda.atomic import Staged
 from poetry_plugin_lambda.atomic import copy_atomic
+from poetry_plugin_lambda.atomic import discard_unfinished
 from poetry_plugin_lambda.atomic import remove_stale
 from poetry_plugin_lambda.atomic import write_atomic
 
@@ -111,3 +113,54 @@ def test_names_of_writers_killed_before_their_lock_go_after_a_grace_period(tmp_p
     young.write_bytes(b"")
     remove_stale(final)
     assert _listing(tmp_path) == [".entry.new-young"]
+
+
+# -- Ctrl-C at the worst moment -----------------------------------------------------------------
+
+
+def _ctrl_c_after(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """`os.<name>` does its work, then a Ctrl-C arrives before its result is used: the moment
+    Python raises KeyboardInterrupt at when a signal comes during a system call."""
+    real = getattr(os, name)
+
+    def then_interrupted(*args: object, **kwargs: object) -> object:
+        result = real(*args, **kwargs)
+        signal.raise_signal(signal.SIGINT)
+        return result
+
+    monkeypatch.setattr(os, name, then_interrupted)
+
+
+@pytest.mark.parametrize("call", ["open", "rename", "mkdir"])
+@pytest.mark.parametrize("folder", [False, True], ids=["file", "folder"])
+def test_ctrl_c_while_a_temporary_is_made_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, call: str, folder: bool
+) -> None:
+    final = tmp_path / "entry"
+    final.write_bytes(b"previous")
+    if folder:
+        final.unlink()
+    _ctrl_c_after(monkeypatch, call)
+    try:
+        staged = Staged(final, folder=folder)
+    except KeyboardInterrupt:
+        pass
+    else:  # the call was not on this path (a file is not made with mkdir): an ordinary temporary
+        staged.discard()
+    monkeypatch.undo()
+    discard_unfinished()  # what the command does when a run ends
+    assert _listing(tmp_path) == ([] if folder else ["entry"])
+    assert folder or final.read_bytes() == b"previous"
+
+
+def test_temporaries_a_run_did_not_finish_are_removed_when_it_ends(tmp_path: Path) -> None:
+    kept = Staged(tmp_path / "committed")
+    os.write(kept.fd, b"done")
+    kept.commit()
+    forgotten = Staged(tmp_path / "forgotten")  # as if a Ctrl-C came before its `with`
+    folder = Staged(tmp_path / "tree", folder=True)
+    (folder.path / "file").write_bytes(b"x")
+    discard_unfinished()
+    assert _listing(tmp_path) == ["committed"]
+    assert not forgotten.path.exists() and not folder.path.exists()
+    discard_unfinished()  # nothing left: nothing to do

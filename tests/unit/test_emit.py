@@ -9,9 +9,12 @@ import io
 import os
 import random
 import shutil
+import signal
 import stat
 import struct
 import subprocess
+import threading
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,12 +23,14 @@ import pytest
 
 from poetry_plugin_lambda.assemble import Entry
 from poetry_plugin_lambda.assemble import assemble
+from poetry_plugin_lambda.atomic import discard_unfinished
 from poetry_plugin_lambda.emit import MARKER
 from poetry_plugin_lambda.emit import ZipResult
 from poetry_plugin_lambda.emit import check_outputs
 from poetry_plugin_lambda.emit import write_outputs
 from poetry_plugin_lambda.errors import BundleError
 from poetry_plugin_lambda.errors import ConfigError
+from poetry_plugin_lambda.errors import Interrupted
 from poetry_plugin_lambda.errors import OutputError
 from poetry_plugin_lambda.sources import Archives
 from poetry_plugin_lambda.spec import source_epoch
@@ -576,3 +581,76 @@ def test_source_epoch_sets_every_timestamp(tmp_path: Path) -> None:
     write(entries, tmp_path / "old", source_epoch({"SOURCE_DATE_EPOCH": "5"}))
     with zipfile.ZipFile(tmp_path / "old" / "fn.zip") as zf:
         assert {i.date_time for i in zf.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+
+
+# -- Ctrl-C at any moment ------------------------------------------------------------------------
+
+
+class _CtrlCAfter:
+    """`os.<name>`'s `nth` call does its work, then a Ctrl-C arrives (from whichever thread made
+    the call: the main thread then raises KeyboardInterrupt at its next step)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, name: str, nth: int) -> None:
+        self.real, self.nth, self.calls, self.fired = getattr(os, name), nth, 0, False
+        self._lock = threading.Lock()
+        monkeypatch.setattr(os, name, self)
+
+    def __call__(self, *args: object, **kwargs: object) -> object:
+        result = self.real(*args, **kwargs)
+        with self._lock:
+            self.calls += 1
+            fire = self.calls == self.nth
+        if fire:
+            self.fired = True
+            signal.raise_signal(signal.SIGINT)
+        return result
+
+
+def _steps() -> None:
+    """A few Python steps: a Ctrl-C still pending is raised here."""
+    for _ in range(3):
+        time.sleep(0)
+
+
+@pytest.mark.parametrize("call", ["open", "mkdir", "rename", "replace", "fsync", "unlink", "rmdir"])
+def test_a_ctrl_c_after_any_system_call_leaves_both_outputs_old_or_both_new(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, call: str
+) -> None:
+    """Every `call` of a write is followed, one run each, by a Ctrl-C. The run either stops with
+    both outputs as they were (KeyboardInterrupt), or says it was interrupted after writing
+    them (both new), or finishes; never a target dir without its ZIP, never a temporary left."""
+    small = entries_of(tmp_path / "small")
+    big = entries_of(tmp_path / "big", big=True)
+    folder = tmp_path / "dist"
+    outcomes: set[str] = set()
+    for nth in range(1, 500):
+        write(small, folder)
+        before = snapshot(folder)
+        ctrl_c = _CtrlCAfter(monkeypatch, call, nth)
+        written = False
+        try:
+            try:
+                write(big, folder)
+                written = True
+                _steps()
+            finally:
+                monkeypatch.undo()
+            outcome = "finished"
+        except KeyboardInterrupt:
+            outcome = "finished" if written else "kept"
+        except Interrupted as error:
+            assert "after the outputs were written" in str(error)
+            outcome = "written"
+        discard_unfinished()  # what the command does when a run ends
+        outcomes.add(outcome)
+        assert sorted(p.name for p in folder.iterdir()) == ["fn.zip", "target"], (nth, outcome)
+        if outcome == "kept":
+            assert snapshot(folder) == before, nth
+        else:
+            assert _zip_files(folder / "fn.zip") == _dir_files(folder / "target")
+            assert "app/blob.bin" in _dir_files(folder / "target")
+        if not ctrl_c.fired:
+            break
+    else:
+        pytest.fail("the write never ran out of calls")
+    assert outcomes - {"finished"}, "no Ctrl-C was ever seen"
