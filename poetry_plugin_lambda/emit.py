@@ -141,10 +141,7 @@ def write_all_outputs(jobs: Sequence[OutputJob]) -> list[ZipResult | Exception]:
     with held() as interrupt:  # renames and the previous target dirs' removal: not cut in two
         results = [bundle.commit() for bundle in bundles]
     if interrupt.interrupted:
-        raise Interrupted(
-            "Interrupted after the outputs were written: the new ZIP and target dir are in place;"
-            " the report and the handler checks were not made."
-        )
+        raise Interrupted("the report and the handler checks were not made")
     return results
 
 

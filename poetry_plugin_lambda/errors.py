@@ -44,6 +44,11 @@ class Interrupted(BundleError):
 
     exit_code = 130
 
+    def __init__(self, unfinished: str) -> None:
+        super().__init__(
+            f"Interrupted after the outputs were written: the new ZIP and target dir are in place; {unfinished}."
+        )
+
 
 _OS_ADVICE = {
     errno.ENOSPC: "The disk is full: free some space and run again.",

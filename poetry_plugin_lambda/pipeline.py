@@ -299,10 +299,7 @@ def _written() -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
-        raise Interrupted(
-            "Interrupted after the outputs were written: the new ZIP and target dir are in place;"
-            " the handler checks did not finish."
-        ) from None
+        raise Interrupted("the handler checks did not finish") from None
 
 
 def _checked(
