@@ -62,6 +62,7 @@ T = TypeVar("T")
 __all__ = ["MARKER", "OutputJob", "ZipResult", "check_outputs", "write_all_outputs", "write_outputs"]
 
 _WORKERS = min(4, os.cpu_count() or 2)  # inflating and system calls let go of the GIL; more threads only wait for it
+_RUN_LIMIT = 1 << 20  # members gathered into one write of the ZIP, at most (about) this many bytes
 _PER_FILE = 16 << 10  # what creating a file costs, in bytes written, when ordering the work
 
 
@@ -197,14 +198,21 @@ class _Bundle:
         with os.fdopen(os.dup(self._scratch.fd), "w+b", buffering=CHUNK) as scratch:
             return as_archive_members(entries, scratch, self._scratch.path)
 
-    def put(self, index: int, raw: bytes, data: bytes) -> None:
-        """Member `index`, small enough to hold: its compressed bytes into the ZIP, its bytes into
-        a new file of the target dir."""
+    def put(self, index: int, raw: bytes, data: bytes, runs: _ZipRuns) -> None:
+        """Member `index`, small enough to hold: its compressed bytes into the ZIP (with the
+        members before it in the ZIP, when they came just before), its bytes into a new file of
+        the target dir."""
         zip_file, target, entry = self._zip, self._dir, self.entries[index]
         assert zip_file is not None and target is not None
         layout = zip_file.layout
-        if self.attempt(lambda: zip_file.write_at(layout.offsets[index], layout.heads[index] + raw), self.job.output):
+        if runs.write(self, layout.offsets[index], layout.heads[index], raw):
             self.attempt(lambda: target.write(entry.path, data, entry.executable), self.job.target_dir)
+
+    def write_zip(self, offset: int, data: bytes) -> bool:
+        """`data` at `offset` of the staged ZIP; False if this job has failed, or fails now."""
+        zip_file = self._zip
+        assert zip_file is not None
+        return self.attempt(lambda: zip_file.write_at(offset, data), self.job.output)
 
     def open_member(self, index: int) -> _Open | None:
         """Member `index`, written in pieces: its local header written and its file created."""
@@ -280,6 +288,41 @@ class _Bundle:
             self._scratch = None
 
 
+class _ZipRuns:
+    """One worker's small members bound for consecutive places of a job's ZIP, gathered into one
+    positioned write (a wheel's members mostly keep their order in the ZIP, which is sorted by
+    path). A run is written when the next member does not follow it, when it reaches
+    `_RUN_LIMIT`, and when the worker leaves the archive (`flush`)."""
+
+    def __init__(self) -> None:
+        self._runs: dict[_Bundle, tuple[int, list[bytes], int]] = {}  # start, pieces, end
+
+    def write(self, bundle: _Bundle, offset: int, head: bytes, raw: bytes) -> bool:
+        """Add a member's local header and raw bytes at `offset`; False if the job has failed."""
+        run = self._runs.get(bundle)
+        if run is not None and run[2] != offset:
+            if not self._write(bundle):
+                return False
+            run = None
+        if run is None:
+            if not bundle.live:
+                return False
+            run = (offset, [], offset)
+        start, pieces, _ = run
+        pieces += (head, raw)
+        end = offset + len(head) + len(raw)
+        self._runs[bundle] = (start, pieces, end)
+        return end - start < _RUN_LIMIT or self._write(bundle)
+
+    def flush(self) -> None:
+        for bundle in list(self._runs):
+            self._write(bundle)
+
+    def _write(self, bundle: _Bundle) -> bool:
+        start, pieces, _ = self._runs.pop(bundle)
+        return bundle.write_zip(start, b"".join(pieces))
+
+
 class _Open:
     """A member being written in pieces into one job's outputs: the ZIP from its raw bytes, a new
     file from its inflated bytes."""
@@ -336,20 +379,22 @@ def _weight(members: dict[int, _Targets]) -> int:
 
 def _fill_archive(archive: Path, members: dict[int, _Targets]) -> None:
     try:
-        source = RawSource.open(archive)
+        source = RawSource.whole(archive)
     except OSError as error:
         _fail_all([t for targets in members.values() for t in targets], os_error(error, f"read {archive}"))
         return
+    runs = _ZipRuns()
     try:
         for targets in members.values():
             live = [(bundle, index) for bundle, index in targets if bundle.live]
             if live:
-                _fill_member(source, archive, live)
+                _fill_member(source, archive, live, runs)
+        runs.flush()
     finally:
         source.close()
 
 
-def _fill_member(source: RawSource, archive: Path, targets: _Targets) -> None:
+def _fill_member(source: RawSource, archive: Path, targets: _Targets, runs: _ZipRuns) -> None:
     """One member into every job that holds it: read once, inflated once."""
     bundle, index = targets[0]
     info = bundle.entries[index].info
@@ -368,7 +413,7 @@ def _fill_member(source: RawSource, archive: Path, targets: _Targets) -> None:
         _fail_all(targets, error)
         return
     for bundle, index in targets:
-        bundle.put(index, raw, data)
+        bundle.put(index, raw, data, runs)
 
 
 def _fill_large_member(source: RawSource, archive: Path, info: zipfile.ZipInfo, targets: _Targets) -> None:

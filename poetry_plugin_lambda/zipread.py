@@ -30,6 +30,7 @@ FLAG_UTF8 = 0x0800
 
 
 CHUNK = 1 << 20  # members are read in pieces of at most this size
+WHOLE_LIMIT = 16 << 20  # an archive up to this size is read in one system call, beyond it member by member
 _SLACK = 512  # read past the fixed header at once: the name and extra field almost always fit
 
 
@@ -41,16 +42,41 @@ class RawSource:
     """Positioned reads of one archive: an fd of our own (`pread`, no shared position), or a
     file object (seek and read; only for archives opened from memory, in a single thread)."""
 
-    def __init__(self, fd: int | None = None, fileobj: BinaryIO | None = None, encoding: str | None = None) -> None:
+    def __init__(
+        self, fd: int | None = None, fileobj: BinaryIO | None = None, encoding: str | None = None,
+        data: bytes | None = None,
+    ) -> None:
         self._fd = fd
         self._fileobj = fileobj
+        self._data = data
         self.encoding = encoding
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], encoding: str | None = None) -> RawSource:
         return cls(fd=os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)), encoding=encoding)
 
+    @classmethod
+    def whole(cls, path: str | os.PathLike[str], limit: int = WHOLE_LIMIT) -> RawSource:
+        """An archive about to be read member after member: up to `limit` bytes it is read in
+        one system call (then every member is a slice of those bytes), beyond that per member."""
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            size = os.fstat(fd).st_size
+            if size > limit:
+                return cls(fd=fd)
+            pieces, offset = [], 0
+            while piece := os.pread(fd, size + 1 - offset, offset):  # to the end, however long it is now
+                pieces.append(piece)
+                offset += len(piece)
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+        return cls(data=b"".join(pieces) if len(pieces) != 1 else pieces[0])
+
     def pread(self, size: int, offset: int) -> bytes:
+        if self._data is not None:
+            return self._data[offset : offset + size]
         if self._fd is not None:
             return os.pread(self._fd, size, offset)
         assert self._fileobj is not None

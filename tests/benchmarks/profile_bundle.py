@@ -57,6 +57,7 @@ wrap(pipeline, "make_plan", "plan")
 wrap(fetch.Fetcher, "fetch_all", "fetch")
 wrap(pipeline.SharedWork, "_build_project", "project build")
 wrap(pipeline, "assemble", "assemble")
+wrap(pipeline, "_compile", "compile")
 wrap(pipeline, "write_outputs", "outputs")
 wrap(emit._Bundle, "stage", "outputs staged")
 wrap(emit, "_fill", "one pass")
@@ -103,6 +104,7 @@ def run_child(project: Path, env: dict[str, str], args: list[str]) -> dict[str, 
         "archive lookup, hash checks, wheels' directories read (fetch)": total("fetch"),
         "project build": total("project build"),
         "assemble (filters applied, RECORDs written, entries mapped)": total("assemble"),
+        "--compile: bytecode found (memos checked, copied to scratch) or compiled": total("compile"),
         "outputs (ZIP and target dir in one pass, then committed)": total("outputs"),
         "  staged: entries as archive members, the ZIP laid out, folders made": total("outputs staged"),
         "  one pass over the archives: members copied and inflated": total("one pass"),
@@ -122,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--runtime", default="python3.12")
     parser.add_argument("--arch", default="x86_64")
+    parser.add_argument("--compile", action="store_true", help="profile `--compile` runs (bytecode cache warm)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--out", type=Path, help="keep the outputs under this new folder (default: a temp"
                         " dir, removed at the end; deleting thousands of files slows the file system's next"
@@ -142,13 +145,15 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(run_child(args.project, env, [
                 "lambda-bundle", "--no-ansi", "-q", "--runtime", args.runtime, "--arch", args.arch,
                 "--output", str(out / str(i) / "bundle.zip"), "--target-dir", str(out / str(i) / "target"),
+                *(["--compile"] if args.compile else []),
             ]))
     finally:
         if not args.out:
             shutil.rmtree(out, ignore_errors=True)
     medians = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
     medians["`poetry --version` (for comparison)"] = statistics.median(version)
-    print(f"Medians of {args.runs} warm runs with fresh outputs ({args.project.name}):")
+    kind = "--compile runs" if args.compile else "runs"
+    print(f"Medians of {args.runs} warm {kind} with fresh outputs ({args.project.name}):")
     for key, value in medians.items():
         print(f"  {key:<62} {value:6.3f} s")
     if args.json:

@@ -24,8 +24,10 @@ import pytest
 from poetry_plugin_lambda.assemble import Entry
 from poetry_plugin_lambda.assemble import assemble
 from poetry_plugin_lambda.atomic import discard_unfinished
+from poetry_plugin_lambda.emit import _RUN_LIMIT
 from poetry_plugin_lambda.emit import MARKER
 from poetry_plugin_lambda.emit import ZipResult
+from poetry_plugin_lambda.emit import _ZipRuns
 from poetry_plugin_lambda.emit import check_outputs
 from poetry_plugin_lambda.emit import write_outputs
 from poetry_plugin_lambda.errors import BundleError
@@ -654,3 +656,54 @@ def test_a_ctrl_c_after_any_system_call_leaves_both_outputs_old_or_both_new(
     else:
         pytest.fail("the write never ran out of calls")
     assert outcomes - {"finished"}, "no Ctrl-C was ever seen"
+
+
+# -- members gathered into runs of the ZIP -------------------------------------------------------
+
+
+class _Recorder:
+    """What `_ZipRuns` needs of a job: whether it is live, and its ZIP's positioned writes."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.live, self.writes, self.fail_at = True, [], fail_at
+
+    def write_zip(self, offset: int, data: bytes) -> bool:
+        if offset == self.fail_at:
+            self.live = False
+            return False
+        self.writes.append((offset, data))
+        return True
+
+
+def test_members_that_follow_each_other_in_the_zip_are_written_at_once() -> None:
+    job = _Recorder()
+    runs = _ZipRuns()
+    assert runs.write(job, 0, b"h1", b"aa")  # type: ignore[arg-type]
+    assert runs.write(job, 4, b"h2", b"bbb")  # type: ignore[arg-type]
+    assert runs.write(job, 20, b"h3", b"c")  # type: ignore[arg-type] # a gap: the run so far is written
+    assert job.writes == [(0, b"h1aah2bbb")]
+    runs.flush()
+    assert job.writes == [(0, b"h1aah2bbb"), (20, b"h3c")]
+    runs.flush()  # nothing left
+    assert len(job.writes) == 2
+
+
+def test_a_run_is_written_when_it_reaches_its_limit() -> None:
+    job = _Recorder()
+    runs = _ZipRuns()
+    big = bytes(_RUN_LIMIT)
+    assert runs.write(job, 0, b"h", big)  # type: ignore[arg-type]
+    assert job.writes == [(0, b"h" + big)]
+    assert runs.write(job, len(big) + 1, b"h", b"x")  # type: ignore[arg-type]
+    runs.flush()
+    assert job.writes[-1] == (len(big) + 1, b"hx")
+
+
+def test_a_failed_run_stops_the_job() -> None:
+    job = _Recorder(fail_at=0)
+    runs = _ZipRuns()
+    assert runs.write(job, 0, b"h1", b"aa")  # type: ignore[arg-type]
+    assert not runs.write(job, 9, b"h2", b"b")  # type: ignore[arg-type] # the first run fails when written
+    assert not runs.write(job, 12, b"h3", b"c")  # type: ignore[arg-type] # the job is no longer live
+    runs.flush()
+    assert job.writes == []

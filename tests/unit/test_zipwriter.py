@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from poetry_plugin_lambda.zipread import RawSource
 from poetry_plugin_lambda.zipwriter import DOS_EPOCH_MIN
 from poetry_plugin_lambda.zipwriter import DeterministicZipWriter
 from poetry_plugin_lambda.zipwriter import ZipWriteError
@@ -580,3 +581,28 @@ def test_members_from_several_sources_interleaved(tmp_path: Path) -> None:
     with zipfile.ZipFile(io.BytesIO(write_bundle(build))) as zf:
         assert zf.read("a.py") == zf.read("c.py") == MODULE_TEXT
         assert zf.read("b.py") == MODULE_TEXT[::-1]
+
+
+@pytest.mark.parametrize("limit", [0, 1 << 30], ids=["member by member", "whole"])
+def test_an_archive_read_whole_or_member_by_member_gives_the_same_raw_bytes(source: Path, limit: int) -> None:
+    whole = RawSource.whole(source, limit=limit)
+    one_by_one = RawSource.open(source)
+    try:
+        with zipfile.ZipFile(source) as zf:
+            infos = zf.infolist()
+            assert infos
+            for info in infos:
+                assert whole.raw_bytes(info) == one_by_one.raw_bytes(info)
+    finally:
+        whole.close()
+        one_by_one.close()
+
+
+def test_a_truncated_archive_read_whole_is_refused(tmp_path: Path, source: Path) -> None:
+    with zipfile.ZipFile(source) as zf:
+        info = max(zf.infolist(), key=lambda i: i.header_offset)
+    cut = tmp_path / "cut.whl"
+    cut.write_bytes(source.read_bytes()[: info.header_offset + 40])
+    whole = RawSource.whole(cut)
+    with pytest.raises(ZipWriteError):
+        whole.raw_bytes(info)
