@@ -6,8 +6,9 @@ local header checked against the central directory), copied as its compressed by
 ZIP that holds it, at the place the ZIP's layout gives it, and inflated once (its CRC checked)
 into a new file of each target dir that holds it. So the two outputs of a bundle are written
 from the same bytes, and the bundles of one run share the reading and inflating. The pass runs
-one thread per core, one archive at a time each (largest first); a bundle that fails stops
-alone, its staged outputs removed.
+one thread per core, one archive at a time each (largest first; an archive up to 16 MiB read in
+one system call, and a worker's members that follow each other in a ZIP written in one); a
+bundle that fails stops alone, its staged outputs removed.
 
 Only when both outputs of a bundle are complete are they committed: the target dir is swapped
 in, then the ZIP renamed over the previous one; if that rename fails the target dir swap is
