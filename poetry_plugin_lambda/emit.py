@@ -14,7 +14,8 @@ Only when both outputs of a bundle are complete are they committed: the target d
 in, then the ZIP renamed over the previous one; if that rename fails the target dir swap is
 undone. Any failure before leaves both outputs as they were, and the error names the path and
 the cause. A Ctrl-C during the commits is held until they are done (`interrupts.held`), so it
-never leaves a target dir swapped in without its ZIP. The paths the user gave are checked first, before any work is done.
+never leaves a target dir swapped in without its ZIP. The paths the user gave are checked
+first, before any work is done.
 """
 
 from __future__ import annotations
@@ -296,32 +297,36 @@ class _ZipRuns:
     `_RUN_LIMIT`, and when the worker leaves the archive (`flush`)."""
 
     def __init__(self) -> None:
-        self._runs: dict[_Bundle, tuple[int, list[bytes], int]] = {}  # start, pieces, end
+        self._runs: dict[_Bundle, _Run] = {}
 
     def write(self, bundle: _Bundle, offset: int, head: bytes, raw: bytes) -> bool:
         """Add a member's local header and raw bytes at `offset`; False if the job has failed."""
         run = self._runs.get(bundle)
-        if run is not None and run[2] != offset:
-            if not self._write(bundle):
+        if run is None or run.end != offset:
+            if run is not None and not self._write(bundle):
                 return False
-            run = None
-        if run is None:
             if not bundle.live:
                 return False
-            run = (offset, [], offset)
-        start, pieces, _ = run
-        pieces += (head, raw)
-        end = offset + len(head) + len(raw)
-        self._runs[bundle] = (start, pieces, end)
-        return end - start < _RUN_LIMIT or self._write(bundle)
+            run = self._runs[bundle] = _Run(offset)
+        run.pieces += (head, raw)
+        run.end = offset + len(head) + len(raw)
+        return run.end - run.start < _RUN_LIMIT or self._write(bundle)
 
     def flush(self) -> None:
         for bundle in list(self._runs):
             self._write(bundle)
 
     def _write(self, bundle: _Bundle) -> bool:
-        start, pieces, _ = self._runs.pop(bundle)
-        return bundle.write_zip(start, b"".join(pieces))
+        run = self._runs.pop(bundle)
+        return bundle.write_zip(run.start, b"".join(run.pieces))
+
+
+class _Run:
+    """Members for the ZIP from `start` to `end`, not yet written."""
+
+    def __init__(self, start: int) -> None:
+        self.start = self.end = start
+        self.pieces: list[bytes] = []
 
 
 class _Open:

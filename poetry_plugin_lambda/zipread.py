@@ -39,8 +39,9 @@ class ZipWriteError(Exception):
 
 
 class RawSource:
-    """Positioned reads of one archive: an fd of our own (`pread`, no shared position), or a
-    file object (seek and read; only for archives opened from memory, in a single thread)."""
+    """Positioned reads of one archive: its bytes read whole (slices), an fd of our own (`pread`,
+    no shared position), or a file object (seek and read; only for archives opened from memory,
+    in a single thread)."""
 
     def __init__(
         self, fd: int | None = None, fileobj: BinaryIO | None = None, encoding: str | None = None,
@@ -53,13 +54,13 @@ class RawSource:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], encoding: str | None = None) -> RawSource:
-        return cls(fd=os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)), encoding=encoding)
+        return cls(fd=_open(path), encoding=encoding)
 
     @classmethod
     def whole(cls, path: str | os.PathLike[str], limit: int = WHOLE_LIMIT) -> RawSource:
         """An archive about to be read member after member: up to `limit` bytes it is read in
         one system call (then every member is a slice of those bytes), beyond that per member."""
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        fd = _open(path)
         try:
             size = os.fstat(fd).st_size
             if size > limit:
@@ -72,7 +73,7 @@ class RawSource:
             os.close(fd)
             raise
         os.close(fd)
-        return cls(data=b"".join(pieces) if len(pieces) != 1 else pieces[0])
+        return cls(data=b"".join(pieces))  # one piece: joined without a copy
 
     def pread(self, size: int, offset: int) -> bytes:
         if self._data is not None:
@@ -110,6 +111,10 @@ class RawSource:
     def raw_bytes(self, info: zipfile.ZipInfo) -> bytes:
         """All of the member's stored bytes (for members small enough to hold)."""
         return b"".join(self.raw_chunks(info))
+
+
+def _open(path: str | os.PathLike[str]) -> int:
+    return os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
 
 
 def _check_local_header(info: zipfile.ZipInfo, head: bytes, encoding: str | None) -> int:
