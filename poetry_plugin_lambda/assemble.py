@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from poetry_plugin_lambda.errors import BundleError
+from poetry_plugin_lambda.errors import ConfigError
+from poetry_plugin_lambda.errors import WheelError
+from poetry_plugin_lambda.target_dir import MARKER
 from poetry_plugin_lambda.wheels import record_path
 
 if TYPE_CHECKING:
@@ -72,10 +75,12 @@ def assemble(
 ) -> list[Entry]:
     """All entries of all wheels (and `extra` files), sorted by path.
 
-    A path claimed twice is an error naming both owners.
+    A path claimed twice is an error naming both owners, and so is the target dir's marker.
     """
     by_path: dict[str, Entry] = {}
     for entry in _chain(wheels, prefix, extra):
+        if entry.path == MARKER:
+            raise _reserved(entry)
         other = by_path.get(entry.path)
         if other is not None:
             raise BundleError(
@@ -85,6 +90,20 @@ def assemble(
         by_path[entry.path] = entry
     _check_file_directory_clashes(by_path)
     return [by_path[path] for path in sorted(by_path)]
+
+
+def _reserved(entry: Entry) -> BundleError:
+    """The marker at the target dir's root says the folder is ours to replace; a file of the
+    bundle cannot take its place (the write would fail, or the file be the marker)."""
+    if entry.file is not None:
+        return ConfigError(
+            f"include would ship {MARKER} at the bundle's root: that name is reserved for the target"
+            f" dir's marker. Rename the file, or leave it out with '!{MARKER}' in include."
+        )
+    return WheelError(
+        f"{entry.owner} ships {MARKER} at the bundle's root: that name is reserved for the target"
+        f" dir's marker. Leave the file out with exclude-files = [\"{MARKER}\"], or the package with --exclude."
+    )
 
 
 def _chain(wheels: Iterable[WheelContents], prefix: str, extra: Iterable[Entry]) -> Iterable[Entry]:

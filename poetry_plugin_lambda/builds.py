@@ -7,6 +7,7 @@ commit are cached in Poetry's cache beside their source, as Poetry caches its ow
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Protocol
@@ -15,6 +16,7 @@ from poetry_plugin_lambda import compat
 from poetry_plugin_lambda.atomic import copy_atomic
 from poetry_plugin_lambda.errors import BundleError
 from poetry_plugin_lambda.errors import FetchError
+from poetry_plugin_lambda.errors import cause_line
 from poetry_plugin_lambda.errors import first_line
 from poetry_plugin_lambda.errors import redact
 from poetry_plugin_lambda.errors import redact_url
@@ -60,12 +62,28 @@ class Builder:
                 return built
         return None
 
-    def from_sdist(self, package: Package, sdist: Path) -> Path:
-        """Build a (hash-checked) sdist once, and cache the pure wheel beside it."""
+    def from_sdist(self, package: Package, sdist: Path, why: str) -> Path:
+        """Build a (hash-checked) sdist once, and cache the wheel beside it (as Poetry does);
+        `why` says why the sdist, not a wheel (shown while it builds).
+
+        Only a pure wheel can be used; a build that gave a wheel for this machine is kept too, so
+        the next run says so at once instead of building again (minutes, for numpy)."""
         cached = self._cached_build(sdist.parent)
         if cached is not None:
             return cached
-        wheel = self.build(package, sdist)
+        for built in sorted(sdist.parent.glob(f"{package.name.replace('-', '_')}-*.whl")):
+            if not is_pure(built) and _built_by_this_python(built):
+                raise no_wheel_error(
+                    package, self._target,
+                    f"an earlier build of {sdist.name} gave {built.name}, a wheel for this machine, not"
+                    f" a pure-Python one; that build is kept in Poetry's cache as {built}: delete it to"
+                    " build again",
+                )
+        try:
+            wheel = self.build(package, sdist, f" ({why}; only a pure-Python result can be used)")
+        except _NotPure as refused:
+            _cache_copy(refused.wheel, sdist.parent / refused.wheel.name)
+            raise refused.error from None
         return _cache_copy(wheel, sdist.parent / wheel.name)
 
     def from_git(self, package: Package) -> Path:
@@ -124,10 +142,10 @@ class Builder:
             return path
         return self.build(package, path)
 
-    def build(self, package: Package, source: Path) -> Path:
+    def build(self, package: Package, source: Path, why: str = "") -> Path:
         """Build a source tree or sdist for the target: only a pure-Python wheel is accepted."""
         label = label_of(package)
-        self._progress.line(f"  - Building <c1>{label}</> from {source.name}")
+        self._progress.line(f"  - Building <c1>{label}</> from {source.name}{why}")
         out = self._scratch / f"build-{package.name}"
         out.mkdir(parents=True, exist_ok=True)
         try:
@@ -144,18 +162,36 @@ class Builder:
                     " Poetry's installer.no-binary setting applies to build requirements too:"
                     " name packages in it instead of :all:."
                 )
-            raise FetchError(
-                f"Building {label} from {redact(str(source))} failed: {first_line(error)}{hint}"
-            ) from None
+            output = compat.build_output(error)
+            if output and self._log is not None:
+                self._log(redact(output))  # the build's whole output, shown with -v
+            cause = cause_line(output or "") or first_line(error)
+            raise FetchError(f"Building {label} from {redact(str(source))} failed: {cause}{hint}") from None
         if not is_pure(wheel) or wheel_rank(wheel.name, self._target) is None:
-            raise no_wheel_error(
+            refusal = no_wheel_error(
                 package,
                 self._target,
                 f"building {source.name} gave {wheel.name}, a wheel for this machine, not a"
                 " pure-Python one",
             )
+            raise _NotPure(wheel, refusal)
         check_built_wheel(wheel)  # no lock hash vouches for a built wheel: its RECORD must hold
         return wheel
+
+
+class _NotPure(FetchError):
+    """A build that gave a wheel for this machine: the refusal, and the wheel (kept for next time)."""
+
+    def __init__(self, wheel: Path, error: FetchError) -> None:
+        super().__init__(str(error))
+        self.wheel, self.error = wheel, error
+
+
+def _built_by_this_python(wheel: Path) -> bool:
+    """The (non-pure) wheel was built by the Python that runs builds here: building the same
+    sdist again would give it again."""
+    tag = f"cp{sys.version_info[0]}{sys.version_info[1]}"
+    return f"-{tag}-" in wheel.name
 
 
 def _cache_copy(wheel: Path, final: Path) -> Path:

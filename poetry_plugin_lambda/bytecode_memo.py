@@ -30,6 +30,9 @@ import zipfile
 from typing import TYPE_CHECKING
 
 from poetry_plugin_lambda.atomic import write_atomic
+from poetry_plugin_lambda.zipread import BrokenZip
+from poetry_plugin_lambda.zipread import parsing_zip
+from poetry_plugin_lambda.zipread import read_member
 from poetry_plugin_lambda.zipwriter import DOS_EPOCH_MIN
 from poetry_plugin_lambda.zipwriter import DeterministicZipWriter
 
@@ -75,10 +78,10 @@ class WheelMemos:
             data = path.read_bytes()
             if check.read_text(encoding="ascii").strip() != hashlib.sha256(data).hexdigest():
                 return None
-            with zipfile.ZipFile(io.BytesIO(data)) as zf:
-                index = json.loads(zf.read(_INDEX))
+            with parsing_zip(), zipfile.ZipFile(io.BytesIO(data)) as zf:
+                index = json.loads(read_member(zf, _INDEX))
                 members = {info.filename: info for info in zf.infolist() if info.filename != _INDEX}
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        except (OSError, KeyError, BrokenZip):  # a damaged memo (or index) is a miss
             return None
         if not isinstance(index, dict) or index.get("sources") != sorted(sources):
             return None

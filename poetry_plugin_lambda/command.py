@@ -184,8 +184,7 @@ class LambdaBundleCommand(Command):
         else:
             from poetry_plugin_lambda.report import render_text
 
-            for line in render_text(report):
-                self.line(line)
+            self._text(render_text(report))
         failed = report.failed_checks
         if failed and (self.io.output.is_quiet() or fmt == "json"):
             for check in failed:  # the text report shows them, unless silenced
@@ -209,8 +208,7 @@ class LambdaBundleCommand(Command):
         else:
             from poetry_plugin_lambda.report import render_many
 
-            for line in render_many(reports, [(f.name, f.message) for f in failures]):
-                self.line(line)
+            self._text(render_many(reports, [(f.name, f.message) for f in failures]))
         for failure in failures:  # on stderr too, and even with -q: a script must learn why
             self._error(Formatter.escape(f"Bundle {failure.name} failed: {failure.message}"))
         for report in reports:
@@ -220,17 +218,29 @@ class LambdaBundleCommand(Command):
             return max(f.exit_code for f in failures)
         return 3 if any(r.failed_checks for r in reports) else 0
 
-    def _json(self, data: dict[str, Any]) -> None:
-        from cleo.io.outputs.output import Verbosity
+    def _text(self, lines: list[str]) -> None:
+        """The text report, one bundle's or several's."""
+        for line in lines:
+            self._out(line)
 
-        # QUIET: `-q` silences progress, never the report a script asked for.
-        self.io.write_line(json.dumps(data, indent=2, sort_keys=True), Verbosity.QUIET)
+    def _json(self, data: dict[str, Any]) -> None:
+        """The JSON report: printed even with -q, which silences progress, never the report a
+        script asked for. Indented, it has one value a line, so a URL's user information never
+        spans a string's end: redacting the text keeps the JSON valid."""
+        self._out(json.dumps(data, indent=2, sort_keys=True), quiet_too=True)
 
     def _error(self, message: str) -> None:
         """Errors are printed even with -q: a script must learn why a bundle is missing."""
+        self._out(f"<error>{message}</error>", quiet_too=True, to_stderr=True)
+
+    def _out(self, text: str, *, quiet_too: bool = False, to_stderr: bool = False) -> None:
+        """What the command prints once the run is done (report, JSON, errors): redacted here,
+        since a handler's import error or a bundle's failure may quote a URL with credentials."""
         from cleo.io.outputs.output import Verbosity
 
-        self.io.write_error_line(f"<error>{redact(message)}</error>", Verbosity.QUIET)
+        verbosity = Verbosity.QUIET if quiet_too else Verbosity.NORMAL
+        write = self.io.write_error_line if to_stderr else self.io.write_line
+        write(redact(text), verbosity)
 
     def _bundle(self) -> BundleReport | list[BundleReport | BundleFailure]:
         from poetry_plugin_lambda.pipeline import bundle

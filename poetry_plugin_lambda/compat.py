@@ -6,6 +6,7 @@ this is the only file to change.
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -440,6 +441,21 @@ def build_isolated(
             text = output.getvalue().strip()
             if log is not None and text:
                 log(text)
+
+
+def build_output(error: BaseException) -> str | None:
+    """What a failed isolated build's backend printed, when Poetry's error holds it.
+
+    Poetry's `IsolatedBuildBackendError` wraps `build`'s exception around the backend's
+    `CalledProcessError`, and ends its message with advice to run pip: the cause is in between.
+    """
+    inner = getattr(getattr(error, "exception", None), "exception", None)
+    if not isinstance(inner, subprocess.CalledProcessError):
+        return None
+    out = inner.stderr or inner.stdout or inner.output
+    if isinstance(out, bytes):
+        out = out.decode("utf-8", "replace")
+    return out if isinstance(out, str) and out.strip() else None
 
 
 def project_python(poetry: Poetry) -> Path | None:

@@ -168,7 +168,7 @@ def _path_list(where: str, value: Any, what: str = "paths (strings)") -> list[st
 
 
 BUNDLES_KEY = "bundles"
-_BUNDLE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_BUNDLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 def _read_bundles(value: Any) -> dict[str, dict[str, Any]]:
@@ -178,7 +178,7 @@ def _read_bundles(value: Any) -> dict[str, dict[str, Any]]:
         raise ConfigError(f"{where} must hold one table per bundle, e.g. [{CONFIG_TABLE}.{BUNDLES_KEY}.api].")
     bundles = {}
     for name, table in value.items():
-        if not _BUNDLE_NAME.match(name):
+        if not _BUNDLE_NAME.fullmatch(name):
             raise ConfigError(
                 f"Bundle name {name!r} in {where}: use letters, digits, '.', '_' and '-'"
                 " (it becomes part of file names)."

@@ -44,6 +44,7 @@ from poetry_plugin_lambda.sources import unreadable
 from poetry_plugin_lambda.target_dir import MARKER
 from poetry_plugin_lambda.target_dir import StagedTargetDir
 from poetry_plugin_lambda.target_dir import Swap
+from poetry_plugin_lambda.target_dir import nested
 from poetry_plugin_lambda.target_dir import write_all
 from poetry_plugin_lambda.zip_output import StagedZip
 from poetry_plugin_lambda.zip_output import ZipResult
@@ -68,15 +69,17 @@ _RUN_LIMIT = 1 << 20  # members gathered into one write of the ZIP, at most (abo
 _PER_FILE = 16 << 10  # what creating a file costs, in bytes written, when ordering the work
 
 
-def check_outputs(output: Path, target_dir: Path, project_root: Path) -> None:
+def check_outputs(output: Path, target_dir: Path, project_root: Path, cache_dir: Path | None = None) -> None:
     """Refuse outputs that could destroy the user's files, before any work is done."""
     try:
-        _check_outputs(output, target_dir, project_root)
+        _check_places(output, target_dir, project_root, cache_dir)
+        _check_replaceable(output, target_dir)
     except OSError as error:
         raise os_error(error, "check the outputs") from None
 
 
-def _check_outputs(output: Path, target_dir: Path, project_root: Path) -> None:
+def _check_places(output: Path, target_dir: Path, project_root: Path, cache_dir: Path | None) -> None:
+    """Where the outputs are: never a folder the user keeps, never inside a target dir."""
     home = Path.home().resolve()
     protected = {Path("/"), home, project_root, Path.cwd().resolve()}
     if target_dir in protected or target_dir in project_root.parents:
@@ -84,18 +87,42 @@ def _check_outputs(output: Path, target_dir: Path, project_root: Path) -> None:
             f"Refusing to use {target_dir} as the target dir: it is the project, its parent,"
             " your home or the current folder. Choose a folder of its own, such as build/lambda."
         )
-    if target_dir.is_symlink() or target_dir.exists():
-        if target_dir.is_symlink() or not target_dir.is_dir():
+    if cache_dir is not None and (nested(target_dir, cache_dir) or target_dir in cache_dir.parents):
+        raise OutputError(
+            f"Refusing to use {target_dir} as the target dir: Poetry's cache ({cache_dir}) would be"
+            " in it or hold it, and a run replaces its target dir whole. Choose a folder of its own,"
+            " such as build/lambda."
+        )
+    if nested(output, target_dir):
+        raise OutputError(f"The output {output} must not be inside the target dir {target_dir}.")
+    for path in (output, target_dir):
+        for folder in path.parents:
+            if (folder / MARKER).is_file():
+                raise OutputError(
+                    f"Refusing to write {path}: it is inside {folder}, the target dir of another"
+                    f" bundle (it holds {MARKER}), which its runs replace whole. Choose a path"
+                    " outside it."
+                )
+
+
+def _check_replaceable(output: Path, target_dir: Path) -> None:
+    """What is at the outputs' places now may be replaced: checked before any work is done, and
+    again just before each output is put in place (something may have appeared meanwhile)."""
+    if target_dir.is_symlink():
+        raise OutputError(
+            f"The target dir {target_dir} is a symlink; give the folder itself (a run replaces the"
+            " target dir whole, so it never follows a link)."
+        )
+    if target_dir.exists():
+        if not target_dir.is_dir():
             raise OutputError(f"The target dir {target_dir} exists and is not a folder.")
         if not (target_dir / MARKER).is_file() and any(target_dir.iterdir()):
             raise OutputError(
                 f"Refusing to replace {target_dir}: it is not empty and was not created by"
                 " poetry lambda-bundle. Remove it yourself or choose another --target-dir."
             )
-    if output == target_dir or target_dir in output.parents:
-        raise OutputError(f"The output {output} must not be inside the target dir {target_dir}.")
     if output.is_symlink() or output.exists():
-        if output.is_dir():
+        if output.is_dir() and not output.is_symlink():
             raise OutputError(f"The output {output} is a folder; give a .zip file path.")
         if output.is_symlink() or not output.is_file():
             raise OutputError(f"Refusing to replace {output}: it is not a regular file.")
@@ -261,6 +288,7 @@ class _Bundle:
         job, zip_file, staged_dir, result = self.job, self._zip, self._staged_dir, self._result
         assert zip_file is not None and staged_dir is not None and result is not None
         try:
+            _on_disk(lambda: _still_replaceable(job), job.target_dir)
             swap = _on_disk(lambda: Swap(staged_dir), job.target_dir)
         except Exception as error:
             self.discard()
@@ -288,6 +316,14 @@ class _Bundle:
             with contextlib.suppress(OSError):
                 self._scratch.discard()
             self._scratch = None
+
+
+def _still_replaceable(job: OutputJob) -> None:
+    """The outputs' places, checked again just before they are replaced."""
+    try:
+        _check_replaceable(job.output, job.target_dir)
+    except OutputError as error:
+        raise OutputError(f"{error} It appeared while the bundle was being built: neither output was replaced.") from None
 
 
 class _ZipRuns:

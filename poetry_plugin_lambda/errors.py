@@ -99,13 +99,32 @@ def redact(text: str) -> str:
 
 def first_line(error: BaseException) -> str:
     """The line of a (build) error that says what went wrong, redacted, without console markup."""
-    text = re.sub(r"</?[a-z0-9=;_,]*>", "", str(error)).strip()
-    if not text:
-        return type(error).__name__
+    return cause_line(str(error)) or type(error).__name__
+
+
+def cause_line(text: str) -> str:
+    """The line of an error's (or a build's) output that says what went wrong, redacted.
+
+    In order: a compiler's or CMake's error (the first: what follows is its fallout), the last
+    Python exception raised (not the `CalledProcessError` that only says a command failed), the
+    last `error:` line (setuptools, pip), Poetry's summary before a log, else the last line.
+    """
+    text = re.sub(r"</?[a-z0-9=;_,]*>", "", text).strip()
     lines = [line.strip(" |") for line in text.splitlines() if line.strip(" |")]
-    raised = [line for line in lines if re.match(r"^[\w.]+(Error|Exception):", line)]
+    if not lines:
+        return ""
+    for index, line in enumerate(lines):
+        if "fatal error:" in line or line.startswith("CMake Error"):
+            return redact(" ".join(lines[index : index + 2]) if line.endswith(":") else line)
+    raised = [
+        line for line in lines
+        if re.match(r"^[\w.]+(Error|Exception):", line) and "CalledProcessError" not in line
+    ]
     if raised:
         return redact(raised[-1])
+    said = [line for line in lines if re.match(r"^(error|ERROR)\b", line)]
+    if said:
+        return redact(said[-1])
     if "Output:" in lines[1:]:  # Poetry's "Failed to install X.\n\nOutput:\n<the log>"
         return redact(" ".join(lines[: lines.index("Output:")]))
     return redact(lines[-1])

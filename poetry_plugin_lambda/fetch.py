@@ -145,7 +145,9 @@ class Fetcher:
         """A verified wheel as it is; a verified sdist built into a wheel (which has no lock hash)."""
         if archive.name.endswith(".whl"):
             return archive, sha256
-        return self._builder.from_sdist(package, archive), None
+        wheels_allowed, _ = self._binary(package.name)
+        why = f"no wheel in the lock fits {self._target.describe()}" if wheels_allowed else "installer.no-binary names it"
+        return self._builder.from_sdist(package, archive, why), None
 
     def _download(self, package: Package, link: Link) -> Path:
         """The archive behind `link`, from Poetry's artifact cache or downloaded into it."""

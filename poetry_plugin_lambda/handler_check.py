@@ -41,13 +41,21 @@ if TYPE_CHECKING:
 
 __all__ = ["HandlerCheck", "HandlerChecker", "check_handler_name", "host_architecture"]
 
-_HANDLER = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$")
+_HANDLER = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
+# Lambda's Handler setting: at most 128 characters, no whitespace.
+HANDLER_MAX_LENGTH = 128
 _MACHINES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
 
 
 def check_handler_name(handler: str, where: str) -> str:
-    if not _HANDLER.match(handler):
+    """A handler Lambda's Handler setting takes and Python can import; else no check can pass."""
+    if not _HANDLER.fullmatch(handler):
         raise ConfigError(f"{where} must look like module.function (e.g. app.handler.handler), got {handler!r}.")
+    if len(handler) > HANDLER_MAX_LENGTH:
+        raise ConfigError(
+            f"{where}: the handler {handler[:40]}... is {len(handler)} characters; Lambda's Handler"
+            f" setting takes at most {HANDLER_MAX_LENGTH}: use a shorter module path or function name."
+        )
     return handler
 
 

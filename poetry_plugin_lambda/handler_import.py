@@ -44,6 +44,11 @@ target = getattr(module, function, None)
 if not callable(target):
     report(ok=False, stage="lookup", type="AttributeError", name=None,
            message=f"module {module_name!r} has no callable {function!r}")
+import inspect
+if any(inspect.iscoroutinefunction(f) or inspect.isasyncgenfunction(f)
+       for f in (target, getattr(target, "__call__", None))):
+    report(ok=False, stage="async", type="TypeError", name=None,
+           message=f"{function!r} is an async function")
 report(ok=True)
 '''
 
@@ -154,6 +159,12 @@ def likely_cause(result: Mapping[str, object], context: Context | None = None) -
     module = str(result.get("module"))
     if result.get("stage") == "lookup":
         return f"The module imports, but has no function {result.get('function')!r}: check the function name."
+    if result.get("stage") == "async":
+        return (
+            "Lambda's Python runtime calls the handler and does not await what it returns, so every"
+            " invocation would fail: make the handler a plain function that runs the coroutine"
+            " (`return asyncio.run(main(event, context))`)."
+        )
     if _NATIVE_FAILURE.search(message):
         return "A compiled extension does not load: a binary built for another platform or Python version."
     if kind == "ModuleNotFoundError" and isinstance(name, str):

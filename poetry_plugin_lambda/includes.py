@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from poetry_plugin_lambda.assemble import Entry
 from poetry_plugin_lambda.errors import ConfigError
+from poetry_plugin_lambda.target_dir import MARKER
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -121,7 +122,9 @@ def _walk(
         if os.path.isdir(real) if link else entry.is_dir(follow_symlinks=False):
             if entry.name in _NEVER_ENTERED and not _named_inside(pattern, sub):
                 continue  # .git holds thousands of files no wildcard may pick up
-            if real not in prune and real not in chain and (selects(pattern, sub) or may_hold(pattern, sub)):
+            if real in prune or real in chain or not (selects(pattern, sub) or may_hold(pattern, sub)):
+                continue
+            if not os.path.isfile(os.path.join(real, MARKER)):  # a target dir, of any bundle or run
                 yield from _walk(root, real, sub, pattern, prune, chain | {real})
         elif (os.path.isfile(real) if link else entry.is_file(follow_symlinks=False)) and selects(pattern, sub):
             yield Found("/".join(sub), Path(real))
@@ -132,20 +135,19 @@ def _walk(
 
 @dataclass(frozen=True)
 class Outputs:
-    """The plugin's own output files, which `include` never picks up (their folders' other files it may)."""
+    """The outputs of every bundle of the run (ZIPs and target dirs), which `include` never picks
+    up (their folders' other files it may); nor any folder holding a target dir's marker."""
 
-    output: Path | None = None
-    target_dir: Path | None = None
+    zips: tuple[Path, ...] = ()
+    target_dirs: tuple[Path, ...] = ()
 
     def prune(self) -> frozenset[str]:
-        return frozenset({os.path.realpath(self.target_dir)} if self.target_dir else set())
+        return frozenset(os.path.realpath(folder) for folder in self.target_dirs)
 
     def owns(self, real: Path) -> bool:
-        """`real` is an output, a temporary of one (see `atomic`), or inside the target dir or one
+        """`real` is an output, a temporary of one (see `atomic`), or inside a target dir or one
         of its temporaries (a killed run's staging folder among them)."""
-        for final in (self.output, self.target_dir):
-            if final is None:
-                continue
+        for final in (*self.zips, *self.target_dirs):
             final = Path(os.path.realpath(final))
             for part in (real, *real.parents):
                 if part == final or (part.parent == final.parent and _temporary_of(part.name, final.name)):
@@ -164,19 +166,36 @@ def _skipped(rel: str) -> bool:
 
 
 def _git_ignored(root: Path, paths: list[str]) -> set[str]:
-    """The subset of `paths` that git ignores (empty when this is not a git checkout)."""
+    """The subset of `paths` that git ignores (empty when this is not a git checkout).
+
+    Names go to git as the bytes on disk, so one that is not valid UTF-8 is asked about too
+    (`_check_storable` then says why it cannot ship, unless git ignores it).
+    """
     if not paths:
         return set()
     try:
         result = subprocess.run(
             ["git", "-C", str(root), "check-ignore", "--no-index", "--stdin", "-z"],
-            input="\0".join(paths) + "\0", capture_output=True, text=True, timeout=60, check=False,
+            input=b"".join(os.fsencode(p) + b"\0" for p in paths), capture_output=True, timeout=60, check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return set()
     if result.returncode not in (0, 1):  # 128: not a repository
         return set()
-    return {p for p in result.stdout.split("\0") if p}
+    return {os.fsdecode(p) for p in result.stdout.split(b"\0") if p}
+
+
+def _check_storable(rel: str) -> None:
+    """A ZIP names its members in UTF-8: a file whose name is not (Python keeps its bytes as
+    surrogates) cannot ship under that name."""
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(rel).decode("utf-8", "backslashreplace")
+        raise ConfigError(
+            f"include would ship {shown}, whose name is not valid UTF-8: a ZIP cannot hold it. Rename"
+            " the file, or leave it out with a '!' pattern in include."
+        ) from None
 
 
 def _hits(root: Path, pattern: str, outputs: Outputs) -> list[Found]:
@@ -221,6 +240,7 @@ def project_files(
         )
     entries = []
     for rel in sorted(selected):
+        _check_storable(rel)
         stat = selected[rel].real.stat()
         entries.append(Entry(
             path=rel, owner=f"{owner} (include)", size=stat.st_size,

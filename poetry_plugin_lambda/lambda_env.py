@@ -20,6 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from poetry_plugin_lambda.errors import ConfigError
+from poetry_plugin_lambda.target_dir import MARKER
+from poetry_plugin_lambda.zipread import BrokenZip
+from poetry_plugin_lambda.zipread import parsing_zip
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -98,20 +101,27 @@ def _walk(top: Path) -> Iterator[Path]:
 def extract_zip(archive: Path, dest: Path, what: str) -> None:
     """Unzip `archive` into `dest` (member names are sanitised by zipfile: nothing lands outside).
 
-    OSError (a full disk, an unreadable file) is left to the caller.
+    zipfile writes every member as a plain file (a symlink member too) and inflates no member past
+    the size its central directory declares, so no link is made in the scratch and none is
+    followed (`add_layer` makes none either). OSError (a full disk, an unreadable file) is left
+    to the caller.
     """
     try:
-        with zipfile.ZipFile(archive) as zf:
+        with parsing_zip(), zipfile.ZipFile(archive) as zf:
             zf.extractall(dest)
-    except zipfile.BadZipFile as error:
-        raise ConfigError(f"{what} {archive} cannot be read as a ZIP: {str(error).rstrip('.')}.") from None
+    except BrokenZip as error:
+        raise ConfigError(f"{what} {archive} cannot be read as a ZIP: {error}.") from None
 
 
 def add_layer(layer: Path, opt: Path) -> None:
-    """A layer ZIP or a layer's target dir, merged into /opt over the layers before it."""
+    """A layer ZIP or a layer's target dir, merged into /opt over the layers before it.
+
+    A folder is copied as plain files and folders (`check_layer_path` refused any link in it
+    before bundling; one that appeared since is read, never recreated): a link in /opt would
+    let a later layer write through it, outside the scratch.
+    """
     if layer.is_dir():
-        shutil.copytree(layer, opt, symlinks=True, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns(".lambda-bundle-target"))
+        shutil.copytree(layer, opt, symlinks=False, dirs_exist_ok=True, ignore=shutil.ignore_patterns(MARKER))
     else:
         extract_zip(layer, opt, "The layer")
 
@@ -119,12 +129,26 @@ def add_layer(layer: Path, opt: Path) -> None:
 def check_layer_path(path: Path, where: str) -> Path:
     """A layer given to the check must be a ZIP or a folder (a layer's target dir)."""
     if path.is_dir():
+        _refuse_links(path, where)
         return path
     if not path.is_file():
         raise ConfigError(f"{where}: the layer {path} does not exist. Give a layer ZIP or a layer's target dir.")
     if not zipfile.is_zipfile(path):
         raise ConfigError(f"{where}: {path} is not a ZIP. Give a layer ZIP or a layer's target dir.")
     return path
+
+
+def _refuse_links(layer: Path, where: str) -> None:
+    """A layer's target dir holds plain files and folders only; a link in one given to the check
+    would be copied into the scratch /opt, where a later layer would write through it."""
+    for folder, dirs, files in os.walk(layer):
+        for name in (*dirs, *files):
+            path = Path(folder) / name
+            if path.is_symlink():
+                raise ConfigError(
+                    f"{where}: the layer folder {layer} holds a symlink ({path}); a layer's target dir"
+                    " never does. Give the layer's ZIP or the target dir bundling wrote."
+                )
 
 
 def layer_notes(opt: Path, python_version: str) -> list[str]:

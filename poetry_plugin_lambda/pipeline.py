@@ -74,10 +74,10 @@ class BundleFailure:
 
 def bundle(poetry: Poetry, spec: BundleSpec, io: IO, progress: Progress) -> BundleReport:
     """Build the bundle `spec` describes and return what was written (errors raise)."""
-    check_outputs(spec.output, spec.target_dir, spec.project.root)
+    check_outputs(spec.output, spec.target_dir, spec.project.root, _cache_dir(poetry))
     check_lock(poetry)
     with tempfile.TemporaryDirectory(prefix="lambda-bundle-") as tmp:
-        shared = SharedWork(poetry, io, progress, Path(tmp))
+        shared = SharedWork(poetry, io, progress, Path(tmp), [spec])
         prepared = shared.prepare(spec)
         assembled = _assemble(prepared, shared, progress)
         _announce(spec, progress)
@@ -98,11 +98,11 @@ def bundle_all(poetry: Poetry, specs: Sequence[BundleSpec], io: IO, progress: Pr
     check_lock(poetry)
     outcomes: dict[str, BundleReport | BundleFailure] = {}
     with tempfile.TemporaryDirectory(prefix="lambda-bundle-") as tmp:
-        shared = SharedWork(poetry, io, progress, Path(tmp))
+        shared = SharedWork(poetry, io, progress, Path(tmp), specs)
         ready: list[_Prepared] = []
         for spec in specs:
             try:
-                check_outputs(spec.output, spec.target_dir, spec.project.root)
+                check_outputs(spec.output, spec.target_dir, spec.project.root, _cache_dir(poetry))
                 ready.append(shared.prepare(spec))
             except BundleError as error:
                 outcomes[str(spec.name)] = BundleFailure(str(spec.name), str(error), error.exit_code)
@@ -157,8 +157,10 @@ class SharedWork:
     read once, by the worker that verified it (while the others hash and download).
     """
 
-    def __init__(self, poetry: Poetry, io: IO, progress: Progress, scratch: Path) -> None:
+    def __init__(self, poetry: Poetry, io: IO, progress: Progress, scratch: Path, specs: Sequence[BundleSpec]) -> None:
         self._poetry, self._io, self._progress, self.scratch = poetry, io, progress, scratch
+        # every bundle's outputs, which no bundle's `include` picks up
+        self.outputs = Outputs(tuple(s.output for s in specs), tuple(s.target_dir for s in specs))
         self._envs: dict[Target, Env] = {}
         self._plans: dict[tuple[Any, ...], Plan] = {}
         self._fetchers: dict[Target, Fetcher] = {}
@@ -242,7 +244,7 @@ def _assemble(prepared: _Prepared, shared: SharedWork, progress: Progress) -> _A
     progress.line(f"  - Assembling{tag}")
     prefix = "python/" if spec.layout == "layer" else ""
     drop = file_filter(spec.exclude_files, prefix)
-    entries = assemble((contents_of(shared.parsed(w), drop) for w in prepared.wheels), prefix, _includes(spec))
+    entries = assemble((contents_of(shared.parsed(w), drop) for w in prepared.wheels), prefix, _includes(spec, shared.outputs))
     warnings = list(prepared.warnings)
     slimmed = None
     if spec.slim:
@@ -313,11 +315,14 @@ def _checked(
     return replace(report, handler_checks=checks)
 
 
-def _includes(spec: BundleSpec) -> list[Entry]:
+def _cache_dir(poetry: Poetry) -> Path:
+    return compat.cache_dir(poetry.config).resolve()
+
+
+def _includes(spec: BundleSpec, outputs: Outputs) -> list[Entry]:
     """Project files named by `include`; they belong to code, so never to a layer."""
     if not spec.include or not spec.includes_project:
         return []
-    outputs = Outputs(output=spec.output, target_dir=spec.target_dir)
     return project_files(spec.project.root, spec.include, spec.project.name, outputs)
 
 

@@ -139,7 +139,8 @@ def apply_exclusions(
         needed_by = sorted(k for k in kept if name in edges[k])
         if needed_by:
             warnings.append(
-                f"{name} is excluded, but {', '.join(needed_by)} need it: it must come from the"
+                f"{name} is excluded, but {', '.join(needed_by)} {'need' if len(needed_by) > 1 else 'needs'} it:"
+                " it must come from the"
                 " Lambda runtime or a layer."
             )
     return Plan(

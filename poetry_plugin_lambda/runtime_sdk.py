@@ -76,6 +76,9 @@ def install_sdk(
     from poetry_plugin_lambda.fetch import Fetcher
     from poetry_plugin_lambda.plan import Plan
     from poetry_plugin_lambda.wheels import read_wheel
+    from poetry_plugin_lambda.zipread import BrokenZip
+    from poetry_plugin_lambda.zipread import parsing_zip
+    from poetry_plugin_lambda.zipread import read_member
 
     try:
         packages = sdk_packages(poetry, spec, env)
@@ -87,12 +90,12 @@ def install_sdk(
         artifacts = Fetcher(poetry, spec.target, io, progress, scratch).fetch_all(Plan(tuple(packages)))
         for artifact in artifacts:
             contents = read_wheel(artifact.wheel)
-            with zipfile.ZipFile(artifact.wheel) as zf:
+            with parsing_zip(), zipfile.ZipFile(artifact.wheel) as zf:
                 for member in contents.members:
                     path = dest / member.path
                     path.parent.mkdir(parents=True, exist_ok=True)
-                    path.write_bytes(member.data if member.data is not None else zf.read(member.info))
-    except (BundleError, OSError, zipfile.BadZipFile) as error:
+                    path.write_bytes(member.data if member.data is not None else read_member(zf, member.info))
+    except (BundleError, OSError, BrokenZip) as error:
         shutil.rmtree(dest, ignore_errors=True)  # nothing half-installed on the check's path
         dest.mkdir(parents=True, exist_ok=True)
         return _not_prepared(error)

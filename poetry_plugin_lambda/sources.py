@@ -101,11 +101,21 @@ def unreadable(archive: Path, info: zipfile.ZipInfo, error: Exception) -> WheelE
 
 def inflated(archive: Path, info: zipfile.ZipInfo, raw: bytes) -> bytes:
     """A member's bytes from its raw (stored or deflated) bytes, checked against its CRC and size."""
+    data = _inflate(archive, info, raw) if info.compress_type == zipfile.ZIP_DEFLATED else raw
+    if len(data) != info.file_size or zlib.crc32(data) != info.CRC:
+        raise corrupt(archive, info)
+    return data
+
+
+def _inflate(archive: Path, info: zipfile.ZipInfo, raw: bytes) -> bytes:
+    """At most one byte more than the member's declared size: a member that would inflate past
+    it (a ZIP bomb declaring 1 KB) is refused without ever holding more than that in memory."""
+    inflater = zlib.decompressobj(-15)
     try:
-        data = zlib.decompress(raw, -15, max(info.file_size, 1)) if info.compress_type == zipfile.ZIP_DEFLATED else raw
+        data = inflater.decompress(raw, info.file_size + 1)
     except zlib.error as error:
         raise unreadable(archive, info, error) from None
-    if len(data) != info.file_size or zlib.crc32(data) != info.CRC:
+    if not inflater.eof:  # more would come, or the stream is cut short
         raise corrupt(archive, info)
     return data
 

@@ -34,6 +34,7 @@ from poetry_plugin_lambda.config import _size
 from poetry_plugin_lambda.config import _string_list
 from poetry_plugin_lambda.config import read_config
 from poetry_plugin_lambda.errors import ConfigError
+from poetry_plugin_lambda.target_dir import nested
 from poetry_plugin_lambda.targets import ARCHITECTURES
 from poetry_plugin_lambda.targets import DEFAULT_ARCHITECTURE
 from poetry_plugin_lambda.targets import RETIRED_RUNTIMES
@@ -184,11 +185,24 @@ def resolve_extras(
     return chosen
 
 
-def _path(value: str, base: Path, where: str = "a path") -> Path:
+def _absolute(value: str, base: Path, where: str) -> Path:
     if "\x00" in value:
         raise ConfigError(f"{where} must not contain a NUL character, got {value!r}.")
     path = Path(os.path.expanduser(value))
-    return (path if path.is_absolute() else base / path).resolve()
+    return path if path.is_absolute() else base / path
+
+
+def _path(value: str, base: Path, where: str = "a path") -> Path:
+    return _absolute(value, base, where).resolve()
+
+
+def _output_path(value: str, base: Path, where: str) -> Path:
+    """An output's path with its folder resolved but not its own name: an output that is a
+    symlink stays one, for the output checks to refuse (resolved, it would be followed)."""
+    path = _absolute(value, base, where)
+    if path.name in ("", ".."):  # `/`, or a path ending in `..`: not a link of its own
+        return path.resolve()
+    return path.parent.resolve() / path.name
 
 
 def default_output(project: ProjectFacts, target: Target, layout: str, bundle: str | None = None) -> Path:
@@ -293,18 +307,33 @@ def build_spec(
 
 
 def _check_distinct_outputs(specs: Sequence[BundleSpec]) -> None:
-    """Two bundles writing the same ZIP or target dir would overwrite each other."""
-    seen: dict[Path, str] = {}
+    """Two bundles writing the same ZIP or target dir, or one writing inside (or around) the
+    other's target dir, would destroy each other's outputs: a run replaces its target dir whole."""
     for spec in specs:
-        for what, path in (("ZIP", spec.output), ("target dir", spec.target_dir)):
-            other = seen.setdefault(path, f"{spec.name}")
-            if other != spec.name:
-                raise ConfigError(
-                    f"Bundles {other!r} and {spec.name!r} would both write the {what} {path}."
-                    " Give each bundle its own `output` and `target-dir` (or leave them to the"
-                    " defaults, which include the bundle's name); --output and --target-dir apply"
-                    " to every selected bundle, so use them with one --bundle."
-                )
+        for other in specs:
+            if other is spec:
+                continue
+            if spec.output == other.output:
+                raise ConfigError(_shared_output(spec, other, "ZIP", spec.output))
+            for what, path in (("ZIP", spec.output), ("target dir", spec.target_dir)):
+                if path == other.target_dir:
+                    raise ConfigError(_shared_output(spec, other, what, path))
+                if nested(path, other.target_dir) or (what == "target dir" and nested(other.target_dir, path)):
+                    raise ConfigError(
+                        f"Bundle {spec.name!r} would write its {what} {path} inside the target dir of"
+                        f" bundle {other.name!r} ({other.target_dir}), or hold it, and a run replaces its"
+                        " target dir whole. Give each bundle `output` and `target-dir` paths of their own,"
+                        " outside every bundle's target dir."
+                    )
+
+
+def _shared_output(spec: BundleSpec, other: BundleSpec, what: str, path: Path) -> str:
+    return (
+        f"Bundles {other.name!r} and {spec.name!r} would both write the {what} {path}."
+        " Give each bundle its own `output` and `target-dir` (or leave them to the"
+        " defaults, which include the bundle's name); --output and --target-dir apply"
+        " to every selected bundle, so use them with one --bundle."
+    )
 
 
 def _spec(
@@ -348,7 +377,7 @@ def _spec(
 
     output_value, output_where, output_base = pick("output")
     output = (
-        _path(output_value, output_base, output_where)
+        _output_path(output_value, output_base, output_where)
         if output_value
         else default_output(project, target, layout, name)
     )
@@ -356,7 +385,7 @@ def _spec(
         raise ConfigError(f"The output must be a .zip file, got {output}.")
     target_value, target_where, target_base = pick("target-dir")
     target_dir = (
-        _path(target_value, target_base, target_where)
+        _output_path(target_value, target_base, target_where)
         if target_value
         else default_target_dir(project, target, layout, name)
     )

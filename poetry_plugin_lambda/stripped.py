@@ -13,7 +13,6 @@ import hashlib
 import io
 import re
 import zipfile
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from dataclasses import replace
@@ -22,6 +21,9 @@ from typing import TYPE_CHECKING
 from poetry_plugin_lambda import elf_strip
 from poetry_plugin_lambda.atomic import write_atomic
 from poetry_plugin_lambda.sources import Archives
+from poetry_plugin_lambda.zipread import BrokenZip
+from poetry_plugin_lambda.zipread import parsing_zip
+from poetry_plugin_lambda.zipread import read_member
 from poetry_plugin_lambda.zipwriter import DOS_EPOCH_MIN
 from poetry_plugin_lambda.zipwriter import DeterministicZipWriter
 
@@ -97,12 +99,12 @@ def _cached(archive: Path, out: bytes, digest: bytes) -> zipfile.ZipInfo | None:
     The cache only saves compressing: what ships is always what the stripper made this run.
     """
     try:
-        with zipfile.ZipFile(archive) as zf:
+        with parsing_zip(), zipfile.ZipFile(archive) as zf:
             infos = zf.infolist()
             if len(infos) != 1 or infos[0].filename != digest.hex() or infos[0].file_size != len(out):
                 return None
-            if zf.read(infos[0]) != out:
+            if read_member(zf, infos[0]) != out:
                 return None
-    except (OSError, zipfile.BadZipFile, zlib.error, EOFError):
+    except (OSError, BrokenZip):
         return None
     return infos[0]

@@ -111,6 +111,11 @@ class Swap:
         self._staged.close()
 
 
+def nested(path: Path, folder: Path) -> bool:
+    """`path` is `folder` or inside it (both absolute, resolved the same way)."""
+    return path == folder or folder in path.parents
+
+
 def _mode(executable: bool) -> int:
     return 0o755 if executable else 0o644
 

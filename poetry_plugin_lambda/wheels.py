@@ -14,7 +14,6 @@ import io
 import re
 import stat
 import zipfile
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.parser import HeaderParser
@@ -30,6 +29,9 @@ from packaging.utils import parse_wheel_filename
 
 from poetry_plugin_lambda.errors import WheelError
 from poetry_plugin_lambda.errors import redact
+from poetry_plugin_lambda.zipread import BrokenZip
+from poetry_plugin_lambda.zipread import parsing_zip
+from poetry_plugin_lambda.zipread import read_member
 from poetry_plugin_lambda.zipwriter import unsafe_path
 
 _DRIVE = re.compile(r"[A-Za-z]:")
@@ -125,7 +127,7 @@ def _read_record(label: str, zf: zipfile.ZipFile, dist_info: str) -> dict[str, t
     from installer.records import parse_record_file
 
     try:
-        text = zf.read(f"{dist_info}/RECORD").decode("utf-8")
+        text = read_member(zf, f"{dist_info}/RECORD").decode("utf-8")
     except UnicodeDecodeError:
         raise WheelError(f"{label}: {dist_info}/RECORD is not UTF-8.") from None
     try:
@@ -145,9 +147,9 @@ def check_built_wheel(wheel: Path) -> None:
     from installer.sources import WheelFile
 
     try:
-        with WheelFile.open(wheel) as source:
+        with parsing_zip(), WheelFile.open(wheel) as source:
             source.validate_record()
-    except (ValueError, zipfile.BadZipFile, OSError) as error:
+    except (BrokenZip, OSError) as error:
         raise WheelError(f"Building gave {wheel.name}, whose files do not match its RECORD: {error}") from None
 
 
@@ -180,13 +182,15 @@ def parse_wheel(archive: Path) -> ParsedWheel:
     except InvalidWheelFilename as error:
         raise WheelError(f"{label}: not a valid wheel file name ({error}).") from None
     try:
-        zf = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, OSError) as error:
+        with parsing_zip():
+            zf = zipfile.ZipFile(archive)
+    except (BrokenZip, OSError) as error:
         raise WheelError(f"{label}: not a readable wheel ({error}).") from None
     with zf:
         try:
-            return _read_open_wheel(archive, zf, str(name), str(version))
-        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as error:
+            with parsing_zip():
+                return _read_open_wheel(archive, zf, str(name), str(version))
+        except BrokenZip as error:
             raise WheelError(f"{label}: a member cannot be read ({error}).") from None
 
 
@@ -209,7 +213,7 @@ def _read_open_wheel(archive: Path, zf: zipfile.ZipFile, name: str, version: str
     names = [i.filename for i in infos if not i.is_dir()]
     dist_info = _find_dist_info(label, names)
     metadata_path, record_path = f"{dist_info}/METADATA", f"{dist_info}/RECORD"
-    metadata = zf.read(metadata_path)
+    metadata = read_member(zf, metadata_path)
     _check_metadata(label, metadata, dist_info, name)
     record = _read_record(label, zf, dist_info)
     data_dir = dist_info[: -len(".dist-info")] + ".data"

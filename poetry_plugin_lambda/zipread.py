@@ -9,9 +9,11 @@ other than stored and deflate are refused.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import zipfile
+import zlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -36,6 +38,45 @@ _SLACK = 512  # read past the fixed header at once: the name and extra field alm
 
 class ZipWriteError(Exception):
     """A source member cannot be copied (malformed, encrypted, unsupported method, too large)."""
+
+
+class BrokenZip(Exception):
+    """An untrusted archive (or a member of it) zipfile cannot parse, whichever way that showed."""
+
+
+# How zipfile fails on a hostile archive, besides OSError (the file itself, left to the caller):
+# its own error, the inflater's, a name that is not UTF-8 (ValueError), a truncated structure
+# (struct.error, EOFError), an encrypted member or an unknown method (RuntimeError).
+_PARSE_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, struct.error, RuntimeError, OverflowError)
+
+
+@contextlib.contextmanager
+def parsing_zip() -> Iterator[None]:
+    """Every parse failure of the archives read in the block, raised as one `BrokenZip`, so no
+    crafted archive ends the run with a traceback."""
+    try:
+        yield
+    except _PARSE_ERRORS as error:
+        raise BrokenZip(_reason(error)) from error
+
+
+def _reason(error: Exception) -> str:
+    """The failure in words: a UnicodeDecodeError names a codec and a position, not what failed."""
+    if isinstance(error, UnicodeDecodeError):
+        return "a member name or text is not valid UTF-8"
+    return str(error).rstrip(".") or type(error).__name__
+
+
+def read_member(zf: zipfile.ZipFile, member: str | zipfile.ZipInfo) -> bytes:
+    """A member's bytes, never inflated past one byte more than its declared size.
+
+    `ZipFile.read` inflates all that the member's compressed bytes hold before its CRC check
+    refuses a member that lies about its size: a gigabyte for a 1 MB ZIP bomb. Read in bounded
+    steps, such a member is refused (`BadZipFile`) once its declared size is reached.
+    """
+    info = member if isinstance(member, zipfile.ZipInfo) else zf.getinfo(member)
+    with zf.open(info) as stream:
+        return stream.read(info.file_size + 1)
 
 
 class RawSource:

@@ -36,9 +36,11 @@ from poetry_plugin_lambda.zipread import FLAG_UTF8
 from poetry_plugin_lambda.zipread import LOCAL
 from poetry_plugin_lambda.zipread import LOCAL_SIG
 from poetry_plugin_lambda.zipread import ZIP32_LIMIT
+from poetry_plugin_lambda.zipread import BrokenZip
 from poetry_plugin_lambda.zipread import RawSource
 from poetry_plugin_lambda.zipread import ZipWriteError
 from poetry_plugin_lambda.zipread import check_source_member
+from poetry_plugin_lambda.zipread import parsing_zip
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -342,10 +344,10 @@ class DeterministicZipWriter:
         executable: bool,
     ) -> Record:
         try:
-            with source.open(info) as member:
+            with parsing_zip(), source.open(info) as member:
                 stream: BinaryIO = member  # type: ignore[assignment]
                 record = self._write_streamed(name, name_bytes, offset, stream, executable)
-        except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+        except BrokenZip as error:
             raise ZipWriteError(f"{info.filename}: cannot read stored member: {error}") from error
         if record.file_size != info.file_size or record.crc != info.CRC:
             raise ZipWriteError(f"{info.filename}: content disagrees with the central directory")

@@ -37,6 +37,27 @@ def _native_sdist(dest: Path, name: str, version: str) -> Path:
         f"{top}/{name}/__init__.py": "X = 1\n",
         f"{top}/PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
     }
+    return _tar(dest, top, files)
+
+
+def _failing_sdist(dest: Path, name: str, version: str) -> Path:
+    """An sdist whose (in-tree) build backend fails the way a macOS-only package does on Linux."""
+    top = f"{name}-{version}"
+    files = {
+        f"{top}/pyproject.toml": '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n',
+        f"{top}/backend.py": (
+            "import sys\n\n\ndef get_requires_for_build_wheel(config_settings=None):\n"
+            "    print('running egg_info')\n"
+            f"    sys.exit('error: {name} requires macOS to build')\n\n\n"
+            "def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):\n"
+            "    raise SystemExit(1)\n"
+        ),
+        f"{top}/PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+    }
+    return _tar(dest, top, files)
+
+
+def _tar(dest: Path, top: str, files: dict[str, str]) -> Path:
     path = dest / f"{top}.tar.gz"
     with tarfile.open(path, "w:gz") as tar:
         for member, text in sorted(files.items()):
@@ -55,6 +76,7 @@ def world(tmp_path_factory: pytest.TempPathFactory):
     wheel_from_installed(root, "poetry-core")
     build_sdist(root, "docopt", "0.6.2", files={"docopt/__init__.py": "def docopt():\n    return 'pure sdist'\n"})
     _native_sdist(root, "nativepkg", "1.0")
+    _failing_sdist(root, "macpkg", "1.0")
     build_wheel(root, "multi", "1.0", files={"multi/__init__.py": "V = '1.0'\n"})
     build_wheel(root, "multi", "2.0", files={"multi/__init__.py": "V = '2.0'\n"}, requires_python=">=3.10")
     # wheels that no Lambda target may use
@@ -97,7 +119,24 @@ def test_native_sdist_is_refused_with_the_tags_and_what_to_do(world, tmp_path: P
     assert "Traceback" not in result.stderr
     for needle in ("nativepkg 1.0", "python3.12 x86_64", "a wheel for this machine", "Wheel tags in the lock: none", "Pin a version"):
         assert needle in result.stderr, result.stderr
+    assert "Building nativepkg (1.0) from nativepkg-1.0.tar.gz (no wheel in the lock fits python3.12 x86_64" in result.stdout
     assert not list(project.rglob("*.zip"))
+    again = bundle(project, cache, "--runtime", "python3.12")  # said at once: the build is not made again
+    assert again.returncode == 1
+    assert "Building nativepkg" not in again.stdout, again.stdout
+    for needle in ("an earlier build of nativepkg-1.0.tar.gz gave nativepkg-1.0-cp", "delete it to build again", "Pin a version"):
+        assert needle in again.stderr, again.stderr
+
+
+def test_a_failed_build_shows_its_own_error_not_poetrys_advice(world, tmp_path: Path) -> None:
+    project, cache = _project(world, tmp_path, {"macpkg": "1.0"})
+    result = bundle(project, cache, "--runtime", "python3.12")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "failed: error: macpkg requires macOS to build" in result.stderr, result.stderr
+    assert "pip wheel" not in result.stderr
+    verbose = bundle(project, cache, "--runtime", "python3.12", "-v")  # -v: the build's whole output
+    assert "running egg_info" in verbose.stdout + verbose.stderr
 
 
 def test_each_runtime_gets_the_version_locked_for_its_python(world, tmp_path: Path) -> None:

@@ -77,6 +77,8 @@ time.sleep(30)
 def handler(event, context):
     return 1
 '''
+# A handler whose import fails quoting a URL with credentials (a database, a private index).
+LEAKY_HANDLER = 'raise RuntimeError("could not connect to postgres://admin:HuNtEr2@db.internal:5432/app")\n'
 PY = "3.12"
 
 
@@ -117,6 +119,7 @@ def world(tmp_path_factory: pytest.TempPathFactory):
             "alpha": project("alphafn", dependencies={"alpha": "1.0", "docopt": "0.6.2"},
                              handler_source=ALPHA_HANDLER + "import docopt\n"),
             "ctrl_c": project("ctrlcfn", dependencies={"alpha": "1.0"}, handler_source=CTRL_C_HANDLER),
+            "leaky": project("leakyfn", dependencies={"alpha": "1.0"}, handler_source=LEAKY_HANDLER),
             "native": project("nativefn", dependencies={"native": "1.0"},
                               handler_source="import native\n\n\ndef handler(event, context):\n    return 1\n"),
         }
@@ -260,6 +263,20 @@ def test_check_with_of_another_version_fails_before_bundling(world, tmp_path: Pa
     assert result.returncode == 1
     assert "is CPython 3.11; the handler check needs CPython 3.12" in result.stderr
     assert not (tmp_path / "alpha.zip").exists()
+
+
+def test_credentials_in_a_handlers_import_error_are_never_printed(world, tmp_path: Path) -> None:
+    """The failure is reported with its URL, without the URL's user information: in the JSON
+    report, on stderr, and in the text report."""
+    result = _run(world, "leaky", tmp_path, "--check-handler", "leakyfn.handler.handler")
+    assert result.returncode == 3, result.stderr
+    assert "postgres://db.internal:5432/app" in _checks(result)["leakyfn.handler.handler"]["message"]
+    text = bundle(world["leaky"], world["cache"], "-o", str(tmp_path / "t.zip"), "--target-dir",
+                  str(tmp_path / "t-target"), "--check-handler", "leakyfn.handler.handler")
+    assert text.returncode == 3
+    assert "postgres://db.internal:5432/app" in text.stdout
+    for printed in (result.stdout, result.stderr, text.stdout, text.stderr):
+        assert "HuNtEr2" not in printed and "admin:" not in printed
 
 
 def test_ctrl_c_during_the_handler_check_says_the_outputs_are_written(world, tmp_path: Path) -> None:

@@ -267,3 +267,28 @@ def test_include_wildcards_work_with_the_zip_in_the_projects_parent(world) -> No
         import shutil
 
         shutil.rmtree(project / "build", ignore_errors=True)
+
+
+def test_include_never_picks_up_another_bundles_outputs(world) -> None:
+    """A layer and a code bundle in one project, `include = ["**/*.py", "**/*.json"]`: the second
+    run must not bundle the layer's target dir (or any bundle's outputs) the first run wrote."""
+    import shutil
+
+    project = world["project"]
+    original = _configure(project, include=["**/*.py", "**/*.json"], runtime="python3.12",
+                          bundles={"deps": {"layout": "layer"}, "fn": {"layout": "code"}})
+    try:
+        first = bundle(project, world["cache"], "--format", "json")
+        assert first.returncode == 0, first.stderr
+        zips = {b["name"]: Path(b["zip"]) for b in first.report["bundles"]}
+        before = {name: path.read_bytes() for name, path in zips.items()}
+        again = bundle(project, world["cache"], "--format", "json")
+        assert again.returncode == 0, again.stderr
+        assert {name: path.read_bytes() for name, path in zips.items()} == before
+        shipped = zip_files(zips["fn"])
+        assert [f for f in shipped if f.startswith(("build/", "dist/"))] == []
+        assert "lambda_function.py" in shipped and "config/settings.json" in shipped
+    finally:
+        (project / "pyproject.toml").write_text(original)
+        shutil.rmtree(project / "build", ignore_errors=True)
+        shutil.rmtree(project / "dist", ignore_errors=True)

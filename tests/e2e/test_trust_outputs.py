@@ -210,3 +210,66 @@ def test_litter_of_killed_runs_is_removed(world: dict, alpha: Path, tmp_path: Pa
     assert not killed_zip.exists() and not killed_dir.exists()
     leftovers = [p for root in (dist, alpha / "build" / "lambda", cache) for p in root.rglob("*") if ".tmp-" in p.name]
     assert leftovers == []
+
+
+# -- 12. never written through a symlink, never into another target dir or Poetry's cache --------
+
+
+@pytest.mark.parametrize("which", ["--output", "--target-dir"])
+@pytest.mark.parametrize("dangling", [False, True])
+def test_an_output_that_is_a_symlink_is_refused_untouched(
+    world: dict, alpha: Path, tmp_path: Path, which: str, dangling: bool
+) -> None:
+    """A link given as an output (relative, as a user types it) is refused, never followed: the
+    path is resolved up to its folder only."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    victim = elsewhere / ("victim.zip" if which == "--output" else "victim")
+    if not dangling:
+        _ok(bundle(alpha, world["cache"], *RUNTIME, "--output", str(elsewhere / "victim.zip"),
+                   "--target-dir", str(elsewhere / "victim")))
+        (elsewhere / "victim" / "precious.txt").write_text("keep me\n")
+    link = alpha / ("out.zip" if which == "--output" else "tdir")
+    link.symlink_to(victim, target_is_directory=which == "--target-dir")
+    before = _snapshot(elsewhere)
+    result = bundle(alpha, world["cache"], *RUNTIME, which, link.name)
+    _clean_failure(result, link.name, "is a symlink" if which == "--target-dir" else "not a regular file")
+    assert _snapshot(elsewhere) == before
+    assert link.is_symlink() and not victim.exists() if dangling else link.is_symlink()
+
+
+def test_poetrys_cache_is_never_the_target_dir(world: dict, alpha: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "caches" / "pcache"  # not made yet: Poetry makes it during the run
+    for target in (cache, cache / "inner", cache.parent):
+        result = bundle(alpha, cache, *RUNTIME, "--target-dir", str(target))
+        _clean_failure(result, "Poetry's cache", str(target))
+        assert not (target / ".lambda-bundle-target").exists()
+
+
+def test_outputs_inside_another_bundles_target_dir_are_refused(world: dict, tmp_path: Path) -> None:
+    """Named bundles checked against each other before anything is built; and a bundle built
+    alone never writes inside a target dir an earlier run made (it would vanish with it)."""
+    cases = {
+        "zip-inside": {"a": {"output": "build/b/a.zip"}, "b": {"target-dir": "build/b"}},
+        "dir-inside": {"a": {}, "b": {"target-dir": "build/lambda/a-python3.12-x86_64/inner", "output": "dist/b.zip"}},
+        "dir-around": {"a": {"target-dir": "build/x/a"}, "b": {"target-dir": "build/x"}},
+    }
+    for name, bundles in cases.items():
+        project = tmp_path / name
+        shutil.copytree(world["base"] / "alpha", project)
+        text = (project / "pyproject.toml").read_text()
+        tables = "".join(
+            f'\n[tool.lambda-bundle.bundles.{b}]\n' + "".join(f'{k} = "{v}"\n' for k, v in keys.items())
+            for b, keys in bundles.items()
+        )
+        (project / "pyproject.toml").write_text(text + tables)
+        result = bundle(project, world["cache"], *RUNTIME)
+        _clean_failure(result, "inside the target dir of bundle")
+        assert not (project / "dist").exists() and not (project / "build").exists(), name
+    project = tmp_path / "dir-inside"
+    _ok(bundle(project, world["cache"], *RUNTIME, "--bundle", "a"))
+    target = project / "build" / "lambda" / "a-python3.12-x86_64"
+    before = _snapshot(project / "build", project / "dist")
+    result = bundle(project, world["cache"], *RUNTIME, "--bundle", "b")
+    _clean_failure(result, "the target dir of another bundle", str(target))
+    assert _snapshot(project / "build", project / "dist") == before

@@ -6,10 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from poetry_plugin_lambda.assemble import Entry
 from poetry_plugin_lambda.assemble import assemble
 from poetry_plugin_lambda.assemble import entries_for_wheel
 from poetry_plugin_lambda.assemble import unzipped_size
 from poetry_plugin_lambda.errors import BundleError
+from poetry_plugin_lambda.errors import ConfigError
+from poetry_plugin_lambda.errors import WheelError
+from poetry_plugin_lambda.target_dir import MARKER
 from poetry_plugin_lambda.wheels import read_wheel
 from tests.fixtures.wheelfactory import build_wheel
 
@@ -131,3 +135,19 @@ def test_layer_prefix_conflicts_still_detected(tmp_path: Path) -> None:
 
 def test_empty(tmp_path: Path) -> None:
     assert assemble([]) == []
+
+
+def test_a_wheel_shipping_the_target_dirs_marker_is_refused_naming_it(tmp_path: Path) -> None:
+    """The marker at the target dir's root is ours: a wheel's file cannot take its place (it
+    failed as 'File exists' once the ZIP was written). Under a layer's python/ it is any file."""
+    evil = read_wheel(build_wheel(tmp_path, "markerpkg", "1.0", files={"markerpkg/__init__.py": "", MARKER: "x"}))
+    with pytest.raises(WheelError, match=rf"markerpkg 1\.0 ships {MARKER} at the bundle's root: that name is reserved"):
+        assemble([evil])
+    assert f"python/{MARKER}" in [e.path for e in assemble([evil], prefix="python/")]
+
+
+def test_an_included_file_named_as_the_marker_is_refused(tmp_path: Path) -> None:
+    (tmp_path / MARKER).write_text("x")
+    included = Entry(path=MARKER, owner="fn (include)", size=1, file=tmp_path / MARKER)
+    with pytest.raises(ConfigError, match=f"include would ship {MARKER} at the bundle's root"):
+        assemble([], extra=[included])

@@ -22,6 +22,7 @@ from poetry_plugin_lambda.bytecode_cache import BytecodeCache
 from poetry_plugin_lambda.bytecode_cache import interpreter_info
 from poetry_plugin_lambda.zipread import RawSource
 from tests.fixtures.interpreters import find_python
+from tests.fixtures.wheelfactory import rename_raw
 
 SOURCES = {
     "pkg/__init__.py": b"from pkg.core import VALUE\n",
@@ -238,7 +239,7 @@ def test_a_wheel_checked_against_the_lock_is_not_hashed_again(
     assert any(e.archive is not None and e.archive.parent.name == "memos" for e in warm.entries)  # from the memo
 
 
-@pytest.mark.parametrize("damage", ["flip", "truncate", "check", "other-selection"])
+@pytest.mark.parametrize("damage", ["flip", "truncate", "check", "other-selection", "name-not-utf8"])
 def test_a_damaged_or_mismatched_memo_is_never_used(
     python312: Path, tmp_path: Path, damage: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -254,6 +255,9 @@ def test_a_damaged_or_mismatched_memo_is_never_used(
         memo.write_bytes(memo.read_bytes()[:-10])
     elif damage == "check":
         memo.with_suffix(".sha256").write_text("0" * 64)
+    elif damage == "name-not-utf8":  # its SHA-256 matches: zipfile's UnicodeDecodeError is a miss
+        rename_raw(memo, ".lambda-bundle-memo.json", b"\xff\xfe" + b"ambda-bundle-memo.json")
+        memo.with_suffix(".sha256").write_text(hashlib.sha256(memo.read_bytes()).hexdigest())
     else:  # the memo of another selection of the wheel's modules, under this key
         without_core = [e for e in entries if e.path != "pkg/core.py"]
         other = tmp_path / "other-cache"

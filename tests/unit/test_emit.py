@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import io
@@ -11,7 +12,6 @@ import random
 import shutil
 import signal
 import stat
-import struct
 import subprocess
 import threading
 import time
@@ -23,6 +23,7 @@ import pytest
 
 from poetry_plugin_lambda.assemble import Entry
 from poetry_plugin_lambda.assemble import assemble
+from poetry_plugin_lambda.atomic import Staged
 from poetry_plugin_lambda.atomic import discard_unfinished
 from poetry_plugin_lambda.emit import _RUN_LIMIT
 from poetry_plugin_lambda.emit import MARKER
@@ -36,10 +37,12 @@ from poetry_plugin_lambda.errors import Interrupted
 from poetry_plugin_lambda.errors import OutputError
 from poetry_plugin_lambda.sources import Archives
 from poetry_plugin_lambda.spec import source_epoch
+from poetry_plugin_lambda.target_dir import StagedTargetDir
 from poetry_plugin_lambda.wheels import read_wheel
 from poetry_plugin_lambda.zipwriter import DeterministicZipWriter
 from tests.fixtures.limits import file_size_limit
 from tests.fixtures.wheelfactory import build_wheel
+from tests.fixtures.wheelfactory import claims
 
 DOS_1980 = 315532800
 BLOB = random.Random(7).randbytes(2_000_000)
@@ -186,25 +189,41 @@ def test_accepted_outputs_touch_nothing(tmp_path: Path, project: Path) -> None:
     assert snapshot(tmp_path) == before
 
 
-    check_outputs(old_zip, ours, project)  # a folder with our marker, an existing ZIP
-    check_outputs(empty_zip, project / "build" / "new", project)  # an empty ZIP, a new folder
-    check_outputs(project / "fn.zip", project / "build" / "lambda", project)  # inside the project
-    assert snapshot(tmp_path) == before
-
-
 def test_symlinked_outputs_are_refused(tmp_path: Path, project: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (elsewhere / MARKER).write_text("looks like ours\n")
     link = tmp_path / "link"
     link.symlink_to(elsewhere, target_is_directory=True)
-    _refused(tmp_path, project / "fn.zip", link, project, "is not a folder")
+    _refused(tmp_path, project / "fn.zip", link, project, "is a symlink; give the folder itself")
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "nowhere", target_is_directory=True)
+    _refused(tmp_path, project / "fn.zip", dangling, project, "is a symlink")
     old_zip = tmp_path / "real.zip"
     with zipfile.ZipFile(old_zip, "w") as zf:
         zf.writestr("a.py", "A")
     zip_link = project / "fn.zip"
     zip_link.symlink_to(old_zip)
     _refused(tmp_path, zip_link, project / "build" / "t", project, "not a regular file")
+
+
+def test_outputs_inside_a_marked_target_dir_are_refused(tmp_path: Path, project: Path) -> None:
+    """Another bundle's (or an earlier run's) target dir is replaced whole by its runs: an output
+    inside it would vanish with it, or make that bundle's ZIP and target dir disagree."""
+    theirs = project / "build" / "lambda" / "api"
+    theirs.mkdir(parents=True)
+    (theirs / MARKER).write_text("ours\n")
+    _refused(tmp_path, theirs / "fn.zip", project / "build" / "t", project, "the target dir of another bundle", str(theirs))
+    _refused(tmp_path, project / "fn.zip", theirs / "deep" / "inner", project, "the target dir of another bundle")
+
+
+def test_poetrys_cache_is_refused_as_the_target_dir(tmp_path: Path, project: Path) -> None:
+    cache = tmp_path / "caches" / "pypoetry"  # whether it exists yet or not
+    for target in (cache, cache / "artifacts", cache.parent):
+        with pytest.raises(OutputError) as caught:
+            check_outputs(project / "fn.zip", target, project, cache)
+        assert "Poetry's cache" in str(caught.value)
+    check_outputs(project / "fn.zip", tmp_path / "caches-not", project, cache)
 
 
 # -- writing both outputs ----------------------------------------------------------------------
@@ -257,29 +276,6 @@ def test_the_zip_is_what_the_sequential_writer_writes(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "fn.zip").read_bytes() == expected.getvalue()
 
 
-def _claims(wheel: Path, member: str, *, crc: int | None = None, size: int | None = None) -> None:
-    """Make the wheel's local header and central directory agree on a wrong CRC or size for
-    `member` (as a hostile wheel, published with its hash, could)."""
-    with zipfile.ZipFile(wheel) as zf:
-        info = zf.getinfo(member)
-    blob = bytearray(wheel.read_bytes())
-    crc_value = info.CRC if crc is None else crc
-    size_value = info.file_size if size is None else size
-    local = info.header_offset + 14  # crc, compressed size, size
-    struct.pack_into("<L", blob, local, crc_value)
-    struct.pack_into("<L", blob, local + 8, size_value)
-    name = member.encode()
-    at = 0
-    while True:  # the member's central directory record: crc at +16, size at +24
-        at = blob.index(b"PK\x01\x02", at)
-        if blob[at + 46 : at + 46 + len(name)] == name:
-            break
-        at += 4
-    struct.pack_into("<L", blob, at + 16, crc_value)
-    struct.pack_into("<L", blob, at + 24, size_value)
-    wheel.write_bytes(bytes(blob))
-
-
 @pytest.mark.parametrize("member", ["app/handler.py", "app/blob.bin"], ids=["small", "large"])
 @pytest.mark.parametrize("lie", ["crc", "size"])
 def test_a_member_that_is_not_what_its_wheel_says_fails_both_outputs(tmp_path: Path, member: str, lie: str) -> None:
@@ -293,7 +289,7 @@ def test_a_member_that_is_not_what_its_wheel_says_fails_both_outputs(tmp_path: P
                                                   "app/blob.bin": BLOB})
     with zipfile.ZipFile(app) as zf:
         info = zf.getinfo(member)
-    _claims(app, member, **({"crc": info.CRC ^ 1} if lie == "crc" else {"size": info.file_size - 1}))
+    claims(app, member, **({"crc": info.CRC ^ 1} if lie == "crc" else {"size": info.file_size - 1}))
     with pytest.raises(BundleError, match=f"{member} does not match its CRC"):
         write(assemble([read_wheel(app)]), folder)
     assert snapshot(folder) == before
@@ -447,19 +443,45 @@ def test_failed_target_dir_write_keeps_both_outputs(tmp_path: Path) -> None:
     assert "File too large" in message and "target" in message
 
 
-def test_failed_zip_commit_puts_the_previous_target_dir_back(tmp_path: Path) -> None:
+def test_failed_zip_commit_puts_the_previous_target_dir_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     small = entries_of(tmp_path / "small")
     big = entries_of(tmp_path / "big", big=True)
     folder = tmp_path / "dist"
     write(small, folder)
-    before = snapshot(folder / "target")
-    (folder / "fn.zip").unlink()
-    (folder / "fn.zip" / "in-the-way").mkdir(parents=True)  # the rename of the new ZIP fails
+    before = snapshot(folder)
+    real_replace = os.replace
+
+    def replace(src: str, dst: str) -> None:  # the rename of the new ZIP fails, after the swap
+        if str(dst).endswith("fn.zip"):
+            raise OSError(errno.EIO, "Input/output error", str(dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
     with pytest.raises(OutputError) as caught:
         write(big, folder)
     assert "fn.zip" in str(caught.value)
-    assert snapshot(folder / "target") == before
-    assert sorted(p.name for p in folder.iterdir()) == ["fn.zip", "target"]
+    assert snapshot(folder) == before
+
+
+def test_something_that_appeared_at_an_outputs_place_during_the_run_is_not_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checked at the start and again just before the commit: a folder that another program
+    (or Poetry, making its cache) filled at the target dir's place meanwhile is kept."""
+    entries = entries_of(tmp_path)
+    folder = tmp_path / "dist"
+    real_finish = StagedTargetDir.finish
+
+    def finish(self: StagedTargetDir) -> Staged:
+        (folder / "target" / "artifacts").mkdir(parents=True)
+        (folder / "target" / "artifacts" / "cached.whl").write_bytes(b"not ours")
+        return real_finish(self)
+
+    monkeypatch.setattr(StagedTargetDir, "finish", finish)
+    with pytest.raises(OutputError) as caught:
+        write(entries, folder)
+    assert "It appeared while the bundle was being built" in str(caught.value)
+    assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) == ["target", "target/artifacts", "target/artifacts/cached.whl"]
 
 
 def test_immutable_output_folder_keeps_both_outputs(tmp_path: Path) -> None:

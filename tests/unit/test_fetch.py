@@ -270,7 +270,7 @@ def test_the_bundles_of_a_run_read_each_wheel_once(world, tmp_path: Path, monkey
     monkeypatch.setattr(pipeline, "parse_wheel", counted)
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    shared = pipeline.SharedWork(poetry, NullIO(), Lines(), scratch)
+    shared = pipeline.SharedWork(poetry, NullIO(), Lines(), scratch, [])
     plain = spec_for(poetry)
     filtered = spec_for(poetry, **{"exclude-files": ["*/__init__.py"]})
     assembled = [pipeline._assemble(shared.prepare(spec), shared, Lines()) for spec in (plain, filtered, plain)]
@@ -279,3 +279,28 @@ def test_the_bundles_of_a_run_read_each_wheel_once(world, tmp_path: Path, monkey
     paths = [{e.path for e in a.entries} for a in assembled]
     assert paths[0] == paths[2]
     assert {p for p in paths[0] if p.endswith("/__init__.py")} and not {p for p in paths[1] if p.endswith("/__init__.py")}
+
+
+def test_a_failed_isolated_builds_own_output_is_found(world, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Poetry's build error ends with advice to run pip; what the backend printed is what says why."""
+    import tarfile
+
+    top = tmp_path / "macpkg-1.0"
+    top.mkdir()
+    (top / "pyproject.toml").write_text('[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n')
+    (top / "backend.py").write_text(
+        "import sys\n\ndef get_requires_for_build_wheel(config_settings=None):\n"
+        "    print('running egg_info')\n    sys.exit('error: macpkg requires macOS to build')\n"
+    )
+    (top / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: macpkg\nVersion: 1.0\n")
+    sdist = tmp_path / "macpkg-1.0.tar.gz"
+    with tarfile.open(sdist, "w:gz") as tar:
+        tar.add(top, arcname=top.name)
+    poetry = load_poetry(world["project"], tmp_path / "cache", monkeypatch)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(Exception) as caught:
+        compat.build_isolated(poetry.pool, sdist, out)
+    output = compat.build_output(caught.value)
+    assert output is not None and "error: macpkg requires macOS to build" in output
+    assert compat.build_output(RuntimeError("no build")) is None

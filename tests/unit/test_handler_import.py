@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
+import tracemalloc
 import zipfile
+import zlib
 from pathlib import Path
 
 import pytest
 
 from poetry_plugin_lambda.errors import ConfigError
+from poetry_plugin_lambda.handler_check import check_handler_name
 from poetry_plugin_lambda.handler_import import Context
 from poetry_plugin_lambda.handler_import import explain
 from poetry_plugin_lambda.handler_import import run_import
@@ -20,9 +25,12 @@ from poetry_plugin_lambda.lambda_env import LambdaRoot
 from poetry_plugin_lambda.lambda_env import add_layer
 from poetry_plugin_lambda.lambda_env import check_layer_path
 from poetry_plugin_lambda.lambda_env import elf_machines
+from poetry_plugin_lambda.lambda_env import extract_zip
 from poetry_plugin_lambda.lambda_env import lambda_environ
 from tests.fixtures.interpreters import find_python
+from tests.fixtures.wheelfactory import claims
 from tests.fixtures.wheelfactory import elf_bytes
+from tests.fixtures.wheelfactory import rename_raw
 
 BUNDLE = Context("bundle", frozenset({"docopt"}), frozenset({"boto3", "botocore"}), False)
 
@@ -127,6 +135,86 @@ def test_layers_merge_into_opt_in_order(tmp_path: Path) -> None:
         check_layer_path(tmp_path / "notzip.zip", "--check-layer")
 
 
+def _links(top: Path) -> list[Path]:
+    return [Path(folder) / name for folder, dirs, files in os.walk(top) for name in (*dirs, *files)
+            if (Path(folder) / name).is_symlink()]
+
+
+@pytest.mark.parametrize("target", ["outside", "nowhere"])
+def test_a_layer_folder_holding_a_symlink_is_refused(tmp_path: Path, target: str) -> None:
+    """A link in a layer's folder would be copied into the scratch /opt, and a later layer
+    written through it, outside the scratch (a dev checkout). Our target dirs never hold one."""
+    (tmp_path / "outside").mkdir()
+    layer = tmp_path / "layer"
+    (layer / "python").mkdir(parents=True)
+    (layer / "python" / "requests").symlink_to(tmp_path / target)
+    with pytest.raises(ConfigError, match=r"--check-layer: the layer folder .* holds a symlink \(.*python/requests\)"):
+        check_layer_path(layer, "--check-layer")
+
+
+def test_nothing_in_the_scratch_opt_is_a_link_a_later_layer_writes_through(tmp_path: Path) -> None:
+    """Even a link that appears after the check is copied as what it points to, and a ZIP's
+    symlink member is extracted as a plain file: the later layers' files land in the scratch."""
+    outside = tmp_path / "devsrc" / "requests"
+    outside.mkdir(parents=True)
+    (outside / "__init__.py").write_text("# my dev checkout\n")
+    folder = tmp_path / "layerA"
+    (folder / "python").mkdir(parents=True)
+    (folder / "python" / "requests").symlink_to(outside)
+    linked = tmp_path / "linked.zip"
+    with zipfile.ZipFile(linked, "w") as zf:
+        link = zipfile.ZipInfo("python/six.py")
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16
+        zf.writestr(link, str(tmp_path / "devsrc" / "six.py"))
+    later = tmp_path / "layerB.zip"
+    with zipfile.ZipFile(later, "w") as zf:
+        zf.writestr("python/requests/__init__.py", "# from layer B\n")
+        zf.writestr("python/six.py", "# from layer B\n")
+    opt = tmp_path / "opt"
+    for layer in (folder, linked, later):
+        add_layer(layer, opt)
+    assert _links(opt) == []
+    assert (outside / "__init__.py").read_text() == "# my dev checkout\n"
+    assert not (tmp_path / "devsrc" / "six.py").exists()
+    assert (opt / "python" / "requests" / "__init__.py").read_text() == "# from layer B\n"
+
+
+def test_a_layer_zip_zipfile_cannot_parse_or_that_lies_is_a_config_error(tmp_path: Path) -> None:
+    """A member name that is not UTF-8, or a member inflating past its declared size (refused
+    once that size is written, never inflated whole): one line naming the ZIP, no traceback."""
+    bad_name = tmp_path / "name.zip"
+    with zipfile.ZipFile(bad_name, "w") as zf:
+        zf.writestr("python/ab.py", "X = 1\n")
+    rename_raw(bad_name, "python/ab.py", b"python/\xff\xfe.py")
+    with pytest.raises(ConfigError, match=r"The layer .*name\.zip cannot be read as a ZIP: a member name or text is not valid UTF-8\."):
+        add_layer(bad_name, tmp_path / "opt")
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("python/zeros.bin", bytes(64 << 20))
+    claims(bomb, "python/zeros.bin", size=1000, crc=zlib.crc32(bytes(1000)) ^ 1)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ConfigError, match=r"bomb\.zip cannot be read as a ZIP: Bad CRC-32"):
+            extract_zip(bomb, tmp_path / "opt", "The layer")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20
+
+
+@pytest.mark.parametrize("handler", ["app.handler\n", "app.handler ", "app", "app.handler.", "app:handler"])
+def test_a_handler_that_is_not_module_function_is_refused(handler: str) -> None:
+    with pytest.raises(ConfigError, match="--check-handler must look like module.function"):
+        check_handler_name(handler, "--check-handler")
+
+
+def test_a_handler_is_at_most_128_characters_as_lambdas_handler_setting() -> None:
+    longest = "app." + "m" * 120 + ".fn"
+    assert len(longest) == 127 and check_handler_name(longest + "n", "--check-handler") == longest + "n"
+    with pytest.raises(ConfigError, match="is 129 characters; Lambda's Handler setting takes at most 128"):
+        check_handler_name(longest + "nn", "--check-handler")
+
+
 def test_elf_machines(tmp_path: Path) -> None:
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "mod.py").write_text("x = 1\n")
@@ -143,17 +231,28 @@ def python312() -> Path:
     return python
 
 
-def test_the_child_sees_only_lambdas_path_and_no_site(tmp_path: Path, python312: Path) -> None:
+def _lambda_root(tmp_path: Path, **modules: str) -> LambdaRoot:
+    """Lambda's folders in scratch, with `modules` (name -> source) in the task folder."""
     root = LambdaRoot(tmp_path / "lambda").create()
-    (root.task / "probe.py").write_text(
+    for name, source in modules.items():
+        (root.task / f"{name}.py").write_text(source)
+    return root
+
+
+def _import(python: Path, root: LambdaRoot, handler: str, tmp_path: Path, **environ: str) -> dict[str, object]:
+    env = lambda_environ(root, "python3.12", "fn", handler, python, environ)
+    return run_import(python, handler, root.sys_path("3.12"), root.task, env, tmp_path / f"{handler}.json")
+
+
+def test_the_child_sees_only_lambdas_path_and_no_site(tmp_path: Path, python312: Path) -> None:
+    root = _lambda_root(tmp_path, probe=(
         "import json, os, sys\n"
         "FACTS = {'path': sys.path, 'site': 'site' in sys.modules, 'cwd': os.getcwd()}\n"
         "with open(os.path.join(os.environ['TMPDIR'], 'facts.json'), 'w') as f:\n"
         "    json.dump(FACTS, f)\n"
         "def handler(event, context):\n    pass\n"
-    )
-    environ = lambda_environ(root, "python3.12", "fn", "probe.handler", python312, {"PYTHONPATH": "/evil"})
-    result = run_import(python312, "probe.handler", root.sys_path("3.12"), root.task, environ, tmp_path / "r.json")
+    ))
+    result = _import(python312, root, "probe.handler", tmp_path, PYTHONPATH="/evil")
     assert result["ok"] is True, result
     facts = json.loads((root.tmp / "facts.json").read_text())
     assert facts["path"][:4] == root.sys_path("3.12")
@@ -163,17 +262,29 @@ def test_the_child_sees_only_lambdas_path_and_no_site(tmp_path: Path, python312:
 
 
 def test_a_handler_that_exits_or_hangs_around_does_not_hold_the_check(tmp_path: Path, python312: Path) -> None:
-    root = LambdaRoot(tmp_path / "lambda").create()
-    (root.task / "threads.py").write_text(
-        "import threading, time\nthreading.Thread(target=time.sleep, args=(600,)).start()\n"
-        "def handler(event, context):\n    pass\n"
+    root = _lambda_root(
+        tmp_path,
+        threads="import threading, time\nthreading.Thread(target=time.sleep, args=(600,)).start()\n"
+        "def handler(event, context):\n    pass\n",
+        quits="import os\nos._exit(7)\n",
     )
-    (root.task / "quits.py").write_text("import os\nos._exit(7)\n")
-    environ = lambda_environ(root, "python3.12", "fn", "x", python312, {})
-    ok = run_import(python312, "threads.handler", root.sys_path("3.12"), root.task, environ, tmp_path / "a.json")
-    assert ok["ok"] is True
-    quits = run_import(python312, "quits.handler", root.sys_path("3.12"), root.task, environ, tmp_path / "b.json")
+    assert _import(python312, root, "threads.handler", tmp_path)["ok"] is True
+    quits = _import(python312, root, "quits.handler", tmp_path)
     assert quits["stage"] == "crash" and quits["returncode"] == 7
+
+
+def test_an_async_handler_fails_lambda_would_not_await_it(tmp_path: Path, python312: Path) -> None:
+    root = _lambda_root(tmp_path, app=(
+        "import asyncio\n"
+        "async def handler(event, context):\n    return 1\n"
+        "class Handler:\n    async def __call__(self, event, context):\n        return 1\n"
+        "instance = Handler()\n"
+        "def plain(event, context):\n    return asyncio.run(handler(event, context))\n"
+    ))
+    for name in ("handler", "instance"):
+        check = explain(f"app.{name}", _import(python312, root, f"app.{name}", tmp_path), Context("bundle", (), (), False))
+        assert check.status == "failed" and "does not await" in check.message and "asyncio.run" in check.message
+    assert _import(python312, root, "app.plain", tmp_path)["ok"] is True
 
 
 def test_a_venvs_interpreter_is_replaced_by_its_base(tmp_path: Path, python312: Path) -> None:

@@ -14,6 +14,7 @@ from poetry_plugin_lambda.includes import matches
 from poetry_plugin_lambda.includes import project_files
 from poetry_plugin_lambda.includes import segments
 from poetry_plugin_lambda.includes import selects
+from poetry_plugin_lambda.target_dir import MARKER
 
 
 def _tree(root: Path, *files: str) -> Path:
@@ -108,16 +109,31 @@ def test_only_the_plugins_own_files_are_left_out(project: Path) -> None:
     _tree(project / "build" / "lambda", ".python3.12-x86_64.new-abc/z.json", ".python3.12-x86_64.other.json")
     out = project / "dist" / "fn.zip"
     _tree(project, "dist/fn.zip", "dist/.fn.zip.tmp-123", "dist/notes.json")
-    outputs = Outputs(output=out, target_dir=target)
+    outputs = Outputs(zips=(out,), target_dirs=(target,))
     assert _paths(project, "**/*.json", outputs=outputs) == [
         "build/lambda/.python3.12-x86_64.other.json", "build/lambda/kept.json", "config/a.json", "config/sub/b.json", "data/d.json", "dist/notes.json",
     ]
     assert _paths(project, "dist/*", outputs=outputs) == ["dist/notes.json"]
 
 
+def test_every_bundles_outputs_and_any_marked_target_dir_are_left_out(project: Path) -> None:
+    """Another bundle's ZIP and target dir, and a target dir of an earlier run or config (it
+    holds the marker), are outputs: a second run must not bundle the first run's files."""
+    _tree(project / "build" / "lambda" / "deps", "python/requests/x.json")
+    _tree(project / "old-target", "pkg/y.json")
+    (project / "old-target" / MARKER).write_text("ours\n")
+    _tree(project, "dist/fn.zip", "dist/deps.zip", "dist/.deps.zip.tmp-1", "dist/notes.json")
+    outputs = Outputs(
+        zips=(project / "dist" / "fn.zip", project / "dist" / "deps.zip"),
+        target_dirs=(project / "build" / "lambda" / "fn", project / "build" / "lambda" / "deps"),
+    )
+    assert _paths(project, "**/*.json", outputs=outputs) == ["config/a.json", "config/sub/b.json", "data/d.json", "dist/notes.json"]
+    assert _paths(project, "dist/*", outputs=outputs) == ["dist/notes.json"]
+
+
 def test_an_output_in_the_projects_parent_hides_nothing(project: Path) -> None:
     """`-o ../fn.zip`: the output's folder holds the project; every file must stay selectable."""
-    outputs = Outputs(output=project.parent / "fn.zip", target_dir=project / "build" / "lambda" / "t")
+    outputs = Outputs(zips=(project.parent / "fn.zip",), target_dirs=(project / "build" / "lambda" / "t",))
     assert _paths(project, "**/*.json", outputs=outputs) == ["config/a.json", "config/sub/b.json", "data/d.json"]
 
 
@@ -145,3 +161,16 @@ def test_vcs_folders_are_never_walked_but_a_file_named_in_one_is_taken(project: 
     _tree(project, ".git/objects/x.json", ".hg/store.json")
     assert _paths(project, "**/*.json") == ["config/a.json", "config/sub/b.json", "data/d.json"]
     assert _paths(project, ".hg/store.json") == [".hg/store.json"]
+
+
+def test_a_file_name_that_is_not_utf8_is_refused_naming_it_unless_left_out(project: Path) -> None:
+    """Asked of git as the bytes on disk (it was a UnicodeEncodeError); a ZIP cannot hold such a
+    name, so including it is a config error naming it. A '!' pattern or .gitignore leaves it out."""
+    (project / os.fsdecode(b"config/x\xff\xfe.json")).write_text("{}")
+    with pytest.raises(ConfigError, match=r"include would ship config/x\\xff\\xfe\.json, whose name is not valid UTF-8"):
+        _paths(project, "config")
+    assert _paths(project, "config", "!config/x*") == ["config/a.json", "config/sub/b.json", "config/sub/c.txt"]
+    if subprocess.run(["git", "init", "-q", str(project)], check=False).returncode != 0:
+        pytest.skip("git is not available")
+    (project / ".gitignore").write_bytes(b"config/x\xff\xfe.json\n")
+    assert _paths(project, "config/*.json") == ["config/a.json"]

@@ -89,7 +89,7 @@ def test_exclude_drops_what_only_the_excluded_package_needs(world, monkeypatch: 
     plan = _plan(world["svc"], world["cache"], monkeypatch, exclude=["requests"])
     assert _names(plan) == ["aws-requests-auth"]
     assert plan.warnings == (
-        "requests is excluded, but aws-requests-auth need it: it must come from the Lambda runtime or a layer.",
+        "requests is excluded, but aws-requests-auth needs it: it must come from the Lambda runtime or a layer.",
     )
 
 
@@ -184,7 +184,7 @@ def test_excluding_a_package_others_need_warns() -> None:
     packages = [_pkg("requests", "urllib3"), _pkg("urllib3")]
     plan = _exclude(packages, ["requests"], {"urllib3"})
     assert [p.name for p in plan.packages] == ["requests"]
-    assert plan.warnings and "urllib3 is excluded, but requests need it" in plan.warnings[0]
+    assert plan.warnings and "urllib3 is excluded, but requests needs it" in plan.warnings[0]
 
 
 def test_excluding_an_unknown_name_suggests_close_ones() -> None:

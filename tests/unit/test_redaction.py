@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-import pytest
+import json
+from pathlib import Path
 
+import pytest
+from cleo.io.buffered_io import BufferedIO
+
+from poetry_plugin_lambda.command import LambdaBundleCommand
+from poetry_plugin_lambda.errors import cause_line
 from poetry_plugin_lambda.errors import first_line
 from poetry_plugin_lambda.errors import redact
 from poetry_plugin_lambda.errors import redact_url
+from poetry_plugin_lambda.handler_import import HandlerCheck
+from poetry_plugin_lambda.pipeline import BundleFailure
+from poetry_plugin_lambda.report import BundleReport
 from poetry_plugin_lambda.wheels import without_local_urls
 
 
@@ -27,6 +36,26 @@ def test_redact_url(url: str, expected: str) -> None:
 def test_redact_free_text() -> None:
     text = "Failed to clone http://user:s3cret@127.0.0.1:1/r.git, and https://t0k@h/x; mail a@b.c"
     assert redact(text) == "Failed to clone http://127.0.0.1:1/r.git, and https://h/x; mail a@b.c"
+
+
+@pytest.mark.parametrize(
+    ("output", "cause"),
+    [
+        ("running egg_info\nerror: PyObjC requires macOS to build\n", "error: PyObjC requires macOS to build"),
+        (
+            "-- Configuring\nCMake Error at CMakeLists.txt:289 (find_package):\n  By not providing FindArrow.cmake\n"
+            "Traceback (most recent call last):\nsubprocess.CalledProcessError: Command '['cmake']' returned non-zero exit status 1.\n",
+            "CMake Error at CMakeLists.txt:289 (find_package): By not providing FindArrow.cmake",
+        ),
+        (
+            "src/x.c:1:10: fatal error: Python.h: No such file or directory\nerror: command '/usr/bin/gcc' failed with exit code 1\n",
+            "src/x.c:1:10: fatal error: Python.h: No such file or directory",
+        ),
+        ("Traceback (most recent call last):\nModuleNotFoundError: No module named 'Cython'\n", "ModuleNotFoundError: No module named 'Cython'"),
+    ],
+)
+def test_a_builds_cause_is_the_line_that_says_what_went_wrong(output: str, cause: str) -> None:
+    assert cause_line(output) == cause
 
 
 def test_first_line_is_redacted_and_prefers_the_summary() -> None:
@@ -64,3 +93,47 @@ def test_metadata_loses_local_paths_and_credentials() -> None:
 
 def test_clean_metadata_is_left_as_is() -> None:
     assert without_local_urls(b"Name: x\nVersion: 1\nRequires-Dist: y @ https://host/y.whl\n\nbody\n") is None
+
+
+# -- what the command prints: the reports, text and JSON, of one bundle or several ---------------
+
+LEAK = 'RuntimeError: could not connect to postgres://admin:HuNtEr2@db.internal:5432/app (or https://to"k\\HuNtEr2@h/x)'
+
+
+def _report(name: str | None = None) -> BundleReport:
+    return BundleReport(
+        zip=Path("/p/fn.zip"), target_dir=Path("/p/target"), sha256=bytes(32), size=1, unzipped_size=1, files=1,
+        runtime="python3.12", architecture="x86_64", layout="bundle", packages=(), largest=(), warnings=(),
+        handler_checks=(HandlerCheck("app.handler.handler", "failed", LEAK),), name=name,
+    )
+
+
+def _printed(outcome: BundleReport | list[BundleReport | BundleFailure], fmt: str) -> tuple[str, str]:
+    command = LambdaBundleCommand()
+    command._io = io = BufferedIO()
+    if isinstance(outcome, list):
+        assert command._show_many(outcome, fmt) == 1
+    else:
+        assert command._show(outcome, fmt) == 3
+    return io.fetch_output(), io.fetch_error()
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+@pytest.mark.parametrize("several", [False, True], ids=["one bundle", "named bundles"])
+def test_every_report_the_command_prints_is_redacted(fmt: str, several: bool) -> None:
+    """A handler's import error (or a bundle's failure) quoting a URL with credentials: on stdout
+    and stderr, in text and in JSON (which stays valid), the user information is gone."""
+    outcome: BundleReport | list[BundleReport | BundleFailure] = (
+        [_report("api"), BundleFailure("jobs", f"Could not download x: {LEAK}")] if several else _report()
+    )
+    out, err = _printed(outcome, fmt)
+    assert "HuNtEr2" not in out + err and "admin" not in out + err
+    assert "postgres://db.internal:5432/app (or https://h/x)" in out
+    if fmt == "json" or several:  # stderr repeats what failed (the text report already shows it)
+        assert "postgres://db.internal:5432/app (or https://h/x)" in err
+    if fmt == "json":
+        data = json.loads(out)
+        reports = data["bundles"] if several else [data]
+        assert "postgres://db.internal:5432/app" in reports[0]["handler_checks"][0]["message"]
+        if several:
+            assert reports[1] == {"name": "jobs", "error": "Could not download x: " + redact(LEAK)}

@@ -657,3 +657,48 @@ def test_an_unselected_bundle_nobody_names_is_not_read(project: ProjectFacts, cw
     assert api.check_layers == (project.root / "dist" / "lambda" / "my_service-0.1.0-deps-python3.12-x86_64.zip",)
     with pytest.raises(ConfigError, match="python2.7"):
         build_specs(table, {}, project, cwd, selected=["broken"])
+
+
+def test_an_output_path_keeps_a_symlink_at_its_end(project: ProjectFacts, cwd: Path, tmp_path: Path) -> None:
+    """Folders above an output are resolved, the output's own name is not: a link there stays a
+    link for the output checks to refuse (resolved, it would be written through)."""
+    elsewhere = tmp_path / "victims"
+    elsewhere.mkdir()
+    (cwd / "out.zip").symlink_to(elsewhere / "victim.zip")
+    (cwd / "tdir").symlink_to(elsewhere / "victim", target_is_directory=True)
+    (cwd / "real").mkdir()
+    (cwd / "via").symlink_to(cwd / "real", target_is_directory=True)
+    spec = spec_of(project, cwd, None, runtime="python3.12", output="out.zip", target_dir="tdir")
+    assert spec.output == cwd.resolve() / "out.zip" and spec.output.is_symlink()
+    assert spec.target_dir == cwd.resolve() / "tdir" and spec.target_dir.is_symlink()
+    spec = spec_of(project, cwd, None, runtime="python3.12", output="via/fn.zip", target_dir="via/t/..")
+    assert spec.output == (cwd / "real" / "fn.zip").resolve()
+    assert spec.target_dir == (cwd / "real").resolve()
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ({"output": "build/b/a.zip"}, {"target-dir": "build/b"}),  # a's ZIP inside b's target dir
+        ({"target-dir": "build/x/a"}, {"target-dir": "build/x"}),  # a's target dir inside b's
+        ({}, {"target-dir": "build/lambda/a-python3.12-x86_64/inner"}),  # b's inside a's default one
+    ],
+)
+def test_a_bundles_outputs_inside_anothers_target_dir_are_refused(
+    project: ProjectFacts, cwd: Path, a: dict, b: dict
+) -> None:
+    from poetry_plugin_lambda.spec import build_specs
+
+    table = {"runtime": "python3.12", "bundles": {"a": a, "b": b}}
+    with pytest.raises(ConfigError, match="inside the target dir of bundle"):
+        build_specs(table, {}, project, cwd)
+    table = {"runtime": "python3.12", "bundles": {"a": {"target-dir": "build/a"}, "b": {"target-dir": "build/ab"}}}
+    assert len(build_specs(table, {}, project, cwd)) == 2  # a shared prefix is not nesting
+
+
+@pytest.mark.parametrize("name", ["api\n", "api\n\n", "-api", "api/x", ""])
+def test_a_bundle_name_that_cannot_be_part_of_a_file_name_is_refused(name: str) -> None:
+    """The whole name is checked: `$` let one ending in a newline through into the file names."""
+    with pytest.raises(ConfigError, match="use letters, digits"):
+        read_config({"bundles": {name: {"layout": "code"}}})
+    assert read_config({"bundles": {"api.v2_x-1": {"layout": "code"}}}) == {"bundles": {"api.v2_x-1": {"layout": "code"}}}

@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import stat
+import tracemalloc
 import warnings
 import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,11 +18,15 @@ from poetry_plugin_lambda.assemble import assemble
 from poetry_plugin_lambda.emit import write_outputs
 from poetry_plugin_lambda.errors import BundleError
 from poetry_plugin_lambda.errors import WheelError
+from poetry_plugin_lambda.sources import Archives
+from poetry_plugin_lambda.wheels import check_built_wheel
 from poetry_plugin_lambda.wheels import contents_of
 from poetry_plugin_lambda.wheels import parse_wheel
 from poetry_plugin_lambda.wheels import read_wheel
 from tests.fixtures.wheelfactory import build_wheel
+from tests.fixtures.wheelfactory import claims
 from tests.fixtures.wheelfactory import record_hash
+from tests.fixtures.wheelfactory import rename_raw
 
 WHEEL_NAME = "evil-1.0-py3-none-any.whl"
 DIST_INFO = "evil-1.0.dist-info"
@@ -411,8 +417,6 @@ def test_bytecode_rule_matches_whole_folder_names_only(tmp_path: Path) -> None:
 
 
 def test_built_wheel_whose_files_do_not_match_record_is_refused(tmp_path: Path) -> None:
-    from poetry_plugin_lambda.wheels import check_built_wheel
-
     good = build_wheel(tmp_path / "good", "pkg", "1.0", files={"pkg/__init__.py": "X = 1\n"})
     check_built_wheel(good)  # a consistent wheel passes
     bad = tmp_path / "bad" / good.name
@@ -423,3 +427,52 @@ def test_built_wheel_whose_files_do_not_match_record_is_refused(tmp_path: Path) 
             out.writestr(item, b"X = 2\n" if item.filename == "pkg/__init__.py" else data)
     with pytest.raises(WheelError, match="do not match its RECORD"):
         check_built_wheel(bad)
+
+
+# -- archives zipfile cannot parse, members that inflate past their size -------------------------
+
+BOMB = 64 << 20  # zeros: 64 MiB from 64 KB of DEFLATE
+BOUNDED = 8 << 20  # what reading one hostile member may allocate at most
+
+
+def test_a_member_name_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
+    """The UTF-8 flag set on bytes that are not UTF-8: zipfile's UnicodeDecodeError, said as a
+    wheel error (it was "failed unexpectedly")."""
+    path = craft(tmp_path, [("evil/__init__.py", b""), ("evil/ab.py", b"X = 1\n")])
+    rename_raw(path, "evil/ab.py", b"evil/\xff\xfe.py")
+    refused(path, "not a readable wheel (a member name or text is not valid UTF-8)")
+    with pytest.raises(WheelError, match="a member name or text is not valid UTF-8"):
+        check_built_wheel(path)
+
+
+def test_metadata_is_read_no_further_than_its_declared_size(tmp_path: Path) -> None:
+    """zipfile's `read` inflates all of a member before its checks; the wheel's METADATA and
+    RECORD are read in bounded steps, so a lying one never fills memory."""
+    path = craft(tmp_path, [("evil/__init__.py", b"")], metadata=METADATA + bytes(BOMB))
+    claims(path, f"{DIST_INFO}/METADATA", size=len(METADATA), crc=zlib.crc32(METADATA))
+    tracemalloc.start()
+    try:
+        read_wheel(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < BOUNDED
+
+
+def test_a_member_inflating_past_its_declared_size_is_refused_holding_no_more(tmp_path: Path) -> None:
+    """A ZIP bomb: 64 MiB behind a member that declares 1,000 bytes (whose CRC its first 1,000
+    pass). Refused, by the reads of --compile and --slim and by the outputs, never inflated whole."""
+    wheel = build_wheel(tmp_path, "evil", "1.0", files={"evil/__init__.py": "", "evil/zeros.bin": bytes(BOMB)})
+    claims(wheel, "evil/zeros.bin", size=1000, crc=zlib.crc32(bytes(1000)))
+    entries = assemble([read_wheel(wheel)])
+    (bomb,) = [entry for entry in entries if entry.path == "evil/zeros.bin"]
+    tracemalloc.start()
+    try:
+        with Archives() as archives, pytest.raises(WheelError, match="evil/zeros.bin does not match its CRC"):
+            archives.read(bomb)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < BOUNDED
+    with pytest.raises(WheelError, match="evil/zeros.bin does not match its CRC"):
+        write_outputs(entries, tmp_path / "out" / "fn.zip", tmp_path / "out" / "target", 315532800)
