@@ -197,9 +197,13 @@ def _path(value: str, base: Path, where: str = "a path") -> Path:
 
 
 def _output_path(value: str, base: Path, where: str) -> Path:
+    return _folder_resolved(_absolute(value, base, where))
+
+
+def _folder_resolved(path: Path) -> Path:
     """An output's path with its folder resolved but not its own name: an output that is a
-    symlink stays one, for the output checks to refuse (resolved, it would be followed)."""
-    path = _absolute(value, base, where)
+    symlink stays one, for the output checks to refuse (resolved, it would be followed), and
+    every output is spelled the same way, for the checks that compare them."""
     if path.name in ("", ".."):  # `/`, or a path ending in `..`: not a link of its own
         return path.resolve()
     return path.parent.resolve() / path.name
@@ -379,7 +383,7 @@ def _spec(
     output = (
         _output_path(output_value, output_base, output_where)
         if output_value
-        else default_output(project, target, layout, name)
+        else _folder_resolved(default_output(project, target, layout, name))
     )
     if output.suffix.lower() != ".zip":
         raise ConfigError(f"The output must be a .zip file, got {output}.")
@@ -387,7 +391,7 @@ def _spec(
     target_dir = (
         _output_path(target_value, target_base, target_where)
         if target_value
-        else default_target_dir(project, target, layout, name)
+        else _folder_resolved(default_target_dir(project, target, layout, name))
     )
     exclude_value, exclude_where, _ = pick("exclude")
     exclude = frozenset(canonicalize_name(n) for n in _string_list(exclude_where, exclude_value or []))

@@ -702,3 +702,18 @@ def test_a_bundle_name_that_cannot_be_part_of_a_file_name_is_refused(name: str) 
     with pytest.raises(ConfigError, match="use letters, digits"):
         read_config({"bundles": {name: {"layout": "code"}}})
     assert read_config({"bundles": {"api.v2_x-1": {"layout": "code"}}}) == {"bundles": {"api.v2_x-1": {"layout": "code"}}}
+
+
+def test_outputs_are_compared_with_their_folders_resolved(project: ProjectFacts, cwd: Path, tmp_path: Path) -> None:
+    """`build` a link to a bigger disk: a default target dir and a configured path inside it are
+    spelled the same way, so one inside the other is still found."""
+    from poetry_plugin_lambda.spec import build_specs
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    (project.root / "build").symlink_to(disk, target_is_directory=True)
+    table = {"runtime": "python3.12", "bundles": {"a": {}, "b": {"target-dir": "build/lambda/a-python3.12-x86_64/inner"}}}
+    with pytest.raises(ConfigError, match="inside the target dir of bundle"):
+        build_specs(table, {}, project, cwd)
+    [a] = build_specs({"runtime": "python3.12", "bundles": {"a": {}}}, {}, project, cwd)
+    assert a.target_dir == disk.resolve() / "lambda" / "a-python3.12-x86_64"
