@@ -70,27 +70,73 @@ def make_plan(poetry: Poetry, spec: BundleSpec, env: Env, lock: compat.LockedDat
         packages = compat.packages_from_lock(poetry, env, spec.groups, spec.extras, locked, lock.info)
     except Exception as error:  # the solver's own error types differ between Poetry versions
         raise LockError(
-            f"poetry.lock cannot satisfy the project for {spec.target.describe()}: {error}"
+            f"poetry.lock cannot satisfy the project for {spec.target.describe()}: {' '.join(str(error).split())}"
             " Run `poetry lock` and try again."
         ) from None
     # The project itself is never a locked package: a name equal to the project's (or to its
     # folder's, for a non-package project) is a real dependency and ships.
     packages = sorted(packages, key=lambda p: p.name)
-    if not spec.exclude:
-        return Plan(tuple(packages))
     roots = _root_names(poetry, spec, env)
     # The walk above does not carry each package's requirements; the lock's own packages do.
     requires: dict[tuple[str, Any], list[Dependency]] = {(p.name, p.version): p.requires for p in locked}
+    check_complete(packages, roots, dict(env.marker_env), requires, spec.target.describe(), poetry.package.name)
+    if not spec.exclude:
+        return Plan(tuple(packages))
     return apply_exclusions(
         packages, roots, spec.exclude, dict(env.marker_env), requires, frozenset(p.name for p in locked)
     )
 
 
 def _root_names(poetry: Poetry, spec: BundleSpec, env: Env) -> list[Dependency]:
-    """The project's direct dependencies in the chosen groups and extras, for the target."""
+    """The project's direct dependencies in the chosen groups and extras, for the target (an
+    optional one only when a chosen extra names it)."""
     root = poetry.package.with_dependency_groups(list(spec.groups), only=True)
     marker_env = {**env.marker_env, "extra": set(spec.extras)}
-    return [dep for dep in root.all_requires if dep.marker.validate(marker_env)]
+    chosen = {dep.name for extra, deps in poetry.package.extras.items() if extra in spec.extras for dep in deps}
+    return [
+        dep for dep in root.all_requires
+        if dep.marker.validate(marker_env) and (not dep.is_optional() or dep.name in chosen)
+    ]
+
+
+def check_complete(
+    packages: list[Package],
+    roots: list[Dependency],
+    marker_env: dict[str, Any],
+    requires: Mapping[tuple[str, Any], list[Dependency]],
+    target: str,
+    project: str = "",
+) -> None:
+    """Every package the project and the planned packages need on the target is planned.
+
+    Poetry's walk of a lock skips a requirement the lock has no package for: a lock edited by
+    hand, or merged badly, would make a bundle without a dependency, and no error until Lambda
+    imports it. Extras asked of a package (`psycopg[binary]`) count, on the target only.
+    """
+    planned = {p.name for p in packages}
+    extras: dict[str, set[str]] = {}
+    for dep in roots:
+        extras.setdefault(dep.name, set()).update(str(e) for e in dep.extras)
+    needed: list[tuple[Dependency, str]] = [(dep, "the project") for dep in roots]
+    grown = True
+    while grown:  # an extra asked of a package may make more of its requirements apply
+        grown, needed[len(roots) :] = False, []
+        for package in packages:
+            env = {**marker_env, "extra": extras.get(package.name, set())}
+            for dep in requires.get((package.name, package.version), []):
+                if not dep.marker.validate(env):
+                    continue
+                needed.append((dep, package.pretty_name))
+                asked = {str(e) for e in dep.extras}
+                if not asked <= extras.setdefault(dep.name, set()):
+                    extras[dep.name] |= asked
+                    grown = True
+    for dep, by in needed:
+        if dep.name not in planned and dep.name != project:  # a package may need the project back
+            raise LockError(
+                f"poetry.lock holds no package {dep.pretty_name}, which {by} needs on {target}: the"
+                " lock is incomplete (edited by hand, or merged badly). Run `poetry lock` to write it again."
+            )
 
 
 def apply_exclusions(

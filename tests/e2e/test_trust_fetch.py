@@ -79,6 +79,31 @@ def test_a_dependency_named_like_the_project_folder_ships(index: LoopbackIndex, 
     assert ("requests", "2.32.3") in {(p["name"], p["version"]) for p in result.report["packages"]}
 
 
+@pytest.mark.parametrize("removed", ["idna", "requests"])
+@pytest.mark.parametrize("lock_version", ["2.1", "2.0"])
+def test_a_package_missing_from_the_lock_is_refused_in_one_line(
+    index: LoopbackIndex, tmp_path: Path, removed: str, lock_version: str
+) -> None:
+    """A lock edited by hand or merged badly: Poetry's walk of a 2.1 lock skips a requirement it
+    has no package for, which would ship a bundle without it (a direct dependency too)."""
+    import tomlkit
+
+    project = write_project(tmp_path / "svc", "svc", dependencies={"requests": "2.32.3"}, index_url=index.url,
+                            requires_python=">=3.12,<3.13")
+    cache = _cache(tmp_path)
+    poetry_lock(project, cache)
+    lock = tomlkit.parse((project / "poetry.lock").read_text())
+    lock["package"] = [p for p in lock["package"] if p["name"] != removed]
+    lock["metadata"]["lock-version"] = lock_version
+    (project / "poetry.lock").write_text(tomlkit.dumps(lock))
+    result = bundle(project, cache, *PY312)
+    assert result.returncode == 1, result.stdout + result.stderr
+    message = result.stderr.strip()
+    assert "\n" not in message and "Traceback" not in message, message
+    assert removed in message and "poetry lock" in message, message
+    assert not (project / "dist").exists() and not (project / "build").exists()
+
+
 def test_url_dependency_credentials_never_ship(index: LoopbackIndex, private: LoopbackIndex, tmp_path: Path) -> None:
     wheel = private.add(build_wheel(tmp_path / "built", "privwheel", "1.0"))
     url = f"http://user:{TOKEN}@127.0.0.1:{private.port}/files/{wheel.name}"
