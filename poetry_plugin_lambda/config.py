@@ -154,7 +154,8 @@ def _handler_list(where: str, value: Any) -> list[str]:
     values = value if isinstance(value, (list, tuple)) else [value]
     if not values:
         raise ConfigError(f"{where} must be a handler (module.function) or a list of them, got {value!r}.")
-    names = [check_handler_name(_string(where, v), where) for v in values]
+    # Not stripped: Lambda's Handler setting takes no whitespace, around the name or in it.
+    names = [check_handler_name(v if isinstance(v, str) else _string(where, v), where) for v in values]
     return list(dict.fromkeys(names))  # each handler checked once, in the order given
 
 

@@ -14,6 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from packaging.utils import InvalidWheelFilename
+from packaging.utils import parse_wheel_filename
+
 from poetry_plugin_lambda import compat
 from poetry_plugin_lambda.archive_index import ArchiveIndex
 from poetry_plugin_lambda.builds import Builder
@@ -30,6 +33,7 @@ from poetry_plugin_lambda.locked_files import matches_lock
 from poetry_plugin_lambda.locked_files import no_wheel_error
 from poetry_plugin_lambda.locked_files import verify_hash
 from poetry_plugin_lambda.targets import wheel_rank
+from poetry_plugin_lambda.wheels import same_version
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -117,6 +121,8 @@ class Fetcher:
         label = label_of(package)
         wheels, sdists = self._binary(package.name)
         filename = choose_locked_file(package, self._target, wheels, sdists)
+        if filename.endswith(".whl"):
+            _check_locked_version(package, filename)
         digest = locked_sha256(package, filename)
         known = self._index.lookup(digest) if digest else None
         if known is not None and known.name == filename:
@@ -142,12 +148,15 @@ class Fetcher:
         return self._wheel_of(package, cached, sha256)
 
     def _wheel_of(self, package: Package, archive: Path, sha256: str | None) -> tuple[Path, str | None]:
-        """A verified wheel as it is; a verified sdist built into a wheel (which has no lock hash)."""
+        """A verified wheel as it is; a verified sdist built into a wheel (which has no lock hash).
+        Either way, of the version the lock names (the report and the bundle must agree)."""
         if archive.name.endswith(".whl"):
             return archive, sha256
         wheels_allowed, _ = self._binary(package.name)
         why = f"no wheel in the lock fits {self._target.describe()}" if wheels_allowed else "installer.no-binary names it"
-        return self._builder.from_sdist(package, archive, why), None
+        wheel = self._builder.from_sdist(package, archive, why)
+        _check_locked_version(package, wheel.name)
+        return wheel, None
 
     def _download(self, package: Package, link: Link) -> Path:
         """The archive behind `link`, from Poetry's artifact cache or downloaded into it."""
@@ -207,3 +216,18 @@ def _verbose_log(io: IO) -> Callable[[str], None]:
         io.write_error_line(Formatter.escape(redact(text.rstrip())), verbosity=Verbosity.VERBOSE)
 
     return log
+
+
+def _check_locked_version(package: Package, wheel: str) -> None:
+    """The wheel (by its file name) is of the version poetry.lock gives the package: the report
+    names that version, and the bundle must ship it."""
+    try:
+        version = str(parse_wheel_filename(wheel)[1])
+    except InvalidWheelFilename:
+        return  # refused when it is read, with the reason
+    if not same_version(version, package.version.text):
+        raise FetchError(
+            f"poetry.lock gives {package.pretty_name} version {package.pretty_version}, but the file it"
+            f" lists for it, {wheel}, is version {version}: the lock is inconsistent (edited by"
+            " hand?). Run `poetry lock` to write it again."
+        )

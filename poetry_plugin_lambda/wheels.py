@@ -26,6 +26,8 @@ from packaging.requirements import Requirement
 from packaging.utils import InvalidWheelFilename
 from packaging.utils import canonicalize_name
 from packaging.utils import parse_wheel_filename
+from packaging.version import InvalidVersion
+from packaging.version import Version
 
 from poetry_plugin_lambda.errors import WheelError
 from poetry_plugin_lambda.errors import redact
@@ -214,7 +216,7 @@ def _read_open_wheel(archive: Path, zf: zipfile.ZipFile, name: str, version: str
     dist_info = _find_dist_info(label, names)
     metadata_path, record_path = f"{dist_info}/METADATA", f"{dist_info}/RECORD"
     metadata = read_member(zf, metadata_path)
-    _check_metadata(label, metadata, dist_info, name)
+    _check_metadata(label, metadata, dist_info, name, version)
     record = _read_record(label, zf, dist_info)
     data_dir = dist_info[: -len(".dist-info")] + ".data"
     members: list[WheelMember] = []
@@ -233,7 +235,8 @@ def _read_open_wheel(archive: Path, zf: zipfile.ZipFile, name: str, version: str
     return ParsedWheel(archive, name, version, dist_info, tuple(members), record)
 
 
-def _check_metadata(label: str, metadata: bytes, dist_info: str, name: str) -> None:
+def _check_metadata(label: str, metadata: bytes, dist_info: str, name: str, version: str) -> None:
+    """METADATA names the distribution and version the file name does (as pip insists)."""
     # Only the header block is parsed: the long description after it can be most of the file.
     head = _HEADERS_END.split(metadata, maxsplit=1)[0]
     headers = HeaderParser().parsestr(head.decode("utf-8", "replace"))
@@ -241,6 +244,16 @@ def _check_metadata(label: str, metadata: bytes, dist_info: str, name: str) -> N
         raise WheelError(f"{label}: {dist_info}/METADATA lacks Name or Version.")
     if canonicalize_name(headers["Name"]) != canonicalize_name(name):
         raise WheelError(f"{label}: METADATA names {headers['Name']!r}, the file name {name!r}.")
+    if not same_version(headers["Version"], version):
+        raise WheelError(f"{label}: METADATA says version {headers['Version']!r}, the file name {version!r}.")
+
+
+def same_version(one: str, other: str) -> bool:
+    """Two spellings of one version (PEP 440: `1.0` and `1.0.0`, `2.9.0-post0` and `2.9.0.post0`)."""
+    try:
+        return Version(one) == Version(other)
+    except InvalidVersion:
+        return one.strip() == other.strip()
 
 
 def _new_record(

@@ -104,6 +104,26 @@ def test_a_package_missing_from_the_lock_is_refused_in_one_line(
     assert not (project / "dist").exists() and not (project / "build").exists()
 
 
+def test_a_locked_version_that_is_not_the_files_is_refused(index: LoopbackIndex, tmp_path: Path) -> None:
+    """The lock says idna 9.9 and lists idna-3.7's wheel (its hash right): the report would name a
+    version the bundle does not ship."""
+    import tomlkit
+
+    project = write_project(tmp_path / "svc", "svc", dependencies={"requests": "2.32.3"}, index_url=index.url,
+                            requires_python=">=3.12,<3.13")
+    cache = _cache(tmp_path)
+    poetry_lock(project, cache)
+    lock = tomlkit.parse((project / "poetry.lock").read_text())
+    for package in lock["package"]:
+        if package["name"] == "idna":
+            package["version"] = "9.9"
+    (project / "poetry.lock").write_text(tomlkit.dumps(lock))
+    result = bundle(project, cache, *PY312)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "poetry.lock gives idna version 9.9, but the file it lists for it, idna-3.7-py3-none-any.whl, is version 3.7" in result.stderr
+    assert not (project / "dist").exists()
+
+
 def test_url_dependency_credentials_never_ship(index: LoopbackIndex, private: LoopbackIndex, tmp_path: Path) -> None:
     wheel = private.add(build_wheel(tmp_path / "built", "privwheel", "1.0"))
     url = f"http://user:{TOKEN}@127.0.0.1:{private.port}/files/{wheel.name}"

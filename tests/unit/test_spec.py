@@ -717,3 +717,13 @@ def test_outputs_are_compared_with_their_folders_resolved(project: ProjectFacts,
         build_specs(table, {}, project, cwd)
     [a] = build_specs({"runtime": "python3.12", "bundles": {"a": {}}}, {}, project, cwd)
     assert a.target_dir == disk.resolve() / "lambda" / "a-python3.12-x86_64"
+
+
+@pytest.mark.parametrize("handler", [" app.handler", "app.handler ", "app.handler\t", "app .handler"])
+def test_a_handler_with_whitespace_is_refused_not_stripped(project: ProjectFacts, cwd: Path, handler: str) -> None:
+    """Lambda's Handler setting takes no whitespace: a check that strips it would pass a name
+    Lambda refuses."""
+    with pytest.raises(ConfigError, match="must look like module.function"):
+        spec_of(project, cwd, {"handler": handler}, runtime="python3.12")
+    with pytest.raises(ConfigError, match="must look like module.function"):
+        spec_of(project, cwd, None, runtime="python3.12", handler=[handler])

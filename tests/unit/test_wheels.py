@@ -192,6 +192,18 @@ def test_metadata_name_is_compared_normalised(tmp_path: Path) -> None:
     assert read_wheel(path).name == "evil"
 
 
+def test_metadata_version_must_be_the_file_names(tmp_path: Path) -> None:
+    """pip refuses a wheel whose METADATA gives another version than its name: so does the bundle
+    (its report names the version the file name and the lock give)."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    same = craft(tmp_path / "a", [("evil/__init__.py", b"")], metadata=b"Metadata-Version: 2.1\nName: evil\nVersion: 1.0.0\n\n")
+    assert read_wheel(same).name == "evil"  # 1.0.0 is 1.0
+    other = craft(tmp_path / "b", [("evil/__init__.py", b"")], metadata=b"Metadata-Version: 2.1\nName: evil\nVersion: 9.9\n\n")
+    with pytest.raises(WheelError, match="METADATA says version '9.9'"):
+        read_wheel(other)
+
+
 def test_directory_entries_are_accepted_and_skipped(tmp_path: Path) -> None:
     path = craft(tmp_path, [(info("evil/", stat.S_IFDIR | 0o755), b""), ("evil/__init__.py", b"")])
     assert "evil/" not in [m.path for m in read_wheel(path).members]
