@@ -412,6 +412,24 @@ def build_wheel_of(project: Path, directory: Path) -> Path:
     return build_project_wheel(poetry, directory, dependency=True)  # type: ignore[arg-type]
 
 
+def packaged_folders(poetry: Poetry) -> set[Path]:
+    """Every folder holding a file the project's wheel ships (its packages, what its `include`
+    names), as poetry-core's builder finds them; empty when it finds none."""
+    from poetry.core.masonry.utils.module import Module
+
+    package = poetry.package
+    try:
+        module = Module(package.name, str(poetry.pyproject_path.parent.resolve()), package.packages, package.include)
+    except Exception:  # no package folder: the build itself says so
+        return set()
+    folders: set[Path] = set()
+    for include in module.includes:
+        formats = include.formats or ["wheel"]
+        if "wheel" in formats:
+            folders.update(element if element.is_dir() else element.parent for element in include.elements)
+    return {folder.resolve() for folder in folders}
+
+
 def project_is_package(poetry: Poetry) -> bool:
     """False for Poetry 2's `package-mode = false` projects."""
     return bool(getattr(poetry, "is_package_mode", True))

@@ -56,6 +56,7 @@ from poetry_plugin_lambda.zipread import ZipWriteError
 if TYPE_CHECKING:
     import zipfile
     from collections.abc import Callable
+    from collections.abc import Collection
     from collections.abc import Sequence
 
     from poetry_plugin_lambda.assemble import Entry
@@ -69,10 +70,21 @@ _RUN_LIMIT = 1 << 20  # members gathered into one write of the ZIP, at most (abo
 _PER_FILE = 16 << 10  # what creating a file costs, in bytes written, when ordering the work
 
 
-def check_outputs(output: Path, target_dir: Path, project_root: Path, cache_dir: Path | None = None) -> None:
-    """Refuse outputs that could destroy the user's files, before any work is done."""
+def check_outputs(
+    output: Path, target_dir: Path, project_root: Path, cache_dir: Path | None = None, packaged: Collection[Path] = ()
+) -> None:
+    """Refuse outputs that could destroy the user's files, before any work is done; `packaged`:
+    the folders whose files the project's wheel ships (an output there would ship next time)."""
     try:
         _check_places(output, target_dir, project_root, cache_dir)
+        for path in (output, target_dir):
+            for folder in packaged:
+                if nested(path, folder) and folder != project_root:
+                    raise OutputError(
+                        f"Refusing to write {path}: it is inside {folder}, a folder of the project's"
+                        " package, whose files the project's wheel ships (the next bundle would hold"
+                        " this one). Choose a path outside the package, such as dist/lambda or build/lambda."
+                    )
         _check_replaceable(output, target_dir)
     except OSError as error:
         raise os_error(error, "check the outputs") from None

@@ -74,7 +74,7 @@ class BundleFailure:
 
 def bundle(poetry: Poetry, spec: BundleSpec, io: IO, progress: Progress) -> BundleReport:
     """Build the bundle `spec` describes and return what was written (errors raise)."""
-    check_outputs(spec.output, spec.target_dir, spec.project.root, _cache_dir(poetry))
+    check_outputs(spec.output, spec.target_dir, spec.project.root, _cache_dir(poetry), _packaged(poetry, spec))
     check_lock(poetry)
     with tempfile.TemporaryDirectory(prefix="lambda-bundle-") as tmp:
         shared = SharedWork(poetry, io, progress, Path(tmp), [spec])
@@ -102,7 +102,7 @@ def bundle_all(poetry: Poetry, specs: Sequence[BundleSpec], io: IO, progress: Pr
         ready: list[_Prepared] = []
         for spec in specs:
             try:
-                check_outputs(spec.output, spec.target_dir, spec.project.root, _cache_dir(poetry))
+                check_outputs(spec.output, spec.target_dir, spec.project.root, _cache_dir(poetry), _packaged(poetry, spec))
                 ready.append(shared.prepare(spec))
             except BundleError as error:
                 outcomes[str(spec.name)] = BundleFailure(str(spec.name), str(error), error.exit_code)
@@ -317,6 +317,11 @@ def _checked(
 
 def _cache_dir(poetry: Poetry) -> Path:
     return compat.cache_dir(poetry.config).resolve()
+
+
+def _packaged(poetry: Poetry, spec: BundleSpec) -> set[Path]:
+    """The folders the project's wheel takes files from, when this bundle builds it."""
+    return compat.packaged_folders(poetry) if spec.builds_project else set()
 
 
 def _includes(spec: BundleSpec, outputs: Outputs) -> list[Entry]:

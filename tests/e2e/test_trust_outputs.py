@@ -273,3 +273,14 @@ def test_outputs_inside_another_bundles_target_dir_are_refused(world: dict, tmp_
     result = bundle(project, world["cache"], *RUNTIME, "--bundle", "b")
     _clean_failure(result, "the target dir of another bundle", str(target))
     assert _snapshot(project / "build", project / "dist") == before
+
+
+@pytest.mark.parametrize("option", ["--output", "--target-dir"])
+def test_an_output_inside_the_projects_package_is_refused(world: dict, alpha: Path, option: str) -> None:
+    """The project's wheel ships every file of its package folder: an output there would be in
+    the next bundle, which would grow on every run."""
+    inside = alpha / "alpha" / ("bundle.zip" if option == "--output" else "tdir")
+    result = bundle(alpha, world["cache"], *RUNTIME, option, str(inside))
+    _clean_failure(result, "a folder of the project's package", str(alpha / "alpha"))
+    assert not inside.exists() and not (alpha / "dist").exists() and not (alpha / "build").exists()
+    _ok(bundle(alpha, world["cache"], *RUNTIME, option, str(alpha / ("out.zip" if option == "--output" else "out"))))

@@ -304,3 +304,11 @@ def test_a_failed_isolated_builds_own_output_is_found(world, tmp_path: Path, mon
     output = compat.build_output(caught.value)
     assert output is not None and "error: macpkg requires macOS to build" in output
     assert compat.build_output(RuntimeError("no build")) is None
+
+
+def test_the_folders_the_projects_wheel_ships_from(world, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """poetry-core's own idea of the package: an output inside it would ship in the next bundle."""
+    poetry = load_poetry(world["project"], tmp_path / "cache", monkeypatch)
+    root = world["project"].resolve()
+    folders = compat.packaged_folders(poetry)
+    assert root / "svc" in folders and root not in folders
