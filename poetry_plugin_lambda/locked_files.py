@@ -45,7 +45,7 @@ def verify_hash(archive: Path, package: Package) -> str | None:
         by_type.setdefault(kind, set()).add(value)
     kind = "sha256" if "sha256" in by_type else sorted(by_type)[0]
     if kind not in hashlib.algorithms_available:
-        raise FetchError(f"poetry.lock records only {kind} hashes for {name}; cannot verify it.")
+        raise FetchError(f"poetry.lock records only {kind or 'unnamed'} hashes for {name}; cannot verify it.")
     actual = file_digest(archive, kind)
     if actual not in by_type[kind]:
         expected = ", ".join(f"{kind}:{v}" for v in sorted(by_type[kind]))
