@@ -26,15 +26,25 @@ _CHILD = r'''
 import importlib, json, os, sys, time
 config = json.loads(sys.argv[1])
 stdlib = [p for p in sys.path if p and "site-packages" not in p and "dist-packages" not in p]
+sys.path[:] = stdlib
+# What Lambda's runtime (awslambdaric's bootstrap) has imported when it imports the handler: a
+# bundled module of the same name is never imported there, so neither is it here.
+for name in ("logging", "traceback", "decimal", "math", "enum"):
+    importlib.import_module(name)
 sys.path[:] = config["path"] + stdlib
 module_name, _, function = config["handler"].rpartition(".")
+top = module_name.split(".")[0]
+preloaded = top in sys.modules
 start = time.perf_counter()
 def report(**fields):
-    fields.update(module=module_name, function=function, seconds=time.perf_counter() - start)
+    fields.update(module=module_name, function=function, seconds=time.perf_counter() - start, preloaded=preloaded)
     with open(config["result"], "w", encoding="utf-8") as f:
         json.dump(fields, f)
     sys.stdout.flush(); sys.stderr.flush()
     os._exit(0)  # not sys.exit: threads or atexit hooks the module started must not hold the check
+if top in sys.builtin_module_names:
+    report(ok=False, stage="builtin", type="ImportError", name=top,
+           message=f"Cannot use built-in module {module_name} as a handler module")
 try:
     module = importlib.import_module(module_name)
 except BaseException as error:
@@ -44,9 +54,12 @@ target = getattr(module, function, None)
 if not callable(target):
     report(ok=False, stage="lookup", type="AttributeError", name=None,
            message=f"module {module_name!r} has no callable {function!r}")
-import inspect
-if any(inspect.iscoroutinefunction(f) or inspect.isasyncgenfunction(f)
-       for f in (target, getattr(target, "__call__", None))):
+# Not `inspect`: the bundle may hold a module of that name (Lambda would import it, not the
+# standard library's). A coroutine function's code says so in its flags.
+def is_async(f):
+    code = getattr(getattr(f, "__func__", f), "__code__", None)
+    return code is not None and bool(code.co_flags & (0x80 | 0x200))
+if is_async(target) or is_async(getattr(type(target), "__call__", None)):
     report(ok=False, stage="async", type="TypeError", name=None,
            message=f"{function!r} is an async function")
 report(ok=True)
@@ -157,6 +170,14 @@ def likely_cause(result: Mapping[str, object], context: Context | None = None) -
     context = context or Context("bundle", (), (), False)
     kind, message, name = str(result.get("type")), str(result.get("message")), result.get("name")
     module = str(result.get("module"))
+    top = module.split(".", maxsplit=1)[0]
+    if result.get("stage") == "builtin":
+        return f"{top!r} is a module built into Python: Lambda refuses it as a handler module. Rename yours."
+    if result.get("preloaded"):
+        return (
+            f"{top!r} is a module of the standard library that Lambda's runtime has imported before"
+            f" the handler, so the bundle's {top!r} is never imported there: rename yours."
+        )
     if result.get("stage") == "lookup":
         return f"The module imports, but has no function {result.get('function')!r}: check the function name."
     if result.get("stage") == "async":

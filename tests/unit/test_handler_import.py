@@ -287,6 +287,22 @@ def test_an_async_handler_fails_lambda_would_not_await_it(tmp_path: Path, python
     assert _import(python312, root, "app.plain", tmp_path)["ok"] is True
 
 
+def test_a_module_named_like_the_standard_librarys_is_checked_as_lambda_imports_it(tmp_path: Path, python312: Path) -> None:
+    """Lambda's runtime has imported logging, decimal, numbers, ... before the handler: a bundled
+    package of such a name is never imported there. One it has not imported (inspect) is."""
+    root = _lambda_root(tmp_path)
+    for name in ("numbers", "inspect"):
+        (root.task / name).mkdir()
+        (root.task / name / "__init__.py").write_text("")
+        (root.task / name / "handler.py").write_text("def handler(event, context):\n    return 1\n")
+    hidden = explain("numbers.handler.handler", _import(python312, root, "numbers.handler.handler", tmp_path),
+                     Context("bundle", (), (), False))
+    assert hidden.status == "failed" and "never imported there: rename yours" in hidden.message
+    assert _import(python312, root, "inspect.handler.handler", tmp_path)["ok"] is True
+    builtin = explain("sys.handler", _import(python312, root, "sys.handler", tmp_path), Context("bundle", (), (), False))
+    assert builtin.status == "failed" and "built into Python" in builtin.message
+
+
 def test_a_venvs_interpreter_is_replaced_by_its_base(tmp_path: Path, python312: Path) -> None:
     venv = tmp_path / "venv"
     subprocess.run([str(python312), "-m", "venv", "--without-pip", str(venv)], check=True)
