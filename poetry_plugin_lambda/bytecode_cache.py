@@ -74,13 +74,16 @@ def interpreter_info(python: Path, cache_root: Path) -> Interpreter:
         known = json.loads(record.read_text())
         if known["stamp"] == stamp:
             return Interpreter(python, bytes.fromhex(known["magic"]), known["cache_tag"], known["version"])
-    result = subprocess.run(
-        [str(python), "-I", "-S", "-c", _PROBE], capture_output=True, text=True, timeout=60, check=False
-    )
+    try:
+        result = subprocess.run(
+            [str(python), "-I", "-S", "-c", _PROBE], capture_output=True, text=True, timeout=60, check=False
+        )
+    except (OSError, subprocess.SubprocessError) as error:
+        raise BundleError(f"Cannot run {python} to compile bytecode: {error}. Pass another --compile-with.") from None
     try:
         magic, cache_tag, version, executable = json.loads(result.stdout)
         found = Interpreter(python, bytes.fromhex(magic), str(cache_tag), str(version))
-    except ValueError:
+    except (ValueError, TypeError):  # not JSON, not four values, not hex: not the probe's answer
         raise BundleError(
             f"Cannot compile bytecode with {python}: it did not report its bytecode version"
             f" ({result.stderr.strip()[-300:] or 'no output'}). Pass another --compile-with."

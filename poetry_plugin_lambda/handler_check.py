@@ -132,6 +132,8 @@ class HandlerChecker:
                 check = HandlerCheck(handler, "passed", _with_notes(
                     f"{check.message} ({python.executable}, {_machine(python)}; runtime SDK: {sdk.describe()}).",
                     notes))
+            else:  # a layer's modules outside python/ may be why
+                check = HandlerCheck(handler, check.status, _with_notes(check.message, notes))
             results.append(check)
         return tuple(results)
 

@@ -153,8 +153,6 @@ def _refuse_links(layer: Path, where: str) -> None:
 
 def layer_notes(opt: Path, python_version: str) -> list[str]:
     """What Lambda would not see of the layers: modules outside `python/`."""
-    if not any(opt.iterdir()) or (opt / "python").is_dir():
-        return []
     stray = sorted(p.name for p in opt.iterdir() if p.suffix == ".py" or (p / "__init__.py").exists())
     if not stray:
         return []

@@ -20,6 +20,7 @@ from poetry_plugin_lambda.bytecode import compile_bytecode
 from poetry_plugin_lambda.bytecode import pyc_path
 from poetry_plugin_lambda.bytecode_cache import BytecodeCache
 from poetry_plugin_lambda.bytecode_cache import interpreter_info
+from poetry_plugin_lambda.errors import BundleError
 from poetry_plugin_lambda.zipread import RawSource
 from tests.fixtures.interpreters import find_python
 from tests.fixtures.wheelfactory import rename_raw
@@ -350,3 +351,12 @@ def test_a_launcher_script_is_asked_every_run(python312: Path, tmp_path: Path) -
     assert info.cache_tag == "cpython-312" and info.magic == interpreter_info(python312, cache).magic
     records = list((cache / "interpreters").iterdir())
     assert len(records) == 1  # the real binary's only
+
+
+@pytest.mark.parametrize("answer", ["null", "[1, 2, 3, 4]", "not json", ""])
+def test_an_interpreter_that_answers_the_probe_wrongly_is_one_error(tmp_path: Path, answer: str) -> None:
+    fake = tmp_path / "python3.12"
+    fake.write_text(f"#!/bin/sh\necho '{answer}'\n")
+    fake.chmod(0o755)
+    with pytest.raises(BundleError, match="did not report its bytecode version"):
+        interpreter_info(fake, tmp_path / "cache")

@@ -27,6 +27,7 @@ from poetry_plugin_lambda.lambda_env import check_layer_path
 from poetry_plugin_lambda.lambda_env import elf_machines
 from poetry_plugin_lambda.lambda_env import extract_zip
 from poetry_plugin_lambda.lambda_env import lambda_environ
+from poetry_plugin_lambda.lambda_env import layer_notes
 from tests.fixtures.interpreters import find_python
 from tests.fixtures.wheelfactory import claims
 from tests.fixtures.wheelfactory import elf_bytes
@@ -301,6 +302,19 @@ def test_a_module_named_like_the_standard_librarys_is_checked_as_lambda_imports_
     assert _import(python312, root, "inspect.handler.handler", tmp_path)["ok"] is True
     builtin = explain("sys.handler", _import(python312, root, "sys.handler", tmp_path), Context("bundle", (), (), False))
     assert builtin.status == "failed" and "built into Python" in builtin.message
+
+
+def test_modules_outside_python_are_noted_even_beside_a_python_folder(tmp_path: Path) -> None:
+    opt = tmp_path / "opt"
+    (opt / "python" / "lib").mkdir(parents=True)
+    (opt / "dep").mkdir()
+    (opt / "dep" / "__init__.py").write_text("")
+    (opt / "tool.py").write_text("")
+    [note] = layer_notes(opt, "3.12")
+    assert "dep, tool.py outside python/" in note
+    (opt / "dep" / "__init__.py").unlink()
+    (opt / "tool.py").unlink()
+    assert layer_notes(opt, "3.12") == []
 
 
 def test_a_venvs_interpreter_is_replaced_by_its_base(tmp_path: Path, python312: Path) -> None:
