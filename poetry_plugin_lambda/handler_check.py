@@ -77,13 +77,13 @@ class HandlerChecker:
     ) -> tuple[HandlerCheck, ...]:
         spec = self._spec
         if spec.layout == "layer":
-            return self._skip(
+            return self.skip(
                 "a layer holds no function to import: check the handler when bundling the function"
                 " (--layout code or bundle), giving this layer with --check-layer."
             )
         python = self._given or self._find()
         if python is None:
-            return self._skip(
+            return self.skip(
                 f"no python{self._version} found (pyenv, uv, /usr/bin, PATH) to import it with:"
                 f" install one (e.g. `uv python install {self._version}`) or give --check-with."
             )
@@ -108,12 +108,12 @@ class HandlerChecker:
             fetch_scratch = root.base.parent / "fetch"
             fetch_scratch.mkdir()
         except OSError as error:  # a full disk, an unreadable layer dir: the check cannot run
-            return self._skip(f"the check's scratch copy of the function could not be made: {error}.")
+            return self.skip(f"the check's scratch copy of the function could not be made: {error}.")
         sdk = install_sdk(self._poetry, spec, env, io, progress, root.runtime, fetch_scratch)
         arch = spec.target.architecture
         machines = elf_machines(root.task, root.opt, root.runtime)
         if machines and python.machine and host_architecture(python.machine) != arch:
-            return self._skip(self._cannot_run(python, machines))
+            return self.skip(self._cannot_run(python, machines))
         notes = [n for n in (sdk.note, *layer_notes(root.opt, self._version)) if n]
         root.freeze()
         context = Context(spec.layout, frozenset(excluded) | spec.exclude, sdk.unchecked, bool(spec.check_layers))
@@ -159,7 +159,8 @@ class HandlerChecker:
             f" under qemu-user), or run the check on an {arch} machine."
         )
 
-    def _skip(self, reason: str) -> tuple[HandlerCheck, ...]:
+    def skip(self, reason: str) -> tuple[HandlerCheck, ...]:
+        """Every handler skipped, for `reason`."""
         return tuple(HandlerCheck(handler, "skipped", reason) for handler in self._spec.handlers)
 
 

@@ -44,6 +44,7 @@ from poetry_plugin_lambda.wheels import parse_wheel
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from collections.abc import Mapping
     from collections.abc import Sequence
 
     from cleo.io.io import IO
@@ -129,10 +130,11 @@ def bundle_all(poetry: Poetry, specs: Sequence[BundleSpec], io: IO, progress: Pr
                     raise result
                 else:
                     outcomes[name] = _report(prepared, parts, result)
+            failed = {s.output: str(s.name) for s in specs if isinstance(outcomes.get(str(s.name)), BundleFailure)}
             for prepared in ready:  # last: a code bundle may be checked with a layer bundle of this run
                 done = outcomes.get(str(prepared.spec.name))
                 if isinstance(done, BundleReport):
-                    outcomes[str(prepared.spec.name)] = _checked(prepared, done, shared, io, progress)
+                    outcomes[str(prepared.spec.name)] = _checked(prepared, done, shared, io, progress, failed)
     return [outcomes[str(spec.name)] for spec in specs]
 
 
@@ -305,11 +307,21 @@ def _written() -> Iterator[None]:
 
 
 def _checked(
-    prepared: _Prepared, report: BundleReport, shared: SharedWork, io: IO, progress: Progress
+    prepared: _Prepared, report: BundleReport, shared: SharedWork, io: IO, progress: Progress,
+    failed: Mapping[Path, str] | None = None,
 ) -> BundleReport:
-    """The report, with the handler checks' results when checks were asked for."""
+    """The report, with the handler checks' results when checks were asked for. A check layer
+    that is a bundle of this run which failed is not replaced by its previous ZIP: the checks
+    are skipped, saying why (`failed`: those bundles' ZIPs and names)."""
     if prepared.checker is None:
         return report
+    stale = [failed[layer] for layer in prepared.spec.check_layers if failed and layer in failed]
+    if stale:
+        reason = (
+            f"its layer bundle {stale[0]} failed in this run, and its previous ZIP would not be the"
+            " layer this function is deployed with: fix that bundle and run again."
+        )
+        return replace(report, handler_checks=prepared.checker.skip(reason))
     env = shared.env(prepared.spec.target)
     checks = prepared.checker.run(env, io, progress, report.zip, prepared.plan.excluded)
     return replace(report, handler_checks=checks)

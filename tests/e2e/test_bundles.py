@@ -200,3 +200,10 @@ def test_a_code_bundle_is_checked_with_its_sibling_layer_bundle(world: dict, ser
     assert check["status"] == "failed"
     assert "aws_requests_auth" in check["message"] or "requests" in check["message"]
     assert "Bundle api: the handler check failed for service.handler.handler" in alone.stderr
+
+    # the layer bundle fails in this run: its previous ZIP is not what the function deploys with
+    _edit_bundles(service, {"deps": {"layout": "layer", "max-unzipped-size": 1000}, "api": {**api, "check-layers": ["deps"]}})
+    stale = bundle(service, world["cache"], "--format", "json")
+    assert stale.returncode == 1, stale.stderr
+    [check] = next(r for r in stale.report["bundles"] if r["name"] == "api")["handler_checks"]
+    assert check["status"] == "skipped" and "its layer bundle deps failed in this run" in check["message"], check
