@@ -27,6 +27,7 @@ from poetry_plugin_lambda.bytecode_memo import Memo
 from poetry_plugin_lambda.bytecode_memo import WheelMemos
 from poetry_plugin_lambda.digests import file_digest
 from poetry_plugin_lambda.errors import BundleError
+from poetry_plugin_lambda.errors import cause_line
 from poetry_plugin_lambda.pyc_archive import Deflated
 from poetry_plugin_lambda.pyc_archive import deflate
 from poetry_plugin_lambda.pyc_archive import write_archives
@@ -65,17 +66,24 @@ def frames(data):
 if __name__ == "__main__":
     items = list(frames(sys.stdin.buffer.read()))
     workers = int(sys.argv[1])
-    if workers > 1 and len(items) > 50:
-        with ProcessPoolExecutor(workers) as pool:
-            results = list(pool.map(compile_one, items, chunksize=32))
-    else:
-        results = [compile_one(item) for item in items]
     out = sys.stdout.buffer
-    for result in results:
-        out.write(struct.pack("<L", len(result)) + result)
+    out.write(b"R")  # ready: what follows is one frame per module, in order, as each is done
+    out.flush()
+    if workers > 1:  # the caller asks for a pool only for more than _POOLED_FROM modules
+        with ProcessPoolExecutor(workers) as pool:
+            results = pool.map(compile_one, items, chunksize=32)
+            for result in results:
+                out.write(struct.pack("<L", len(result)) + result)
+    else:
+        for item in items:
+            result = compile_one(item)
+            out.write(struct.pack("<L", len(result)) + result)
+            out.flush()  # a module that crashes the interpreter is the one after the last frame
     out.flush()
 """
 _FRAME = struct.Struct("<LL")
+_POOLED_FROM = 50  # fewer modules are compiled in the interpreter's one process
+_CRASHED = "the interpreter crashed compiling it"
 
 
 @dataclass(frozen=True)
@@ -147,7 +155,7 @@ def compile_bytecode(
     memo_of: dict[str, Memo] = {}  # source path -> the memo holding its bytecode
     outcomes: dict[str, Outcome] = {}
     misses: list[tuple[Entry, str]] = []  # and their cache keys
-    frames = bytearray()  # what the compiler reads: (dfile, source) of each miss
+    frames: list[bytes] = []  # what the compiler reads: (dfile, source) of each miss
     with ThreadPoolExecutor(max(1, workers)) as pool:  # hashing and inflating let go of the GIL
         wheels = [archive for archive in groups if archive is not None]
         tag = interpreter.cache_tag
@@ -163,7 +171,7 @@ def compile_bytecode(
                     continue
                 assert data is not None
                 dfile = runtime_path(entry.path, layer).encode("utf-8", "surrogateescape")
-                frames += _FRAME.pack(len(dfile), len(data)) + dfile + data
+                frames.append(_FRAME.pack(len(dfile), len(data)) + dfile + data)
                 misses.append((entry, key))
     if misses:
         out = _run_compiler(frames, python, folder, workers)
@@ -174,7 +182,8 @@ def compile_bytecode(
                 f"Compiling bytecode with {python} failed: {len(compiled)} of {len(misses)} modules came back."
             )
         for (entry, key), outcome in zip(misses, compiled):
-            cache.put(key, outcome)
+            if not (outcome.error or "").startswith(_CRASHED):  # see _store_memo
+                cache.put(key, outcome)
             outcomes[entry.path] = outcome
     for wheel, group in groups.items():  # the wheels without a memo: write theirs
         if wheel is not None:
@@ -230,51 +239,71 @@ def _store_memo(
 ) -> None:
     pycs = [(pyc_path(e.path, cache_tag), outcomes[e.path].pyc) for e in group]
     skipped = {e.path: outcomes[e.path].error or "" for e in group if outcomes[e.path].pyc is None}
+    if any(why.startswith(_CRASHED) for why in skipped.values()):
+        return  # a crash may not happen again: neither kept in the cache nor in a memo
     memos.store(key, [e.path for e in group], [(name, pyc) for name, pyc in pycs if pyc is not None], skipped)
 
 
-def _run_compiler(frames: bytearray, python: Path, folder: Path, workers: int) -> bytes:
-    """Compile the framed sources in one run of `python` (parallel inside it): its framed output.
+def _run_compiler(items: list[bytes], python: Path, folder: Path, workers: int) -> list[bytes]:
+    """Compile the framed sources with `python` (parallel inside it): one result frame each.
 
-    Not isolated mode (`-I`): it ignores PYTHONHASHSEED, and Python 3.9 and 3.10 write frozensets
-    of strings in hash order. Instead every PYTHON* variable is dropped, site is not imported
-    (`-s -S`) and the script runs from a folder holding nothing else.
+    A module that crashes the interpreter (CPython 3.9 can, on a huge expression) is skipped,
+    saying so, and the modules after it are compiled one by one: the crash is after the last
+    frame that came back. Not isolated mode (`-I`): it ignores PYTHONHASHSEED, and Python 3.9
+    and 3.10 write frozensets of strings in hash order. Instead every PYTHON* variable is
+    dropped, site is not imported (`-s -S`) and the script runs from a folder holding nothing else.
     """
     run = folder / "run"
     run.mkdir(parents=True, exist_ok=True)
     script = run / "lambda_bundle_compiler.py"
     script.write_text(_COMPILER)
+    results: list[bytes] = []
+    while len(results) < len(items):
+        rest = items[len(results) :]
+        pooled = workers > 1 and len(rest) > _POOLED_FROM
+        done, crash = _compile_run(rest, python, script, workers if pooled else 1)
+        results += done
+        if crash is not None and not pooled:  # the module after the last frame crashed it
+            results.append(b"e" + f"{_CRASHED} ({crash})".encode())
+        workers = 1 if crash is not None else workers  # after a crash, one by one: it says which
+    return results
+
+
+def _compile_run(items: list[bytes], python: Path, script: Path, workers: int) -> tuple[list[bytes], str | None]:
+    """One run of the compiler: the frames that came back, and how it died if it did."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["PYTHONHASHSEED"] = "0"
     try:
         result = subprocess.run(
             [str(python), "-s", "-S", str(script), str(max(1, workers))],
-            input=frames,
-            capture_output=True,
-            env=env,
-            cwd=run,
-            check=False,
+            input=b"".join(items), capture_output=True, env=env, cwd=script.parent, check=False,
         )
     except OSError as error:
         raise BundleError(f"Cannot run {python} to compile bytecode: {error.strerror}.") from None
-    if result.returncode != 0:
-        stderr = result.stderr.decode("utf-8", "replace").strip()[-500:]
-        raise BundleError(f"Compiling bytecode with {python} failed: {stderr}")
-    return result.stdout
-
-
-def _outcomes(out: bytes, workers: int) -> list[Outcome]:
-    """The compiler's output frames as outcomes, the .pyc deflated (views: no copies)."""
-    view, at, raw = memoryview(out), 0, []
-    while at < len(view):
-        (size,) = struct.unpack_from("<L", view, at)
-        raw.append(view[at + 4 : at + 4 + size])
+    out = result.stdout
+    if not out.startswith(b"R"):  # the compiler itself did not start
+        cause = cause_line(result.stderr.decode("utf-8", "replace")) or f"exit code {result.returncode}"
+        raise BundleError(f"Compiling bytecode with {python} failed: {cause}")
+    frames, at = [], 1
+    while at + 4 <= len(out):
+        (size,) = struct.unpack_from("<L", out, at)
+        if at + 4 + size > len(out):
+            break
+        frames.append(out[at + 4 : at + 4 + size])
         at += 4 + size
+    if result.returncode == 0 and len(frames) == len(items):
+        return frames, None
+    how = f"signal {-result.returncode}" if result.returncode < 0 else f"exit code {result.returncode}"
+    return frames, how
+
+
+def _outcomes(raw: list[bytes], workers: int) -> list[Outcome]:
+    """The compiler's result frames as outcomes, the .pyc deflated."""
     with ThreadPoolExecutor(max(1, workers)) as pool:  # zlib lets go of the GIL
         return list(pool.map(_outcome, raw))
 
 
-def _outcome(raw: memoryview) -> Outcome:
+def _outcome(raw: bytes) -> Outcome:
     if raw[0] == ord("c"):
-        return Outcome(deflate(raw[1:]))
-    return Outcome(None, bytes(raw[1:]).decode("utf-8", "replace"))
+        return Outcome(deflate(memoryview(raw)[1:]))
+    return Outcome(None, raw[1:].decode("utf-8", "replace"))

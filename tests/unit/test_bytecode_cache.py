@@ -360,3 +360,24 @@ def test_an_interpreter_that_answers_the_probe_wrongly_is_one_error(tmp_path: Pa
     fake.chmod(0o755)
     with pytest.raises(BundleError, match="did not report its bytecode version"):
         interpreter_info(fake, tmp_path / "cache")
+
+
+@pytest.mark.parametrize("modules", [5, 80])  # one process, and a pool of them
+def test_a_module_that_crashes_the_interpreter_is_skipped_and_never_remembered(
+    python312: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, modules: int
+) -> None:
+    """CPython 3.9 segfaults compiling a 300,000-term expression: that module is skipped, saying
+    so, the others are compiled, and the crash is not kept (the next run tries again)."""
+    crash = "    if b'CRASH-ME' in source:\n        import os, signal; os.kill(os.getpid(), signal.SIGSEGV)\n"
+    monkeypatch.setattr(bytecode, "_COMPILER", bytecode._COMPILER.replace(
+        "    dfile, source = item\n", "    dfile, source = item\n" + crash))
+    sources = {f"pkg/m{i:03}.py": f"X = {i}\n".encode() for i in range(modules)}
+    sources["pkg/m002.py"] = b"X = 'CRASH-ME'\n"
+    sources["top.py"] = b"Y = 1\n"
+    cache = tmp_path / "cache"
+    first = _compile(_entries(tmp_path, sources), python312, tmp_path, cache)
+    [warning] = first.warnings
+    assert "pkg/m002.py" in warning and "the interpreter crashed compiling it (signal 11)" in warning
+    assert len(first.entries) == modules + 2 - 1  # every other module, top.py and gen.py
+    again = _compile(_entries(tmp_path, sources), python312, tmp_path, cache)
+    assert again.fresh == 1 and again.warnings == first.warnings
