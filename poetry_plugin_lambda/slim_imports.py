@@ -2,8 +2,10 @@
 
 `--slim` removes `tests`/`test`/`docs`/`doc`/`examples` folders inside packages, unless a module
 outside such folders imports from one (`from pkg.tests.helpers import x`, `from .tests import
-x`, `from pkg import tests`, `import pkg.tests`, or `importlib.import_module("pkg.tests")`), or
-an entry point (`entry_points.txt`) names a module in it.
+x`, `from pkg import tests`, `import pkg.tests`, `importlib.import_module("pkg.tests")` or
+`import_module(".tests", __name__)`, `importlib.resources.files("pkg.docs")`), a string of the
+module starts with the folder's name (`"docs/schema.json"` read beside `__file__`), or an entry
+point (`entry_points.txt`) names a module in it.
 Only modules whose text names one of those folders are parsed, and each distribution's answer
 is cached by the names and CRCs of its modules, so a warm run parses nothing.
 """
@@ -28,7 +30,7 @@ if TYPE_CHECKING:
     from poetry_plugin_lambda.assemble import Entry
 
 SLIM_FOLDERS = frozenset({"tests", "test", "docs", "doc", "examples"})
-_SCAN_VERSION = 3  # part of the cache key: bump when what is collected changes
+_SCAN_VERSION = 4  # part of the cache key: bump when what is collected changes
 _MENTIONS = re.compile(rb"\b(?:tests?|docs?|examples)\b")
 _IMPORTS = re.compile(rb"\bimport\b|\bimport_module\b|__import__")
 
@@ -133,9 +135,33 @@ def _imports(source: bytes, rel: str) -> set[str]:
         elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
             func = node.func
             called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-            if called in ("import_module", "__import__") and isinstance(node.args[0].value, str):
-                names.add(node.args[0].value)
+            if called in _IMPORTING and isinstance(node.args[0].value, str):
+                names |= _named(node.args[0].value, parts)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            folder = node.value.replace("\\", "/").split("/", 1)[0]
+            if folder in SLIM_FOLDERS and package:  # "docs/schema.json" beside __file__, or in files(pkg)
+                names.add(".".join([*package, folder]))
     return names
+
+
+# Calls whose first argument names a module or package: importlib's, and importlib.resources'
+# (`files("pkg.docs")` imports the package `pkg.docs`).
+_IMPORTING = frozenset({
+    "import_module", "__import__", "files", "read_text", "read_binary", "open_text", "open_binary",
+    "path", "contents", "is_resource", "get_data", "resource_filename", "resource_string", "resource_stream",
+})
+
+
+def _named(name: str, parts: list[str]) -> set[str]:
+    """The module a string names, from the module at `parts`: `.tests` relative to its package,
+    or (as `import_module(".tests", __name__)` reads it) to the module itself."""
+    level = len(name) - len(name.lstrip("."))
+    if not level:
+        return {name}
+    rest = name[level:] or None
+    package, module = parts[:-1], parts
+    found = {_resolve(rest, level, package), _resolve(rest, level, module)}
+    return {n for n in found if n}
 
 
 _FROM_PARENS = re.compile(rb"^[ \t]*from[ \t]+(\.*)([\w.]*)[ \t]+import[ \t]*\(([^)]*)\)", re.M)
