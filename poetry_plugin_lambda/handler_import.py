@@ -56,9 +56,16 @@ if not callable(target):
            message=f"module {module_name!r} has no callable {function!r}")
 # Not `inspect`: the bundle may hold a module of that name (Lambda would import it, not the
 # standard library's). A coroutine function's code says so in its flags.
+import functools  # imported already (logging imports it): the standard library's, as on Lambda
 def is_async(f):
-    code = getattr(getattr(f, "__func__", f), "__code__", None)
-    return code is not None and bool(code.co_flags & (0x80 | 0x200))
+    while isinstance(f, functools.partial):
+        f = f.func
+    f = getattr(f, "__func__", f)
+    code = getattr(f, "__code__", None)
+    if code is not None and code.co_flags & (0x80 | 0x200):
+        return True
+    mark = getattr(sys.modules.get("inspect"), "_is_coroutine_mark", None)  # markcoroutinefunction
+    return mark is not None and getattr(f, "_is_coroutine_marker", None) is mark
 if is_async(target) or is_async(getattr(type(target), "__call__", None)):
     report(ok=False, stage="async", type="TypeError", name=None,
            message=f"{function!r} is an async function")

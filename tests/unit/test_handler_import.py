@@ -280,9 +280,12 @@ def test_an_async_handler_fails_lambda_would_not_await_it(tmp_path: Path, python
         "async def handler(event, context):\n    return 1\n"
         "class Handler:\n    async def __call__(self, event, context):\n        return 1\n"
         "instance = Handler()\n"
+        "import functools\npartial = functools.partial(handler)\n"
         "def plain(event, context):\n    return asyncio.run(handler(event, context))\n"
+        "plain_partial = functools.partial(plain)\n"
     ))
-    for name in ("handler", "instance"):
+    assert _import(python312, root, "app.plain_partial", tmp_path)["ok"] is True
+    for name in ("handler", "instance", "partial"):
         check = explain(f"app.{name}", _import(python312, root, f"app.{name}", tmp_path), Context("bundle", (), (), False))
         assert check.status == "failed" and "does not await" in check.message and "asyncio.run" in check.message
     assert _import(python312, root, "app.plain", tmp_path)["ok"] is True
