@@ -4,7 +4,7 @@
 outside such folders imports from one (`from pkg.tests.helpers import x`, `from .tests import
 x`, `from pkg import tests`, `import pkg.tests`, `importlib.import_module("pkg.tests")` or
 `import_module(".tests", __name__)`, `importlib.resources.files("pkg.docs")`), a string of the
-module starts with the folder's name (`"docs/schema.json"` read beside `__file__`), or an entry
+module is a path into the folder (`"docs/schema.json"` read beside `__file__`), or an entry
 point (`entry_points.txt`) names a module in it.
 Only modules whose text names one of those folders are parsed, and each distribution's answer
 is cached by the names and CRCs of its modules, so a warm run parses nothing.
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from poetry_plugin_lambda.assemble import Entry
 
 SLIM_FOLDERS = frozenset({"tests", "test", "docs", "doc", "examples"})
-_SCAN_VERSION = 4  # part of the cache key: bump when what is collected changes
+_SCAN_VERSION = 5  # part of the cache key: bump when what is collected changes
 _MENTIONS = re.compile(rb"\b(?:tests?|docs?|examples)\b")
 _IMPORTS = re.compile(rb"\bimport\b|\bimport_module\b|__import__")
 
@@ -137,9 +137,11 @@ def _imports(source: bytes, rel: str) -> set[str]:
             called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
             if called in _IMPORTING and isinstance(node.args[0].value, str):
                 names |= _named(node.args[0].value, parts)
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
-            folder = node.value.replace("\\", "/").split("/", 1)[0]
-            if folder in SLIM_FOLDERS and package:  # "docs/schema.json" beside __file__, or in files(pkg)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and package:
+            # "docs/schema.json" read beside __file__ or from files(pkg): a path into the folder
+            # (not the bare name: test runners such as numpy's name their `tests` folder so)
+            folder, sep, rest = node.value.partition("/")
+            if sep and rest and folder in SLIM_FOLDERS and "\n" not in node.value:
                 names.add(".".join([*package, folder]))
     return names
 

@@ -104,7 +104,7 @@ def test_removes_tests_docs_examples_and_stubs_keeps_the_rest(tmp_path: Path) ->
         "import importlib\nimportlib.import_module('.tests.helpers', __package__)\n",
         "import importlib\nimportlib.import_module('.tests', __name__.rpartition('.')[0])\n",
         "from importlib.resources import files\nSCHEMA = files('lib.tests').joinpath('helpers.py').read_text()\n",
-        "import os\nHERE = os.path.join(os.path.dirname(__file__), 'tests', 'helpers.py')\n",
+        "import os\nHERE = os.path.join(os.path.dirname(__file__), 'tests/helpers.py')\n",
     ],
 )
 def test_a_tests_folder_a_module_imports_from_stays(tmp_path: Path, importer: str) -> None:
