@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 _CHILD = r'''
-import importlib, json, os, sys, time
+import importlib, importlib.util, json, os, sys, time
 config = json.loads(sys.argv[1])
 stdlib = [p for p in sys.path if p and "site-packages" not in p and "dist-packages" not in p]
 sys.path[:] = stdlib
@@ -48,8 +48,13 @@ if top in sys.builtin_module_names:
 try:
     module = importlib.import_module(module_name)
 except BaseException as error:
-    report(ok=False, stage="import", type=type(error).__name__, message=str(error),
-           name=getattr(error, "name", None))
+    missing = getattr(error, "name", None)
+    try:  # a missing submodule of a (regular, not namespace) package the bundle holds
+        spec = importlib.util.find_spec(missing.split(".")[0]) if missing and "." in missing else None
+        holds = spec is not None and spec.origin is not None and spec.submodule_search_locations is not None
+    except BaseException:
+        holds = False
+    report(ok=False, stage="import", type=type(error).__name__, message=str(error), name=missing, holds=holds)
 target = getattr(module, function, None)
 if not callable(target):
     report(ok=False, stage="lookup", type="AttributeError", name=None,
@@ -198,12 +203,18 @@ def likely_cause(result: Mapping[str, object], context: Context | None = None) -
     if kind == "ModuleNotFoundError" and isinstance(name, str):
         if module == name or module.startswith(name + "."):
             return f"No module {name!r} in the bundle: check the handler's module name (a typo?) and `include`."
-        return _missing(name, context)
+        return _missing(name, context, bool(result.get("holds")))
     return "The module raised an exception while being imported."
 
 
-def _missing(name: str, context: Context) -> str:
+def _missing(name: str, context: Context, holds: bool = False) -> str:
     top = name.split(".", maxsplit=1)[0]
+    if holds:
+        return (
+            f"The bundle holds {top!r} but not {name!r}, which the handler's imports need: --slim (it"
+            " removes tests, docs and examples folders) or exclude-files may have left it out; if"
+            f" neither did, this version of {top} has no such module."
+        )
     lacks = f"The bundle lacks {top!r}, which the handler imports"
     where = "nor do the layers given to the check" if context.layers_given else "and no layer was given to the check"
     excluded = canonicalize_name(top)

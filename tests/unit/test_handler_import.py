@@ -320,6 +320,21 @@ def test_modules_outside_python_are_noted_even_beside_a_python_folder(tmp_path: 
     assert layer_notes(opt, "3.12") == []
 
 
+def test_a_submodule_left_out_of_a_bundled_package_is_said_so(tmp_path: Path, python312: Path) -> None:
+    """--slim or exclude-files left out lib/tests, which lib imports: the bundle holds lib, so
+    "lacks lib" would send the user looking for a missing dependency."""
+    root = _lambda_root(tmp_path, app="import lib\ndef handler(event, context):\n    return 1\n")
+    (root.task / "lib").mkdir()
+    (root.task / "lib" / "__init__.py").write_text("from lib.tests import helpers\n")
+    (root.task / "ns" / "auth").mkdir(parents=True)  # a namespace package: another distribution's part
+    (root.task / "ns" / "auth" / "__init__.py").write_text("")
+    (root.task / "nsapp.py").write_text("import ns.protobuf\ndef handler(event, context):\n    return 1\n")
+    check = explain("app.handler", _import(python312, root, "app.handler", tmp_path), Context("bundle", (), (), False))
+    assert "The bundle holds 'lib' but not 'lib.tests'" in check.message and "--slim" in check.message
+    other = explain("nsapp.handler", _import(python312, root, "nsapp.handler", tmp_path), Context("bundle", (), (), False))
+    assert "The bundle lacks 'ns'" in other.message
+
+
 def test_a_venvs_interpreter_is_replaced_by_its_base(tmp_path: Path, python312: Path) -> None:
     venv = tmp_path / "venv"
     subprocess.run([str(python312), "-m", "venv", "--without-pip", str(venv)], check=True)
