@@ -79,12 +79,10 @@ class Builder:
                     f" a pure-Python one; that build is kept in Poetry's cache as {built}: delete it to"
                     " build again",
                 )
-        try:
-            wheel = self.build(package, sdist, f" ({why}; only a pure-Python result can be used)")
-        except _NotPure as refused:
-            _cache_copy(refused.wheel, sdist.parent / refused.wheel.name)
-            raise refused.error from None
-        return _cache_copy(wheel, sdist.parent / wheel.name)
+        wheel = self._build(package, sdist, f" ({why}; only a pure-Python result can be used)")
+        if not self._fits(wheel):
+            _cache_copy(wheel, sdist.parent / wheel.name)  # the next run refuses at once
+        return _cache_copy(self._checked(package, sdist, wheel), sdist.parent / wheel.name)
 
     def from_git(self, package: Package) -> Path:
         """The lock's resolved commit, cloned and built (pure only); the wheel cached per commit."""
@@ -142,8 +140,27 @@ class Builder:
             return path
         return self.build(package, path)
 
-    def build(self, package: Package, source: Path, why: str = "") -> Path:
+    def build(self, package: Package, source: Path) -> Path:
         """Build a source tree or sdist for the target: only a pure-Python wheel is accepted."""
+        return self._checked(package, source, self._build(package, source))
+
+    def _fits(self, wheel: Path) -> bool:
+        return is_pure(wheel) and wheel_rank(wheel.name, self._target) is not None
+
+    def _checked(self, package: Package, source: Path, wheel: Path) -> Path:
+        """A built wheel, if pure and its RECORD holds (no lock hash vouches for it)."""
+        if not self._fits(wheel):
+            raise no_wheel_error(
+                package,
+                self._target,
+                f"building {source.name} gave {wheel.name}, a wheel for this machine, not a"
+                " pure-Python one",
+            )
+        check_built_wheel(wheel)
+        return wheel
+
+    def _build(self, package: Package, source: Path, why: str = "") -> Path:
+        """The wheel a source tree or sdist builds into (whatever its tags)."""
         label = label_of(package)
         self._progress.line(f"  - Building <c1>{label}</> from {source.name}{why}")
         out = self._scratch / f"build-{package.name}"
@@ -167,24 +184,7 @@ class Builder:
                 self._log(redact(output))  # the build's whole output, shown with -v
             cause = cause_line(output or "") or first_line(error)
             raise FetchError(f"Building {label} from {redact(str(source))} failed: {cause}{hint}") from None
-        if not is_pure(wheel) or wheel_rank(wheel.name, self._target) is None:
-            refusal = no_wheel_error(
-                package,
-                self._target,
-                f"building {source.name} gave {wheel.name}, a wheel for this machine, not a"
-                " pure-Python one",
-            )
-            raise _NotPure(wheel, refusal)
-        check_built_wheel(wheel)  # no lock hash vouches for a built wheel: its RECORD must hold
         return wheel
-
-
-class _NotPure(FetchError):
-    """A build that gave a wheel for this machine: the refusal, and the wheel (kept for next time)."""
-
-    def __init__(self, wheel: Path, error: FetchError) -> None:
-        super().__init__(str(error))
-        self.wheel, self.error = wheel, error
 
 
 def _built_by_this_python(wheel: Path) -> bool:

@@ -76,22 +76,17 @@ def check_outputs(
     """Refuse outputs that could destroy the user's files, before any work is done; `packaged`:
     the folders whose files the project's wheel ships (an output there would ship next time)."""
     try:
-        _check_places(output, target_dir, project_root, cache_dir)
-        for path in (output, target_dir):
-            for folder in packaged:
-                if nested(path, folder) and folder != project_root:
-                    raise OutputError(
-                        f"Refusing to write {path}: it is inside {folder}, a folder of the project's"
-                        " package, whose files the project's wheel ships (the next bundle would hold"
-                        " this one). Choose a path outside the package, such as dist/lambda or build/lambda."
-                    )
+        _check_places(output, target_dir, project_root, cache_dir, packaged)
         _check_replaceable(output, target_dir)
     except OSError as error:
         raise os_error(error, "check the outputs") from None
 
 
-def _check_places(output: Path, target_dir: Path, project_root: Path, cache_dir: Path | None) -> None:
-    """Where the outputs are: never a folder the user keeps, never inside a target dir."""
+def _check_places(
+    output: Path, target_dir: Path, project_root: Path, cache_dir: Path | None, packaged: Collection[Path]
+) -> None:
+    """Where the outputs are: never a folder the user keeps, never inside a target dir or the
+    project's package."""
     home = Path.home().resolve()
     protected = {Path("/"), home, project_root, Path.cwd().resolve()}
     if target_dir in protected or target_dir in project_root.parents:
@@ -114,6 +109,13 @@ def _check_places(output: Path, target_dir: Path, project_root: Path, cache_dir:
                     f"Refusing to write {path}: it is inside {folder}, the target dir of another"
                     f" bundle (it holds {MARKER}), which its runs replace whole. Choose a path"
                     " outside it."
+                )
+        for folder in packaged:
+            if nested(path, folder) and folder != project_root:
+                raise OutputError(
+                    f"Refusing to write {path}: it is inside {folder}, a folder of the project's"
+                    " package, whose files the project's wheel ships (the next bundle would hold"
+                    " this one). Choose a path outside the package, such as dist/lambda or build/lambda."
                 )
 
 

@@ -75,7 +75,8 @@ class BundleFailure:
 
 def bundle(poetry: Poetry, spec: BundleSpec, io: IO, progress: Progress) -> BundleReport:
     """Build the bundle `spec` describes and return what was written (errors raise)."""
-    check_outputs(spec.output, spec.target_dir, spec.project.root, _cache_dir(poetry), _packaged(poetry, spec))
+    packaged = compat.packaged_folders(poetry) if spec.builds_project else set()
+    check_outputs(spec.output, spec.target_dir, spec.project.root, _cache_dir(poetry), packaged)
     check_lock(poetry)
     with tempfile.TemporaryDirectory(prefix="lambda-bundle-") as tmp:
         shared = SharedWork(poetry, io, progress, Path(tmp), [spec])
@@ -101,9 +102,11 @@ def bundle_all(poetry: Poetry, specs: Sequence[BundleSpec], io: IO, progress: Pr
     with tempfile.TemporaryDirectory(prefix="lambda-bundle-") as tmp:
         shared = SharedWork(poetry, io, progress, Path(tmp), specs)
         ready: list[_Prepared] = []
+        cache_dir = _cache_dir(poetry)
+        packaged = compat.packaged_folders(poetry) if any(s.builds_project for s in specs) else set()
         for spec in specs:
             try:
-                check_outputs(spec.output, spec.target_dir, spec.project.root, _cache_dir(poetry), _packaged(poetry, spec))
+                check_outputs(spec.output, spec.target_dir, spec.project.root, cache_dir, packaged if spec.builds_project else ())
                 ready.append(shared.prepare(spec))
             except BundleError as error:
                 outcomes[str(spec.name)] = BundleFailure(str(spec.name), str(error), error.exit_code)
@@ -329,11 +332,6 @@ def _checked(
 
 def _cache_dir(poetry: Poetry) -> Path:
     return compat.cache_dir(poetry.config).resolve()
-
-
-def _packaged(poetry: Poetry, spec: BundleSpec) -> set[Path]:
-    """The folders the project's wheel takes files from, when this bundle builds it."""
-    return compat.packaged_folders(poetry) if spec.builds_project else set()
 
 
 def _includes(spec: BundleSpec, outputs: Outputs) -> list[Entry]:

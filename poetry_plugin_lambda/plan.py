@@ -113,24 +113,23 @@ def check_complete(
     hand, or merged badly, would make a bundle without a dependency, and no error until Lambda
     imports it. Extras asked of a package (`psycopg[binary]`) count, on the target only.
     """
-    planned = {p.name for p in packages}
     extras: dict[str, set[str]] = {}
     for dep in roots:
         extras.setdefault(dep.name, set()).update(str(e) for e in dep.extras)
-    needed: list[tuple[Dependency, str]] = [(dep, "the project") for dep in roots]
+
+    def applying(package: Package) -> list[Dependency]:
+        return _applying(requires.get((package.name, package.version), []), marker_env, extras.get(package.name, set()))
+
     grown = True
     while grown:  # an extra asked of a package may make more of its requirements apply
-        grown, needed[len(roots) :] = False, []
-        for package in packages:
-            env = {**marker_env, "extra": extras.get(package.name, set())}
-            for dep in requires.get((package.name, package.version), []):
-                if not dep.marker.validate(env):
-                    continue
-                needed.append((dep, package.pretty_name))
-                asked = {str(e) for e in dep.extras}
-                if not asked <= extras.setdefault(dep.name, set()):
-                    extras[dep.name] |= asked
-                    grown = True
+        grown = False
+        for dep in (d for package in packages for d in applying(package)):
+            asked = {str(e) for e in dep.extras}
+            if not asked <= extras.setdefault(dep.name, set()):
+                extras[dep.name] |= asked
+                grown = True
+    planned = {p.name for p in packages}
+    needed = [(dep, "the project") for dep in roots] + [(d, p.pretty_name) for p in packages for d in applying(p)]
     for dep, by in needed:
         if dep.name not in planned and dep.name != project:  # a package may need the project back
             raise LockError(
@@ -210,5 +209,10 @@ def _needs(
     deps: list[Dependency], by_name: Mapping[str, Package], marker_env: dict[str, Any], extras: set[str]
 ) -> set[str]:
     """The planned packages among `deps` on the target (markers and extras evaluated)."""
+    return {dep.name for dep in _applying(deps, marker_env, extras) if dep.name in by_name}
+
+
+def _applying(deps: list[Dependency], marker_env: dict[str, Any], extras: set[str]) -> list[Dependency]:
+    """The requirements among `deps` that apply on the target, with these extras asked."""
     env = {**marker_env, "extra": extras}
-    return {dep.name for dep in deps if dep.name in by_name and dep.marker.validate(env)}
+    return [dep for dep in deps if dep.marker.validate(env)]

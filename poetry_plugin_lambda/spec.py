@@ -311,8 +311,8 @@ def build_spec(
 
 
 def _check_distinct_outputs(specs: Sequence[BundleSpec]) -> None:
-    """Two bundles writing the same ZIP or target dir, or one writing inside (or around) the
-    other's target dir, would destroy each other's outputs: a run replaces its target dir whole."""
+    """Two bundles writing the same ZIP or target dir, or one writing inside the other's target
+    dir, would destroy each other's outputs: a run replaces its target dir whole."""
     for spec in specs:
         for other in specs:
             if other is spec:
@@ -322,10 +322,10 @@ def _check_distinct_outputs(specs: Sequence[BundleSpec]) -> None:
             for what, path in (("ZIP", spec.output), ("target dir", spec.target_dir)):
                 if path == other.target_dir:
                     raise ConfigError(_shared_output(spec, other, what, path))
-                if nested(path, other.target_dir) or (what == "target dir" and nested(other.target_dir, path)):
+                if nested(path, other.target_dir):  # (a target dir around another's: its turn comes)
                     raise ConfigError(
                         f"Bundle {spec.name!r} would write its {what} {path} inside the target dir of"
-                        f" bundle {other.name!r} ({other.target_dir}), or hold it, and a run replaces its"
+                        f" bundle {other.name!r} ({other.target_dir}), and a run replaces its"
                         " target dir whole. Give each bundle `output` and `target-dir` paths of their own,"
                         " outside every bundle's target dir."
                     )
