@@ -159,7 +159,7 @@ def compile_bytecode(
     with ThreadPoolExecutor(max(1, workers)) as pool:  # hashing and inflating let go of the GIL
         wheels = [archive for archive in groups if archive is not None]
         tag = interpreter.cache_tag
-        memo_args = (memos, layer, tag, folder / "memos")
+        memo_args = (memos, layer, tag)
         for archive, key, memo in pool.map(lambda a: _memo(a, known.get(a), groups[a], *memo_args), wheels):
             keys[archive] = key
             if memo is not None:
@@ -200,7 +200,10 @@ def compile_bytecode(
                 warnings.append(f"Skipped bytecode for {entry.path} ({entry.owner}): {memo.skipped[entry.path]}")
             else:
                 info = memo.members[name]
-                made.append(Entry(path=name, owner=entry.owner, size=info.file_size, archive=memo.path, info=info))
+                made.append(Entry(
+                    path=name, owner=entry.owner, size=info.file_size, archive=memo.path, info=info,
+                    stored=memo.twins[name],
+                ))  # fmt: skip
             continue
         outcome = outcomes[entry.path]
         if outcome.pyc is None:
@@ -222,11 +225,11 @@ def _memo(
     memos: WheelMemos,
     layer: bool,
     cache_tag: str,
-    scratch: Path,
 ) -> tuple[Path, str, Memo | None]:
     """The wheel's memo key, and its memo if it holds exactly these modules' bytecode."""
-    key = memos.key(sha256 or file_digest(archive), layer)
-    memo = memos.load(key, [e.path for e in group], scratch)
+    sources = [e.path for e in group]
+    key = memos.key(sha256 or file_digest(archive), layer, sources)
+    memo = memos.load(key, sources)
     if memo is not None and any(
         e.path not in memo.skipped and pyc_path(e.path, cache_tag) not in memo.members for e in group
     ):

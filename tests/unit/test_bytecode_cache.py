@@ -86,15 +86,22 @@ def _pycs(compiled: bytecode.Compiled) -> dict[str, bytes]:
 
 def _shipped(compiled: bytecode.Compiled) -> list[tuple[str, int, int, bytes]]:
     """What the bundle copies raw: each .pyc entry's compressed bytes, with its CRC and size,
-    whatever archive holds it (a scratch archive, or a wheel's memo)."""
+    whatever archive holds it (a scratch archive, or a wheel's memo). A memo's stored twin,
+    which the target dir copies, must hold the same bytes."""
     shipped = []
     for entry in sorted(compiled.entries, key=lambda e: e.path):
         assert entry.archive is not None and entry.info is not None
         source = RawSource.open(entry.archive)
         try:
-            shipped.append((entry.path, entry.info.CRC, entry.info.file_size, source.raw_bytes(entry.info)))
+            raw = source.raw_bytes(entry.info)
         finally:
             source.close()
+        if entry.stored is not None:
+            with zipfile.ZipFile(entry.archive) as zf:
+                assert zf.read(entry.stored.info) == zf.read(entry.info)
+            assert zlib.crc32(raw) == entry.stored.raw_crc
+            assert entry.stored.info.compress_size >= entry.info.file_size  # stored blocks: a copy
+        shipped.append((entry.path, entry.info.CRC, entry.info.file_size, raw))
     return shipped
 
 
@@ -213,7 +220,9 @@ def test_a_wheels_memo_serves_its_modules_with_one_read(python312: Path, tmp_pat
     assert len(read) == 2  # top.py and gen.py: not in a wheel
     assert (warm.fresh, warm.cached) == (0, 5)
     assert _shipped(warm) == _shipped(cold) and warm.warnings == cold.warnings
-    assert all(e.archive is not None and cache not in e.archive.parents for e in warm.entries)  # scratch copies
+    from_memo = [e for e in warm.entries if e.archive in _memo_files(cache)]  # read where it is: no copy
+    assert sorted(e.path for e in from_memo) == ["pkg/__pycache__/__init__.cpython-312.pyc", "pkg/__pycache__/core.cpython-312.pyc"]
+    assert all(e.stored is not None for e in from_memo)  # the target dir copies its stored twin
 
 
 def test_a_wheel_checked_against_the_lock_is_not_hashed_again(
@@ -237,7 +246,7 @@ def test_a_wheel_checked_against_the_lock_is_not_hashed_again(
     )
     assert (warm.fresh, warm.cached) == (0, 5)
     assert _shipped(warm) == _shipped(cold)
-    assert any(e.archive is not None and e.archive.parent.name == "memos" for e in warm.entries)  # from the memo
+    assert any(e.archive in _memo_files(cache) for e in warm.entries)  # from the memo
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "check", "other-selection", "name-not-utf8"])
@@ -381,3 +390,51 @@ def test_a_module_that_crashes_the_interpreter_is_skipped_and_never_remembered(
     assert len(first.entries) == modules + 2 - 1  # every other module, top.py and gen.py
     again = _compile(_entries(tmp_path, sources), python312, tmp_path, cache)
     assert again.fresh == 1 and again.warnings == first.warnings
+
+
+def _bundle(compiled: bytecode.Compiled, out: Path) -> tuple[Path, Path]:
+    from poetry_plugin_lambda.emit import write_outputs
+
+    zip_path, target = out / "bundle.zip", out / "target"
+    write_outputs(sorted(compiled.entries, key=lambda e: e.path), zip_path, target, epoch=315532800)
+    return zip_path, target
+
+
+def test_a_memos_stored_twins_fill_the_target_dir_with_the_zips_bytes(python312: Path, tmp_path: Path) -> None:
+    """Warm, the target dir copies each module's stored twin, the ZIP its deflated .pyc: both
+    outputs hold the same bytes, and the same as a cold run's."""
+    cache = tmp_path / "cache"
+    entries = _entries(tmp_path)
+    cold_zip, cold_dir = _bundle(_compile(entries, python312, tmp_path, cache), tmp_path / "cold")
+    warm = _compile(entries, python312, tmp_path, cache)
+    assert sum(e.stored is not None for e in warm.entries) == 2
+    warm_zip, warm_dir = _bundle(warm, tmp_path / "warm")
+    assert warm_zip.read_bytes() == cold_zip.read_bytes()
+    with zipfile.ZipFile(warm_zip) as zf:
+        for name in zf.namelist():
+            assert (warm_dir / name).read_bytes() == zf.read(name) == (cold_dir / name).read_bytes()
+
+
+@pytest.mark.parametrize("damage", ["deflated", "twin"])
+def test_a_memo_changed_after_its_check_fails_the_run(
+    python312: Path, tmp_path: Path, damage: str
+) -> None:
+    """The memo is read where it is, after its SHA-256 was checked: bytes that change in
+    between are caught as they are read (the deflated .pyc by the CRC-32 the checked index
+    gives, the twin by its own CRC), and neither output is written."""
+    from poetry_plugin_lambda.errors import WheelError
+
+    cache = tmp_path / "cache"
+    entries = _entries(tmp_path)
+    _compile(entries, python312, tmp_path, cache)
+    warm = _compile(entries, python312, tmp_path, cache)
+    entry = next(e for e in warm.entries if e.stored is not None)
+    assert entry.archive is not None and entry.info is not None and entry.stored is not None
+    member = entry.info if damage == "deflated" else entry.stored.info
+    blob = bytearray(entry.archive.read_bytes())
+    start = member.header_offset + 30 + len(member.filename.encode())
+    blob[start + member.compress_size // 2] ^= 0x40
+    entry.archive.write_bytes(bytes(blob))
+    with pytest.raises(WheelError, match="CRC"):
+        _bundle(warm, tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []
