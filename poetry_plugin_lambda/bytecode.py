@@ -44,6 +44,29 @@ import importlib.util, marshal, struct, sys, warnings
 from concurrent.futures import ProcessPoolExecutor
 
 warnings.simplefilter("ignore")  # SyntaxWarnings say nothing about the bytecode
+CODE = type(compile("", "", "exec"))
+
+def held(code):
+    # Python 3.9 and 3.10: every object of the module's code, held once more while it is
+    # marshalled. Their marshal marks an object for back-references only when something else
+    # holds it too; an interned name that a module this process happens to have loaded also uses
+    # (`_launch`, with the pool's multiprocessing) was marked in one process and not in another,
+    # so the same source gave different bytes. Held here, every object is marked, whatever else
+    # the process holds. (Newer versions write the same bytes either way, py_compile's.)
+    if sys.version_info >= (3, 11):
+        return []
+    keep, stack = [], [code]
+    while stack:
+        obj = stack.pop()
+        keep.append(obj)
+        if type(obj) in (tuple, frozenset):
+            stack.extend(obj)
+        elif type(obj) is CODE:
+            stack.extend(getattr(obj, name) for name in (
+                "co_code", "co_consts", "co_names", "co_varnames", "co_freevars", "co_cellvars", "co_filename",
+                "co_name", "co_qualname", "co_lnotab", "co_linetable", "co_exceptiontable",
+            ) if hasattr(obj, name))
+    return keep
 
 def compile_one(item):
     dfile, source = item
@@ -52,7 +75,10 @@ def compile_one(item):
     except Exception as error:  # a module this Python cannot compile is skipped, as compileall does
         return b"e" + (f"{type(error).__name__}: {error}".splitlines() or ["?"])[0].encode("utf-8", "replace")
     flags = (0b01).to_bytes(4, "little")  # hash-based, unchecked (PEP 552)
-    return b"c" + importlib.util.MAGIC_NUMBER + flags + importlib.util.source_hash(source) + marshal.dumps(code)
+    keep = held(code)
+    data = marshal.dumps(code)
+    del keep
+    return b"c" + importlib.util.MAGIC_NUMBER + flags + importlib.util.source_hash(source) + data
 
 def frames(data):
     at = 0

@@ -30,6 +30,9 @@ from poetry_plugin_lambda.errors import BundleError
 from poetry_plugin_lambda.pyc_archive import Deflated
 
 _FORMAT = b"LBPYC1"
+# The compiler's output, in every key: bytecode of another compiler (2: every object of the code
+# marked for back-references, `bytecode._COMPILER`) is never mixed with this one's.
+COMPILER = 2
 _COMPILED = b"c"
 _FAILED = b"e"
 _HEADER = len(_FORMAT) + 1 + 32  # format, kind, SHA-256 of the payload
@@ -101,7 +104,7 @@ class BytecodeCache:
     def __init__(self, root: Path, interpreter: Interpreter, optimize: int = 0) -> None:
         self.folder = root / f"{interpreter.cache_tag}-{interpreter.magic.hex()}"
         self.interpreter = interpreter
-        self.salt = json.dumps([interpreter.magic.hex(), interpreter.version, optimize]).encode()
+        self.salt = json.dumps([interpreter.magic.hex(), interpreter.version, optimize, COMPILER]).encode()
 
     def key(self, source: bytes, dfile: str) -> str:
         digest = hashlib.sha256(self.salt)

@@ -32,6 +32,7 @@ from poetry_plugin_lambda.includes import Outputs
 from poetry_plugin_lambda.includes import project_files
 from poetry_plugin_lambda.plan import check_lock
 from poetry_plugin_lambda.plan import make_plan
+from poetry_plugin_lambda.plan import read_lock
 from poetry_plugin_lambda.report import BundleReport
 from poetry_plugin_lambda.report import check_unzipped_size
 from poetry_plugin_lambda.report import largest_packages
@@ -194,7 +195,7 @@ class SharedWork:
         if key not in self._plans:
             if self._lock is None and spec.includes_dependencies:
                 compat.prime_pep508_parsers(self.grammars)
-                self._lock = compat.read_lock(self._poetry)
+                self._lock = read_lock(self._poetry)
             self._plans[key] = make_plan(self._poetry, spec, self.env(target), self._lock)
         plan = self._plans[key]
         artifacts = self._fetch(target, plan)

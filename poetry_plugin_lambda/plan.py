@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from typing import Any
 
 from poetry_plugin_lambda import compat
+from poetry_plugin_lambda.errors import BundleError
 from poetry_plugin_lambda.errors import ConfigError
 from poetry_plugin_lambda.errors import LockError
 
@@ -42,8 +43,7 @@ def check_lock(poetry: Poetry) -> None:
     try:
         locked, fresh = compat.lock_status(poetry)
     except (RuntimeError, ValueError) as error:  # Poetry's words for a lock it cannot read
-        cause = " ".join(str(error).split())
-        raise LockError(f"poetry.lock cannot be read: {cause} Run `poetry lock` to write it again.") from None
+        raise _unreadable_lock(" ".join(str(error).split()).rstrip(".")) from None
     if not locked:
         raise LockError(
             f"No poetry.lock in {poetry.pyproject_path.parent}. The bundle is built from the"
@@ -56,15 +56,43 @@ def check_lock(poetry: Poetry) -> None:
         )
 
 
+def read_lock(poetry: Poetry) -> compat.LockedData:
+    """poetry.lock parsed by Poetry; a lock it cannot parse (edited by hand, merged badly: a
+    marker, version or constraint that does not parse, a file entry without its hash) is the
+    user's to fix, said in one line, never a traceback."""
+    try:
+        lock = compat.read_lock(poetry)
+    except BundleError:
+        raise
+    except Exception as error:  # Poetry's and poetry-core's parsers raise many types
+        if isinstance(error, KeyError):
+            cause = f"an entry lacks its {error} key"
+        else:
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+            cause = (lines[0] if lines else type(error).__name__).rstrip(".")
+        raise _unreadable_lock(cause) from None
+    for package in lock.packages:  # what Poetry passes through as it found it
+        files = package.files
+        if not isinstance(files, list) or not all(
+            isinstance(f, dict) and isinstance(f.get("file"), str) and isinstance(f.get("hash"), str) for f in files
+        ):
+            raise _unreadable_lock(f"the files of {package.pretty_name} ({package.version}) are not each a file and its hash")
+    return lock
+
+
+def _unreadable_lock(cause: str) -> LockError:
+    return LockError(f"poetry.lock cannot be read: {cause}. Run `poetry lock` to write it again.")
+
+
 def make_plan(poetry: Poetry, spec: BundleSpec, env: Env, lock: compat.LockedData | None = None) -> Plan:
     """The locked packages of `spec`'s groups and extras that apply to the target `env`.
 
     The caller checks the lock first (`check_lock`), before printing anything; a caller making
-    several plans passes the lock, parsed once (`compat.read_lock`).
+    several plans passes the lock, parsed once (`read_lock`).
     """
     if not spec.includes_dependencies:
         return Plan(())
-    lock = lock or compat.read_lock(poetry)
+    lock = lock or read_lock(poetry)
     locked = lock.packages
     try:
         packages = compat.packages_from_lock(poetry, env, spec.groups, spec.extras, locked, lock.info)

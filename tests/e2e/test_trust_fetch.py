@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -101,6 +102,50 @@ def test_a_package_missing_from_the_lock_is_refused_in_one_line(
     message = result.stderr.strip()
     assert "\n" not in message and "Traceback" not in message, message
     assert removed in message and "poetry lock" in message, message
+    assert not (project / "dist").exists() and not (project / "build").exists()
+
+
+def _edit_requests(lock: Any, edit: str) -> None:
+    requests = next(p for p in lock["package"] if p["name"] == "requests")
+    if edit == "package marker":
+        requests["markers"] = "python_version >>> '3'"
+    elif edit == "dependency marker":
+        requests["dependencies"]["idna"] = {"version": ">=2.5", "markers": "foo_bar == '1'"}
+    elif edit == "version":
+        requests["version"] = "not a version!!"
+    elif edit == "constraint":
+        requests["dependencies"]["idna"] = ">=>=1,,"
+    elif edit == "python-versions":
+        requests["python-versions"] = ">>>3"
+    elif edit == "file without hash":
+        del requests["files"][0]["hash"]
+    elif edit == "files a string":
+        requests["files"] = "x"
+    else:
+        del requests["files"]
+
+
+@pytest.mark.parametrize("edit", [
+    "package marker", "dependency marker", "version", "constraint", "python-versions",
+    "file without hash", "files a string", "no files",
+])  # fmt: skip
+def test_a_lock_poetry_cannot_parse_is_refused_in_one_line(index: LoopbackIndex, tmp_path: Path, edit: str) -> None:
+    """A lock edited by hand or merged badly, which Poetry's parsers (or the files list) refuse:
+    one line that says so and how to fix it, not the message for a bug of ours."""
+    import tomlkit
+
+    project = write_project(tmp_path / "svc", "svc", dependencies={"requests": "2.32.3"}, index_url=index.url,
+                            requires_python=">=3.12,<3.13")
+    cache = _cache(tmp_path)
+    poetry_lock(project, cache)
+    lock = tomlkit.parse((project / "poetry.lock").read_text())
+    _edit_requests(lock, edit)
+    (project / "poetry.lock").write_text(tomlkit.dumps(lock))
+    result = bundle(project, cache, *PY312)
+    assert result.returncode == 1, result.stdout + result.stderr
+    message = result.stderr.strip()
+    assert "\n" not in message and "unexpectedly" not in message, message
+    assert message.startswith("poetry.lock cannot be read: ") and message.endswith("Run `poetry lock` to write it again."), message
     assert not (project / "dist").exists() and not (project / "build").exists()
 
 

@@ -438,3 +438,21 @@ def test_a_memo_changed_after_its_check_fails_the_run(
     with pytest.raises(WheelError, match="CRC"):
         _bundle(warm, tmp_path / "out")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize("version", ["3.9", "3.10", "3.11", "3.12", "3.13"])
+def test_a_modules_bytecode_is_the_same_alone_or_in_the_pool(tmp_path: Path, version: str) -> None:
+    """The same source gives the same bytes however the compiler runs: alone in its one process
+    (a warm run that compiles a few modules) or in the pool (a cold run). Python 3.9 and 3.10 once
+    differed: marshal marked a name for back-references only when something else in the process
+    held it (`_launch`, also a method of the pool's multiprocessing)."""
+    python = find_python(version)
+    if python is None:
+        pytest.skip(f"no python{version}")
+    sources = [b"def go(x):\n    return x._launch, x._recv_bytes, 'spawn'\n"]
+    sources += [f"A{i} = {i}\ndef f{i}(q):\n    return q.put_nowait({i})\n".encode() for i in range(bytecode._POOLED_FROM + 10)]
+    frames = [bytecode._FRAME.pack(len(b"/var/task/m.py"), len(s)) + b"/var/task/m.py" + s for s in sources]
+    pooled = bytecode._run_compiler(frames, python, tmp_path / "pooled", workers=2)
+    alone = [bytecode._run_compiler([frame], python, tmp_path / f"alone-{i}", workers=2)[0] for i, frame in enumerate(frames[:3])]
+    assert all(result.startswith(b"c") for result in pooled)
+    assert alone == pooled[:3]
