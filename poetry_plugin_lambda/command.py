@@ -18,9 +18,13 @@ from cleo.helpers import option
 from packaging.utils import canonicalize_name
 from poetry.console.commands.command import Command
 
+from poetry_plugin_lambda.compat import known_secrets
+from poetry_plugin_lambda.compat import output_redacted
 from poetry_plugin_lambda.errors import BundleError
 from poetry_plugin_lambda.errors import Interrupted
+from poetry_plugin_lambda.errors import hide
 from poetry_plugin_lambda.errors import redact
+from poetry_plugin_lambda.errors import secrets_hidden
 from poetry_plugin_lambda.interrupts import handled
 from poetry_plugin_lambda.targets import ARCHITECTURES
 from poetry_plugin_lambda.targets import RUNTIMES
@@ -149,7 +153,7 @@ class LambdaBundleCommand(Command):
     def handle(self) -> int:
         fmt = self.option("format")
         try:
-            with _collector_paused(), _nothing_left_staged():
+            with _collector_paused(), _nothing_left_staged(), secrets_hidden(), output_redacted(self.io, redact):
                 outcome = self._bundle()
         except BundleError as error:
             if isinstance(error, Interrupted):
@@ -249,6 +253,7 @@ class LambdaBundleCommand(Command):
         from poetry_plugin_lambda.spec import build_specs
 
         poetry = self.poetry
+        hide(known_secrets(poetry))
         table = poetry.pyproject.data.get("tool", {}).get(CONFIG_TABLE.split(".", 1)[1])
         specs = build_specs(
             table, self._cli_values(), project_facts(poetry), Path.cwd(), os.environ, self.option("bundle")

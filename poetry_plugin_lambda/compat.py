@@ -7,6 +7,7 @@ this is the only file to change.
 from __future__ import annotations
 
 import subprocess
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,6 +16,7 @@ from typing import Any
 if TYPE_CHECKING:
     from collections.abc import Callable
     from collections.abc import Collection
+    from collections.abc import Iterator
 
     from cleo.io.io import IO
     from packaging.tags import Tag
@@ -510,3 +512,60 @@ def link_for(url: str) -> Link:
     from poetry.core.packages.utils.link import Link
 
     return Link(url)
+
+
+@contextmanager
+def output_redacted(io: IO, redact: Callable[[str], str]) -> Iterator[None]:
+    """Every line `io` prints while this runs goes through `redact`: Poetry's own lines too (its
+    debug lines and its logger's warnings quote a source's URL, or a host as `user:password@`,
+    with the credentials in it). cleo's outputs all print through their `_write`."""
+    patched = []
+    for output in {id(o): o for o in (io.output, io.error_output)}.values():
+        write = getattr(output, "_write", None)
+        if callable(write):
+
+            def redacted(message: str, new_line: bool = False, _write: Callable[[str, bool], None] = write) -> None:
+                _write(redact(message), new_line)
+
+            output._write = redacted  # type: ignore[method-assign]
+            patched.append(output)
+    try:
+        yield
+    finally:
+        for output in patched:
+            del output._write
+
+
+def known_secrets(poetry: Poetry) -> set[str]:
+    """The passwords and tokens Poetry could put into a message in this run: those of its config
+    (`http-basic`, `pypi-token`, and their environment variables) and those written into a
+    source's URL or a locked package's (a token given as the user name counts)."""
+    import os
+    from urllib.parse import urlsplit
+
+    secrets: set[str] = set()
+    for name, value in os.environ.items():
+        if name.startswith(("POETRY_HTTP_BASIC_", "POETRY_PYPI_TOKEN_")) and not name.endswith("_USERNAME"):
+            secrets.add(value)
+    config = poetry.config
+    for auth in (config.get("http-basic") or {}).values():
+        if isinstance(auth, dict) and isinstance(auth.get("password"), str):
+            secrets.add(auth["password"])
+    secrets.update(t for t in (config.get("pypi-token") or {}).values() if isinstance(t, str))
+    urls = [getattr(repository, "url", None) for repository in poetry.pool.all_repositories]
+    try:
+        packages = poetry.locker.lock_data.get("package", []) if poetry.locker.is_locked() else []
+    except Exception:  # a lock Poetry cannot read is said so later
+        packages = []
+    for package in packages if isinstance(packages, list) else []:
+        source = package.get("source") if isinstance(package, dict) else None
+        if isinstance(source, dict):
+            urls.append(source.get("url"))
+    for url in urls:
+        if isinstance(url, str) and "@" in url:
+            try:
+                parts = urlsplit(url)
+            except ValueError:
+                continue
+            secrets.update(s for s in (parts.password or parts.username,) if s)
+    return secrets

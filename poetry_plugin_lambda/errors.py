@@ -7,10 +7,16 @@ Also owns the helpers that word messages, and the one redaction of credentials i
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import re
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 from urllib.parse import urlunsplit
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from collections.abc import Iterator
 
 
 class BundleError(Exception):
@@ -81,6 +87,11 @@ def unwritable_entry(path: str, owner: str, error: Exception) -> OutputError:
 # `redact_url` (a URL) or `redact` (free text, e.g. an error from git or the network layer).
 
 _USERINFO = re.compile(r"(?<=://)[^/?#@\s]*@")
+# A host given without its scheme (`user:password@host`, as Poetry's network errors and debug
+# lines quote one): a word with a colon, right before an @ that a host name follows.
+_BARE_USERINFO = re.compile(r"(?<![^\s'\"(\[<,=])[^\s/@:'\"<>()\[\],]+:[^\s/@'\"<>()\[\],]*@(?=[\w\[])")
+_SHORTEST_SECRET = 6  # shorter strings are too common to hide wherever they appear
+_secrets: set[str] = set()  # passwords and tokens this run knows of (`hide`)
 
 
 def redact_url(url: str) -> str:
@@ -93,8 +104,28 @@ def redact_url(url: str) -> str:
 
 
 def redact(text: str) -> str:
-    """Free text with the user information of every URL in it removed."""
-    return _USERINFO.sub("", text)
+    """Free text with the user information of every URL (or `user:password@host`) in it removed,
+    and every password or token the run knows of (`hide`) replaced with `***`."""
+    text = _BARE_USERINFO.sub("", _USERINFO.sub("", text))
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, "***")
+    return text
+
+
+def hide(secrets: Iterable[str]) -> None:
+    """Have `redact` also hide these passwords and tokens wherever they appear: a token given as
+    a URL's user name (`https://TOKEN@host`) reaches some messages as `TOKEN@host`."""
+    _secrets.update(s for s in secrets if len(s) >= _SHORTEST_SECRET)
+
+
+@contextlib.contextmanager
+def secrets_hidden() -> Iterator[None]:
+    """The secrets `hide` is given while this runs are forgotten after it."""
+    try:
+        yield
+    finally:
+        _secrets.clear()
 
 
 def first_line(error: BaseException) -> str:

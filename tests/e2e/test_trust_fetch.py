@@ -190,6 +190,29 @@ def test_url_dependency_credentials_never_ship(index: LoopbackIndex, private: Lo
         assert TOKEN.encode() not in data, name
 
 
+@pytest.mark.parametrize("where", ["url dependency", "source"])
+def test_credentials_in_urls_are_never_printed_even_with_vvv(index: LoopbackIndex, tmp_path: Path, where: str) -> None:
+    """Poetry's own lines (its debug lines, its logger's warnings, its network errors) quote a
+    source's URL or a host as `user:password@host`: no line printed carries the password, at any
+    verbosity, when the server is down or refuses it."""
+    with LoopbackIndex(tmp_path / "private", auth=("user", TOKEN)) as private:
+        wheel = private.add(build_wheel(tmp_path / "built", "privwheel", "1.0"))
+        secret_url = private.url.replace("http://", f"http://user:{TOKEN}@")
+        if where == "url dependency":
+            url = f"http://user:{TOKEN}@127.0.0.1:{private.port}/files/{wheel.name}"
+            project = write_project(tmp_path / "svc", "svc", dependencies={"privwheel": {"url": url}},
+                                    index_url=index.url, requires_python=">=3.12,<3.13")
+        else:
+            project = write_project(tmp_path / "svc", "svc", dependencies={"privwheel": "1.0"},
+                                    index_url=secret_url, requires_python=">=3.12,<3.13")
+        poetry_lock(project, _cache(tmp_path))
+    for verbosity in ("-v", "-vv", "-vvv"):  # the server is down; every run has an empty cache
+        result = bundle(project, tmp_path / f"cold{verbosity}", verbosity)
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert "privwheel" in result.stderr
+        _no_token_anywhere(result)
+
+
 def _git(repo: Path, *args: str) -> None:
     subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
                    env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",

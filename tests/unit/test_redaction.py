@@ -39,6 +39,32 @@ def test_redact_free_text() -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("All attempts to connect to user:s3cret@127.0.0.1:8080 failed.", "All attempts to connect to 127.0.0.1:8080 failed."),
+        ("Creating new session for user:pw@host.example", "Creating new session for host.example"),
+        ("(alice:pw@[::1]:80)", "([::1]:80)"),
+        ("clone git@github.com:org/repo and mail a@b.c", "clone git@github.com:org/repo and mail a@b.c"),
+        ("Requires-Dist: x @ file:///a/b", "Requires-Dist: x @ file:///a/b"),
+    ],
+)
+def test_redact_a_host_quoted_with_its_credentials(text: str, expected: str) -> None:
+    """Poetry's network errors and debug lines quote the host as `user:password@host`, no scheme."""
+    assert redact(text) == expected
+
+
+def test_known_secrets_are_hidden_wherever_they_appear() -> None:
+    """A token given as a URL's user name reaches some messages as `TOKEN@host`."""
+    from poetry_plugin_lambda.errors import hide
+    from poetry_plugin_lambda.errors import secrets_hidden
+
+    with secrets_hidden():
+        hide(["ghp_0123456789", "abc"])  # too short to hide everywhere: left to the URL rules
+        assert redact("connect to ghp_0123456789@127.0.0.1 failed; abc") == "connect to ***@127.0.0.1 failed; abc"
+    assert redact("ghp_0123456789") == "ghp_0123456789"  # forgotten after the run
+
+
+@pytest.mark.parametrize(
     ("output", "cause"),
     [
         ("running egg_info\nerror: PyObjC requires macOS to build\n", "error: PyObjC requires macOS to build"),
