@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -166,23 +167,49 @@ def _skipped(rel: str) -> bool:
 
 
 def _git_ignored(root: Path, paths: list[str]) -> set[str]:
-    """The subset of `paths` that git ignores (empty when this is not a git checkout).
+    """The subset of `paths` that the project's git ignore rules ignore.
 
-    Names go to git as the bytes on disk, so one that is not valid UTF-8 is asked about too
-    (`_check_storable` then says why it cannot ship, unless git ignores it).
+    The rules are those of the checkout (its `.gitignore` files, `.git/info/exclude`), never the
+    user's global excludes file (`core.excludesFile`): the same checkout bundles the same files
+    whoever builds it. A copy without `.git` (a CI artifact, a Docker context) still obeys its
+    `.gitignore` files, read through an empty scratch repository. When git cannot be run and
+    ignore rules exist, the files are not shipped unchecked: that is an error. Names go to git as
+    the bytes on disk, so one that is not valid UTF-8 is asked about too (`_check_storable` then
+    says why it cannot ship, unless git ignores it).
     """
     if not paths:
         return set()
+    names = b"".join(os.fsencode(p) + b"\0" for p in paths)
+    ask = ["-c", "core.excludesFile=", "check-ignore", "--no-index", "--stdin", "-z"]
     try:
-        result = subprocess.run(
-            ["git", "-C", str(root), "check-ignore", "--no-index", "--stdin", "-z"],
-            input=b"".join(os.fsencode(p) + b"\0" for p in paths), capture_output=True, timeout=60, check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return set()
-    if result.returncode not in (0, 1):  # 128: not a repository
+        result = _git(["-C", str(root), *ask], names)
+        if result.returncode == 128 and _has_ignore_files(root, paths):  # not a repository
+            with tempfile.TemporaryDirectory(prefix="lambda-bundle-git-") as scratch:
+                _git(["init", "-q", "--bare", scratch], b"")
+                result = _git([f"--git-dir={scratch}", f"--work-tree={root}", *ask], names)
+    except (OSError, subprocess.SubprocessError) as error:
+        if not _has_ignore_files(root, paths):
+            return set()
+        raise ConfigError(
+            f"include's wildcards leave out git-ignored files, and {root} has ignore rules, but git"
+            f" cannot be run here ({error}). Install git, or name each file to ship exactly in include."
+        ) from None
+    if result.returncode not in (0, 1):
         return set()
     return {os.fsdecode(p) for p in result.stdout.split(b"\0") if p}
+
+
+def _git(args: list[str], stdin: bytes) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(["git", *args], input=stdin, capture_output=True, timeout=60, check=False)
+
+
+def _has_ignore_files(root: Path, paths: list[str]) -> bool:
+    """Whether git ignore rules could apply: a `.gitignore` in the project or in a folder of
+    `paths`, or the project inside a git checkout."""
+    folders = {root} | {root / PurePosixPath(p).parent for p in paths}
+    if any((folder / ".gitignore").is_file() for folder in folders):
+        return True
+    return any((folder / ".git").exists() for folder in (root, *root.parents))
 
 
 def _check_storable(rel: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -144,6 +145,45 @@ def test_wildcards_skip_vcs_bytecode_and_git_ignored_files_but_a_named_file_is_t
     (project / ".gitignore").write_text("config/ignored.json\n")
     assert _paths(project, "config") == ["config/a.json", "config/sub/b.json", "config/sub/c.txt"]
     assert _paths(project, "config/ignored.json") == ["config/ignored.json"]
+
+
+def _git_available() -> bool:
+    return shutil.which("git") is not None
+
+
+def test_git_ignore_rules_are_the_checkouts_not_the_users(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user's global excludes file (`*.json` here) never decides what ships: the same checkout
+    bundles the same files whoever builds it."""
+    if not _git_available():
+        pytest.skip("git is not available")
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    (project / ".gitignore").write_text("config/sub/\n")
+    home = tmp_path / "home"
+    (home / ".config" / "git").mkdir(parents=True)
+    (home / ".config" / "git" / "ignore").write_text("*.json\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    assert _paths(project, "config") == ["config/a.json"]
+
+
+def test_a_copy_without_git_still_obeys_its_gitignore(project: Path) -> None:
+    """A CI artifact or a Docker context: no `.git`, but the `.gitignore` files came along."""
+    if not _git_available():
+        pytest.skip("git is not available")
+    _tree(project, "config/.env")
+    (project / ".gitignore").write_text(".env\nconfig/sub/c.txt\n")
+    assert _paths(project, "config") == ["config/a.json", "config/sub/b.json"]
+
+
+def test_ignore_rules_without_git_are_an_error_not_ignored(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without git, the rules cannot be read: the files are not shipped unchecked (a `.env`
+    listed in `.gitignore` would ship). Named files need no git; without rules, nothing to read."""
+    monkeypatch.setenv("PATH", str(project / "no-such-bin"))
+    assert _paths(project, "config") == ["config/a.json", "config/sub/b.json", "config/sub/c.txt"]
+    (project / ".gitignore").write_text(".env\n")
+    with pytest.raises(ConfigError, match="git cannot be run here .* Install git, or name each file"):
+        _paths(project, "config")
+    assert _paths(project, "config/a.json") == ["config/a.json"]
 
 
 def test_a_pattern_matching_nothing_is_an_error(project: Path) -> None:
