@@ -281,12 +281,16 @@ def record_hash(data: bytes) -> str:
     return "sha256=" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
+_LOCAL_URL = re.compile(r"@\s*(?:[a-z]+\+)?file:")  # `file:` and a VCS's `git+file:`, `hg+file:`...
+
+
 def without_local_urls(metadata: bytes) -> bytes | None:
     """METADATA safe to ship, or None when it already is.
 
     - `Requires-Dist: x @ file:///home/...` is reduced to `x`: poetry-core records path
-      dependencies as file URLs, an absolute path of the build machine, which would make the
-      bundle differ between checkouts and leak the path;
+      dependencies as file URLs (and a local git checkout as `git+file://...`), an absolute
+      path of the build machine, which would make the bundle differ between checkouts and leak
+      the path;
     - every other URL in the headers (`x @ https://user:token@host/...` of a URL or git
       dependency, project URLs) loses its user information: credentials never ship.
     The body (the long description) is left as its author wrote it.
@@ -297,7 +301,7 @@ def without_local_urls(metadata: bytes) -> bytes | None:
         if not line.strip():
             break  # the end of the headers
         text = line.decode("utf-8", "surrogateescape")
-        if text.startswith("Requires-Dist:") and "@ file:" in text:
+        if text.startswith("Requires-Dist:") and _LOCAL_URL.search(text):
             try:
                 requirement = Requirement(text[len("Requires-Dist:") :].strip())
             except InvalidRequirement:

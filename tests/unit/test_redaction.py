@@ -95,6 +95,8 @@ METADATA = (
     b"Name: svc\n"
     b"Version: 0.1.0\n"
     b"Requires-Dist: lib @ file:///home/me/src/lib\n"
+    b"Requires-Dist: gitlib @ git+file://None/home/me/src/gitlib@v0.5.0\n"
+    b"Requires-Dist: hglib ; python_version >= '3.9' and extra == 'x'\n"
     b"Requires-Dist: private @ https://user:s3cret@host/files/private-1.0-py3-none-any.whl\n"
     b"Requires-Dist: gitdep @ git+https://oauth2:s3cret@host/org/gitdep.git@abc123\n"
     b"Requires-Dist: public @ https://host/files/public-1.0-py3-none-any.whl\n"
@@ -110,6 +112,7 @@ def test_metadata_loses_local_paths_and_credentials() -> None:
     headers, _, body = cleaned.partition(b"\n\n")
     assert b"s3cret" not in headers and b"/home/me" not in headers
     assert b"Requires-Dist: lib\n" in headers
+    assert b"Requires-Dist: gitlib\n" in headers  # a local git checkout's path is the machine's too
     assert b"Requires-Dist: private @ https://host/files/private-1.0-py3-none-any.whl\n" in headers
     assert b"Requires-Dist: gitdep @ git+https://host/org/gitdep.git@abc123\n" in headers
     assert b"Requires-Dist: public @ https://host/files/public-1.0-py3-none-any.whl\n" in headers
