@@ -71,14 +71,10 @@ def entries_for_wheel(contents: WheelContents, prefix: str) -> list[Entry]:
         )
         for m in contents.members
     ]
-    entries.append(
-        Entry(
-            path=prefix + record_path(contents),
-            owner=owner,
-            size=len(contents.record),
-            data=contents.record,
-        )
-    )
+    if contents.record is not None:
+        entries.append(Entry(
+            path=prefix + record_path(contents), owner=owner, size=len(contents.record), data=contents.record
+        ))  # fmt: skip
     return entries
 
 

@@ -250,7 +250,8 @@ def _assemble(prepared: _Prepared, shared: SharedWork, progress: Progress) -> _A
     progress.line(f"  - Assembling{tag}")
     prefix = "python/" if spec.layout == "layer" else ""
     drop = file_filter(spec.exclude_files, prefix)
-    entries = assemble((contents_of(shared.parsed(w), drop) for w in prepared.wheels), prefix, _includes(spec, shared.outputs))
+    included = [e for e in _includes(spec, shared.outputs) if drop is None or not drop(e.path)]
+    entries = assemble((contents_of(shared.parsed(w), drop) for w in prepared.wheels), prefix, included)
     warnings = list(prepared.warnings)
     slimmed = None
     if spec.slim:
@@ -263,6 +264,8 @@ def _assemble(prepared: _Prepared, shared: SharedWork, progress: Progress) -> _A
         scratch = shared.scratch / f"compile-{spec.name or 'bundle'}"
         digests = {a.wheel: a.sha256 for a in prepared.artifacts if a.sha256}
         compiled = _compile(shared.bytecode_cache, entries, prepared.compiler, scratch, spec, digests)
+        if drop is not None:  # `exclude-files = ["*.pyc"]` leaves bytecode out too
+            compiled = replace(compiled, entries=tuple(e for e in compiled.entries if not drop(e.path.removeprefix(prefix))))
         progress.line(f"    {compiled.fresh:,} compiled now, {compiled.cached:,} from the bytecode cache{tag}")
         entries = merge(entries, compiled.entries)
         warnings += _summarise(compiled.warnings)

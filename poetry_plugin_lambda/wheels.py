@@ -53,14 +53,17 @@ class WheelMember:
 
 @dataclass(frozen=True)
 class WheelContents:
-    """What a wheel installs: its members (bytecode and scripts dropped) and a new RECORD."""
+    """What a wheel installs: its members (bytecode and scripts dropped) and a new RECORD (None
+    when `exclude-files` leaves out the RECORD, or the METADATA without which a `.dist-info` is
+    no distribution: a folder holding only a RECORD would make `importlib.metadata` find a
+    package with no version)."""
 
     archive: Path
     name: str
     version: str
     dist_info: str
     members: tuple[WheelMember, ...]
-    record: bytes
+    record: bytes | None
 
 
 @dataclass(frozen=True)
@@ -166,13 +169,15 @@ def read_wheel(archive: Path, drop: Callable[[str], bool] | None = None) -> Whee
 def contents_of(wheel: ParsedWheel, drop: Callable[[str], bool] | None = None) -> WheelContents:
     """What `wheel` installs when `drop` filters it, with a RECORD that lists just that."""
     members = [m for m in wheel.members if drop is None or not drop(m.path)]
+    record = f"{wheel.dist_info}/RECORD"
+    kept = drop is None or not (drop(record) or drop(f"{wheel.dist_info}/METADATA"))
     return WheelContents(
         archive=wheel.archive,
         name=wheel.name,
         version=wheel.version,
         dist_info=wheel.dist_info,
         members=tuple(members),
-        record=_new_record(wheel.archive.name, members, wheel.listed, f"{wheel.dist_info}/RECORD"),
+        record=_new_record(wheel.archive.name, members, wheel.listed, record) if kept else None,
     )
 
 

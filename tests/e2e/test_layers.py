@@ -141,6 +141,30 @@ def test_exclude_files_drops_matching_paths_and_their_record_lines(world) -> Non
     assert "withtests-1.0.dist-info/METADATA" in files  # dist-info stays unless asked
 
 
+def test_exclude_files_applies_to_dist_info_include_bytecode_and_layers(world) -> None:
+    """A pattern leaving out a .dist-info's METADATA leaves out its RECORD too (a folder with
+    only a RECORD is a distribution without a version to importlib.metadata); the patterns also
+    filter include's files and the bytecode; in a layer they match with or without python/."""
+    config = world["project"] / "cfg"
+    (config / "sub").mkdir(parents=True, exist_ok=True)
+    (config / "prod.json").write_text("{}")
+    (config / "sub" / "dev.json").write_text("{}")
+    result = bundle(world["project"], world["cache"], "--exclude-files", "withtests-1.0.dist-info/*",
+                    "--exclude-files", "cfg/sub/*", "--exclude-files", "svc/__pycache__/*", "--include", "cfg",
+                    "--compile", "--format", "json", "-o", "dist/x.zip", "--target-dir", "build/x")
+    assert result.returncode == 0, result.stderr
+    files = zip_files(Path(result.report["zip"]))
+    assert not [n for n in files if n.startswith("withtests-1.0.dist-info/")]
+    assert "withtests/__init__.py" in files and "withtests/__pycache__/__init__.cpython-312.pyc" in files
+    assert "cfg/prod.json" in files and "cfg/sub/dev.json" not in files
+    assert not [n for n in files if n.startswith("svc/__pycache__/")]
+    layer = bundle(world["project"], world["cache"], "--layout", "layer", "--exclude-files", "withtests/tests/*",
+                   "--format", "json", "-o", "dist/y.zip", "--target-dir", "build/y")
+    assert layer.returncode == 0, layer.stderr
+    names = zip_files(Path(layer.report["zip"]))
+    assert "python/withtests/__init__.py" in names and "python/withtests/tests/test_x.py" not in names
+
+
 def test_text_report_shows_sizes_and_the_largest_packages(world) -> None:
     result = bundle(world["project"], world["cache"], "-o", "dist/e.zip")
     assert result.returncode == 0, result.stderr
