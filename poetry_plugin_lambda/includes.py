@@ -110,8 +110,12 @@ def _walk(
     """Files under the real folder `folder` the pattern may select; symlinks followed only inside `root`."""
     try:
         listing = sorted(os.scandir(folder), key=lambda e: e.name)
-    except OSError:
-        return
+    except OSError as error:  # a folder the pattern reaches: what it holds cannot be left out unsaid
+        shown = "/".join(parts) or "."
+        raise ConfigError(
+            f"include cannot read the folder {shown} ({error.strerror}), which a pattern reaches: make it"
+            " readable, or narrow the pattern so that it does not reach that folder."
+        ) from None
     for entry in listing:
         sub = (*parts, entry.name)
         link = entry.is_symlink()
@@ -212,6 +216,18 @@ def _has_ignore_files(root: Path, paths: list[str]) -> bool:
     return any((folder / ".git").exists() for folder in (root, *root.parents))
 
 
+def _check_readable(rel: str, real: Path) -> None:
+    """Said here, naming the file: later, reading it fails while the ZIP is being written."""
+    try:
+        with real.open("rb"):
+            pass
+    except OSError as error:
+        raise ConfigError(
+            f"include cannot read {rel} ({error.strerror}): make it readable, or leave it out with"
+            f" '!{rel}' in include."
+        ) from None
+
+
 def _check_storable(rel: str) -> None:
     """A ZIP names its members in UTF-8: a file whose name is not (Python keeps its bytes as
     surrogates) cannot ship under that name."""
@@ -268,6 +284,7 @@ def project_files(
     entries = []
     for rel in sorted(selected):
         _check_storable(rel)
+        _check_readable(rel, selected[rel].real)
         stat = selected[rel].real.stat()
         entries.append(Entry(
             path=rel, owner=f"{owner} (include)", size=stat.st_size,

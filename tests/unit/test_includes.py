@@ -186,6 +186,34 @@ def test_ignore_rules_without_git_are_an_error_not_ignored(project: Path, monkey
     assert _paths(project, "config/a.json") == ["config/a.json"]
 
 
+def test_an_unreadable_folder_or_file_a_pattern_reaches_is_an_error(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never a silent omission (a wildcard), nor 'matches no file' (a named file in it), nor an
+    error blaming the ZIP (an unreadable file): the folder or file is named. (The tests run as
+    root, whom permissions do not stop: the refusals are the operating system's, simulated.)"""
+    import errno
+
+    real_scandir, real_open = os.scandir, Path.open
+
+    def scandir(path):  # type: ignore[no-untyped-def]
+        if str(path).endswith("/config/sub"):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_scandir(path)
+
+    def open_(self: Path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if self.name == "lambda_function.py":
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    for pattern in ("config/**/*.json", "config/sub/b.json"):
+        with pytest.raises(ConfigError, match=r"cannot read the folder config/sub \(Permission denied\)"):
+            _paths(project, pattern)
+    assert _paths(project, "config/a.json") == ["config/a.json"]
+    monkeypatch.setattr(Path, "open", open_)
+    with pytest.raises(ConfigError, match=r"include cannot read lambda_function.py \(Permission denied\)"):
+        _paths(project, "lambda_function.py")
+
+
 def test_a_pattern_matching_nothing_is_an_error(project: Path) -> None:
     with pytest.raises(ConfigError, match="'nothing/\\*.sql' matches no file"):
         _paths(project, "nothing/*.sql")
