@@ -366,6 +366,7 @@ def build_project_wheel(poetry: Poetry, directory: Path, dependency: bool = Fals
     from poetry.core.masonry.utils.module import ModuleOrPackageNotFoundError
 
     from poetry_plugin_lambda.errors import FetchError
+    from poetry_plugin_lambda.errors import first_line as error_line
 
     package = poetry.package
     root = Path(poetry.pyproject_path).parent
@@ -380,8 +381,18 @@ def build_project_wheel(poetry: Poetry, directory: Path, dependency: bool = Fals
             ' (add `from = "src"` for a src layout)'
         )
     except ValueError as error:
+        cause = error_line(error).rstrip(".")
+        if "is not in the subpath of" in str(error):  # a link in the package leading out of it
+            raise FetchError(
+                f"poetry-core cannot build {package.pretty_name}'s wheel: {cause}. A file of"
+                f" the package is probably a symlink to a place outside the project {root}: copy what it"
+                " points to into the project, or remove the link (`poetry build` fails the same way)."
+            ) from None
         if "does not contain any element" not in str(error):
-            raise
+            raise FetchError(
+                f"poetry-core cannot build {package.pretty_name}'s wheel: {cause}"
+                " (`poetry build` fails the same way)."
+            ) from None
         missing = str(error).split(" does not contain", 1)[0]
         advice = (
             f"The project {package.pretty_name} at {root} names {missing} in `packages` under"

@@ -67,6 +67,24 @@ def test_missing_package_folder_says_what_to_write(world, tmp_path: Path) -> Non
     assert not (tmp_path / "m.zip").exists()
 
 
+def test_a_link_out_of_the_project_in_its_package_is_named_not_a_bug(world, tmp_path: Path) -> None:
+    """poetry-core cannot build a wheel holding a symlink that leads out of the project (its
+    ValueError): one line saying what it probably is and what to do."""
+    outside = tmp_path / "secret.txt"
+    outside.write_text("x")
+    link = world["project"] / "svc" / "creds.txt"
+    link.symlink_to(outside)
+    try:
+        result = bundle(world["project"], world["cache"], "-o", str(tmp_path / "l.zip"))
+    finally:
+        link.unlink()
+    assert result.returncode == 1
+    message = result.stderr.strip()
+    assert "\n" not in message and "unexpectedly" not in message, message
+    assert "cannot build svc's wheel" in message and "symlink" in message and str(outside) in message
+    assert not (tmp_path / "l.zip").exists()
+
+
 @pytest.mark.parametrize("runtime", ["python3.8", "python3.7"])
 def test_retired_runtime_names_the_nearest_supported_one(world, runtime: str) -> None:
     result = bundle(world["project"], world["cache"], "--runtime", runtime)
