@@ -114,16 +114,30 @@ def _find_dist_info(label: str, names: list[str]) -> str:
 
 
 def _install_path(name: str, data_dir: str) -> str | None:
-    """The member's path in the bundle, or None when Lambda has no use for it."""
+    """The member's path in the bundle, or None when Lambda has no use for it.
+
+    What lands at the bundle's root must not pass for another distribution or data folder: a
+    `.dist-info` or `.data` folder there other than the wheel's own (one under `.data/purelib/`,
+    or one spelled in another case) would ship a package the lock never named, or scripts.
+    """
     if not name.startswith(f"{data_dir}/"):
-        return name
-    rest = name[len(data_dir) + 1 :]
-    scheme, _, path = rest.partition("/")
-    if scheme in ("purelib", "platlib") and path:
-        return path
-    if scheme in _DROPPED_DATA_SCHEMES:
-        return None
-    raise WheelError(f"unknown data scheme {scheme!r} in member {name!r}.")
+        path = name
+    else:
+        rest = name[len(data_dir) + 1 :]
+        scheme, _, path = rest.partition("/")
+        if scheme in _DROPPED_DATA_SCHEMES:
+            return None
+        if scheme not in ("purelib", "platlib") or not path:
+            raise WheelError(f"unknown data scheme {scheme!r} in member {name!r}.")
+    top = path.split("/", 1)[0]
+    own = (data_dir, _dist_info_of(data_dir))
+    if "/" in path and top.lower().endswith((".dist-info", ".data")) and (top not in own or path != name):
+        raise WheelError(f"member {name!r} would install a folder {top} of its own; the wheel's are {own[1]} and {own[0]}.")
+    return path
+
+
+def _dist_info_of(data_dir: str) -> str:
+    return data_dir[: -len(".data")] + ".dist-info"
 
 
 def _read_record(label: str, zf: zipfile.ZipFile, dist_info: str) -> dict[str, tuple[str, str]]:

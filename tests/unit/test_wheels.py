@@ -365,6 +365,17 @@ def test_malformed_record_line(tmp_path: Path) -> None:
     refused(path, "malformed RECORD (Row Index")
 
 
+@pytest.mark.parametrize("member", [
+    "evil-1.0.data/purelib/boto3-99.0.dist-info/METADATA",  # a second distribution, smuggled in
+    "evil-1.0.data/platlib/evil-1.0.dist-info/INSTALLER",  # over the wheel's own .dist-info
+    "EVIL-1.0.data/scripts/evil-cli",  # another spelling of the .data folder: scripts would ship
+    "evil-1.0.data/purelib/other-1.0.data/scripts/x",
+])  # fmt: skip
+def test_data_cannot_install_another_dist_info_or_data_folder(tmp_path: Path, member: str) -> None:
+    path = craft(tmp_path, [("evil/__init__.py", b""), (member, b"x")])
+    refused(path, "would install a folder", "of its own")
+
+
 def test_unknown_data_scheme(tmp_path: Path) -> None:
     path = craft(tmp_path, [("evil/__init__.py", b""), ("evil-1.0.data/bogus/x.py", b"")])
     refused(path, "unknown data scheme 'bogus'")
