@@ -319,7 +319,15 @@ def binary_policy(config: Config) -> Callable[[str], tuple[bool, bool]]:
 
 
 def max_workers(config: Config) -> int:
-    return int(getattr(config, "installer_max_workers", 1) or 1)
+    from poetry_plugin_lambda.errors import ConfigError
+
+    workers = int(getattr(config, "installer_max_workers", 1) or 1)
+    if workers < 1:
+        raise ConfigError(
+            f"Poetry's installer.max-workers is {workers}: it must be 1 or more (`poetry config"
+            " installer.max-workers 4`, or the variable POETRY_INSTALLER_MAX_WORKERS)."
+        )
+    return workers
 
 
 def max_retries(config: Config) -> int:
@@ -371,7 +379,8 @@ def build_project_wheel(poetry: Poetry, directory: Path, dependency: bool = Fals
     package = poetry.package
     root = Path(poetry.pyproject_path).parent
     try:
-        return directory / WheelBuilder.make_in(poetry, directory)
+        with _no_early_epoch_warning():
+            return directory / WheelBuilder.make_in(poetry, directory)
     except ModuleOrPackageNotFoundError:
         module = package.name.replace("-", "_").replace(".", "_")
         advice = (
@@ -406,6 +415,23 @@ def build_project_wheel(poetry: Poetry, directory: Path, dependency: bool = Fals
         " `package-mode = false` under [tool.poetry] and list the files with"
         ' `include = ["lambda_function.py"]` under [tool.lambda-bundle].'
     )
+
+
+@contextmanager
+def _no_early_epoch_warning() -> Iterator[None]:
+    """poetry-core warns, on every build, that a SOURCE_DATE_EPOCH before 1980 is raised to 1980:
+    the documented behaviour of the bundle's timestamps too (`spec.source_epoch`), not news."""
+    import logging
+
+    def keep(record: logging.LogRecord) -> bool:
+        return "zipinfo date can't be earlier than 1980" not in record.getMessage()
+
+    logger = logging.getLogger("poetry.core.masonry.builders.wheel")
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
 
 
 def build_backend(project: Path) -> str | None:

@@ -72,7 +72,7 @@ def _size(where: str, value: Any) -> int:
     if isinstance(value, int):
         size = value
     elif isinstance(value, str):
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", value)
+        match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", value)
         unit = match.group(2).lower() if match else None
         if match is None or unit not in _SIZE_UNITS:
             raise ConfigError(

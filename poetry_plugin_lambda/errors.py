@@ -60,7 +60,10 @@ _OS_ADVICE = {
     errno.ENOSPC: "The disk is full: free some space and run again.",
     errno.EDQUOT: "The disk quota is used up: free some space and run again.",
     errno.EFBIG: "The file is larger than this process may write (`ulimit -f`).",
-    errno.ENAMETOOLONG: "A file name or path is too long: choose a shorter --output or --target-dir.",
+    errno.ENAMETOOLONG: (
+        "A file name or path is too long: choose a shorter --output or --target-dir, or, if one"
+        " file's own name is over the file system's limit (255 bytes), leave it out with exclude-files."
+    ),
     errno.EROFS: "The file system is read-only: choose --output and --target-dir on a writable one.",
     errno.EACCES: "Check that the folder is writable by you.",
     errno.EPERM: "The operation is not permitted there (permissions, or an immutable folder: `lsattr`).",

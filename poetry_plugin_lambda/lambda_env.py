@@ -132,7 +132,8 @@ def check_layer_path(path: Path, where: str) -> Path:
         _refuse_links(path, where)
         return path
     if not path.is_file():
-        raise ConfigError(f"{where}: the layer {path} does not exist. Give a layer ZIP or a layer's target dir.")
+        what = "is not a file or a folder" if os.path.lexists(path) else "does not exist"
+        raise ConfigError(f"{where}: the layer {path} {what}. Give a layer ZIP or a layer's target dir.")
     if not zipfile.is_zipfile(path):
         raise ConfigError(f"{where}: {path} is not a ZIP. Give a layer ZIP or a layer's target dir.")
     return path

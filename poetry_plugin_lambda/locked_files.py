@@ -49,10 +49,12 @@ def verify_hash(archive: Path, package: Package) -> str | None:
     actual = file_digest(archive, kind)
     if actual not in by_type[kind]:
         expected = ", ".join(f"{kind}:{v}" for v in sorted(by_type[kind]))
+        if package.source_type in ("file", "directory"):  # the user's own file, not a download
+            fix = f"{archive} changed after locking: if the change is meant, run `poetry lock`."
+        else:
+            fix = f"The file changed after locking or the cache is corrupt: delete {archive} or run `poetry lock`."
         raise FetchError(
-            f"Hash mismatch for {label}: {archive} has {kind}:{actual}, but poetry.lock expects"
-            f" {expected}. The file changed after locking or the cache is corrupt: delete"
-            f" {archive} (if it is a cached download) or run `poetry lock`."
+            f"Hash mismatch for {label}: {archive} has {kind}:{actual}, but poetry.lock expects {expected}. {fix}"
         )
     return actual if kind == "sha256" else None
 

@@ -359,7 +359,10 @@ def _spec(
     def pick(key: str) -> tuple[Any, str, Path]:
         value = cli.get(key)
         if value not in (None, [], ()):
-            return value, CLI_NAMES.get(key, f"--{key}"), cwd
+            where = CLI_NAMES.get(key, f"--{key}")
+            if value == "" or (isinstance(value, (list, tuple)) and "" in value):
+                raise ConfigError(f"{where} was given an empty value: give one, or leave the option out.")
+            return value, where, cwd
         return config.get(key), f"[{table}] {key}", project.root
 
     runtime_name, runtime_where, _ = pick("runtime")

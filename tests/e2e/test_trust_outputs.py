@@ -190,6 +190,14 @@ def test_source_date_epoch_after_2107_is_refused_before_any_build(world: dict, a
     assert not (alpha / "dist").exists() and not (alpha / "build").exists()
 
 
+def test_source_date_epoch_before_1980_is_raised_without_a_warning(world: dict, alpha: Path, tmp_path: Path) -> None:
+    """Raised to 1980, as documented (and as poetry-core does, saying so on every build)."""
+    result = bundle(alpha, world["cache"], *RUNTIME, "-o", str(tmp_path / "e.zip"), "--target-dir",
+                    str(tmp_path / "e"), extra_env={"SOURCE_DATE_EPOCH": "-1"})
+    assert result.returncode == 0, result.stderr
+    assert "1980" not in result.stdout + result.stderr
+
+
 # -- 11. no litter: what a killed run left is removed -------------------------------------------
 
 

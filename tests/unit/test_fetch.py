@@ -142,6 +142,20 @@ def test_binary_policy_matches_poetrys_chooser(world, tmp_path: Path, monkeypatc
     assert decide("alpha") == (True, False)
 
 
+def test_max_workers_below_one_is_a_config_error() -> None:
+    """Poetry hands a negative installer.max-workers through; a thread pool would refuse it."""
+    from poetry.config.config import Config
+
+    from poetry_plugin_lambda.errors import ConfigError
+
+    config = Config()
+    config.merge({"installer": {"max-workers": -3}})
+    with pytest.raises(ConfigError, match="installer.max-workers is -3: it must be 1 or more"):
+        compat.max_workers(config)
+    config.merge({"installer": {"max-workers": 3}})
+    assert compat.max_workers(config) == 3
+
+
 def _pypi_like(world, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """The project's packages as a lock from the default PyPI source records them (no source),
     fetched through Poetry's PyPI repository pointed at an index that serves only /simple/."""

@@ -131,6 +131,9 @@ def test_layers_merge_into_opt_in_order(tmp_path: Path) -> None:
     assert not (opt / ".lambda-bundle-target").exists()
     with pytest.raises(ConfigError, match="does not exist"):
         check_layer_path(tmp_path / "nope.zip", "--check-layer")
+    os.mkfifo(tmp_path / "fifo.zip")
+    with pytest.raises(ConfigError, match="is not a file or a folder"):
+        check_layer_path(tmp_path / "fifo.zip", "--check-layer")
     (tmp_path / "notzip.zip").write_text("x")
     with pytest.raises(ConfigError, match="is not a ZIP"):
         check_layer_path(tmp_path / "notzip.zip", "--check-layer")

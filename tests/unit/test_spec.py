@@ -217,11 +217,13 @@ def test_max_unzipped_size_values(value: Any, size: int) -> None:
     assert read_config({"max-unzipped-size": value}) == {"max-unzipped-size": size}
 
 
-def test_max_unzipped_size_with_an_absurd_number_is_a_config_error() -> None:
+@pytest.mark.parametrize("value", ["9" * 400 + "MB", "\u0661\u0662MB", "１２MB"])
+def test_max_unzipped_size_with_an_absurd_number_is_a_config_error(value: str) -> None:
+    """Absurdly large, or written in other scripts' digits (which `\\d` and Decimal take)."""
     if "max-unzipped-size" not in CONFIG_KEYS:
         pytest.skip("max-unzipped-size is not a config key in this version")
     with pytest.raises(ConfigError, match="max-unzipped-size"):
-        read_config({"max-unzipped-size": "9" * 400 + "MB"})
+        read_config({"max-unzipped-size": value})
 
 
 @pytest.mark.parametrize(
@@ -343,6 +345,16 @@ def test_cli_architecture_and_layout_are_validated(project: ProjectFacts, cwd: P
         spec_of(project, cwd, None, runtime="python3.12", architecture="ppc64le")
     with pytest.raises(ConfigError, match="--layout must be one of bundle, layer, code"):
         spec_of(project, cwd, None, runtime="python3.12", layout="lambda")
+
+
+@pytest.mark.parametrize(("key", "value", "option"), [
+    ("output", "", "--output"), ("target-dir", "", "--target-dir"), ("architecture", "", "--arch"),
+    ("exclude", [""], "--exclude"), ("exclude-files", ["*.pyi", ""], "--exclude-files"),
+])  # fmt: skip
+def test_an_empty_cli_value_is_an_error_not_the_default(project: ProjectFacts, cwd: Path, key: str, value: object, option: str) -> None:
+    """`-o ""` (an unset variable in a script) is refused, as an empty value in the config is."""
+    with pytest.raises(ConfigError, match=f"{option} was given an empty value"):
+        spec_of(project, cwd, None, runtime="python3.12", **{key: value})
 
 
 def test_format(project: ProjectFacts, cwd: Path) -> None:
