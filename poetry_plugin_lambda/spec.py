@@ -312,23 +312,29 @@ def build_spec(
 
 def _check_distinct_outputs(specs: Sequence[BundleSpec]) -> None:
     """Two bundles writing the same ZIP or target dir, or one writing inside the other's target
-    dir, would destroy each other's outputs: a run replaces its target dir whole."""
+    dir, would destroy each other's outputs: a run replaces its target dir whole. Paths are
+    compared case-folded: bundles `api` and `API` write the same files on macOS's and Windows'
+    case-insensitive file systems."""
     for spec in specs:
         for other in specs:
             if other is spec:
                 continue
-            if spec.output == other.output:
+            if _folded(spec.output) == _folded(other.output):
                 raise ConfigError(_shared_output(spec, other, "ZIP", spec.output))
             for what, path in (("ZIP", spec.output), ("target dir", spec.target_dir)):
-                if path == other.target_dir:
+                if _folded(path) == _folded(other.target_dir):
                     raise ConfigError(_shared_output(spec, other, what, path))
-                if nested(path, other.target_dir):  # (a target dir around another's: its turn comes)
+                if nested(_folded(path), _folded(other.target_dir)):  # (a target dir around another's: its turn comes)
                     raise ConfigError(
                         f"Bundle {spec.name!r} would write its {what} {path} inside the target dir of"
                         f" bundle {other.name!r} ({other.target_dir}), and a run replaces its"
                         " target dir whole. Give each bundle `output` and `target-dir` paths of their own,"
                         " outside every bundle's target dir."
                     )
+
+
+def _folded(path: Path) -> Path:
+    return Path(str(path).casefold())
 
 
 def _shared_output(spec: BundleSpec, other: BundleSpec, what: str, path: Path) -> str:

@@ -708,6 +708,15 @@ def test_a_bundles_outputs_inside_anothers_target_dir_are_refused(
     assert len(build_specs(table, {}, project, cwd)) == 2  # a shared prefix is not nesting
 
 
+def test_bundles_whose_outputs_differ_only_in_case_are_refused(project: ProjectFacts, cwd: Path) -> None:
+    """`api` and `API` write the same ZIP and target dir on a case-insensitive file system."""
+    from poetry_plugin_lambda.spec import build_specs
+
+    table = {"runtime": "python3.12", "bundles": {"api": {"layout": "code"}, "API": {"layout": "code"}}}
+    with pytest.raises(ConfigError, match="would both write the ZIP"):
+        build_specs(table, {}, project, cwd)
+
+
 @pytest.mark.parametrize("name", ["api\n", "api\n\n", "-api", "api/x", ""])
 def test_a_bundle_name_that_cannot_be_part_of_a_file_name_is_refused(name: str) -> None:
     """The whole name is checked: `$` let one ending in a newline through into the file names."""
