@@ -4,10 +4,15 @@ Poetry's artifact cache is keyed by download URL, which only the index can tell;
 already names each file's sha256. Remembering where each verified archive landed lets the next
 run go straight from the lock to the file. Entries are hints: the file is always re-verified
 against the lock's hash before use, so a stale or tampered entry is simply ignored.
+
+Also kept, by the same sha256: the wheels whose every member was found to match its RECORD
+(`wheels.check_record_hashes`), a fact of the file's bytes, so each wheel file is inflated for
+it once, not on every run.
 """
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from poetry_plugin_lambda.atomic import write_atomic
@@ -27,6 +32,14 @@ class ArchiveIndex:
         except (OSError, ValueError):
             return None
         return path if path.is_file() else None
+
+    def record_checked(self, digest: str) -> bool:
+        """Whether the wheel with this sha256 was found to match its RECORD."""
+        return self._entry(digest).with_suffix(".record-ok").is_file()
+
+    def mark_record_checked(self, digest: str) -> None:
+        with contextlib.suppress(OSError):  # best effort: the check runs again next time
+            write_atomic(self._entry(digest).with_suffix(".record-ok"), b"")
 
     def record(self, digest: str, archive: Path) -> None:
         """Remember `archive` for `digest`; best effort (a read-only cache only costs speed)."""

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from typing import Any
 
 from poetry_plugin_lambda import compat
+from poetry_plugin_lambda.archive_index import ArchiveIndex
 from poetry_plugin_lambda.assemble import assemble
 from poetry_plugin_lambda.assemble import file_filter
 from poetry_plugin_lambda.assemble import merge
@@ -40,6 +41,7 @@ from poetry_plugin_lambda.report import size_warnings
 from poetry_plugin_lambda.targets import marker_environment
 from poetry_plugin_lambda.targets import supported_tags
 from poetry_plugin_lambda.wheels import check_built_wheel
+from poetry_plugin_lambda.wheels import check_record_hashes
 from poetry_plugin_lambda.wheels import contents_of
 from poetry_plugin_lambda.wheels import parse_wheel
 
@@ -177,6 +179,7 @@ class SharedWork:
         own_cache = compat.cache_dir(poetry.config) / "lambda-bundle"
         self.bytecode_cache, self.slim_cache = own_cache / "bytecode", own_cache / "slim"
         self.grammars = own_cache / "grammars"  # poetry-core's PEP 508 parsers, built once
+        self._checked = ArchiveIndex(own_cache / "archives")  # wheels whose RECORD was found true
 
     def env(self, target: Target) -> Env:
         if target not in self._envs:
@@ -211,7 +214,7 @@ class SharedWork:
             fetcher = self._fetchers[target] = Fetcher(self._poetry, target, self._io, self._progress, self.scratch)
         key = {p.name: (target, p.name, p.version.text) for p in plan.packages}
         missing = tuple(p for p in plan.packages if key[p.name] not in self._artifacts)
-        fetched = fetcher.fetch_all(replace(plan, packages=missing), then=lambda a: self.parsed(a.wheel))
+        fetched = fetcher.fetch_all(replace(plan, packages=missing), then=self._read)
         for package, artifact in zip(missing, fetched):
             self._artifacts[key[package.name]] = artifact
         return [self._artifacts[key[p.name]] for p in plan.packages]
@@ -224,6 +227,14 @@ class SharedWork:
             self.parsed(wheel)
             self._project_wheel = wheel
         return self._project_wheel
+
+    def _read(self, artifact: Artifact) -> None:
+        """A fetched wheel read, and (once per wheel file) held to its RECORD; a wheel built
+        here was made by its build backend in this run."""
+        parsed = self.parsed(artifact.wheel)
+        if artifact.sha256 and not self._checked.record_checked(artifact.sha256):
+            check_record_hashes(parsed)
+            self._checked.mark_record_checked(artifact.sha256)
 
     def parsed(self, wheel: Path) -> ParsedWheel:
         """`wheel` validated and its members mapped, read once for every bundle of the run."""

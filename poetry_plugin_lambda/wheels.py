@@ -267,6 +267,39 @@ def _check_metadata(label: str, metadata: bytes, dist_info: str, name: str, vers
         raise WheelError(f"{label}: METADATA says version {headers['Version']!r}, the file name {version!r}.")
 
 
+def check_record_hashes(wheel: ParsedWheel) -> None:
+    """Every file the wheel could install has the hash and size its RECORD gives.
+
+    The lock's hash of the whole wheel says it is the file that was locked; this says the wheel
+    is what its builder recorded, so the bundle's rewritten RECORD never carries a lie. Each
+    member is inflated once (its CRC checked by zipfile): callers do it once per wheel file
+    (`archive_index.ArchiveIndex.record_checked`), not on every run.
+    """
+    label = wheel.archive.name
+    try:
+        with parsing_zip(), zipfile.ZipFile(wheel.archive) as zf:
+            for member in wheel.members:
+                expected, size = wheel.listed.get(member.info.filename, ("", ""))
+                if not expected:
+                    continue  # RECORD gives no hash (allowed for a few files): nothing to hold it to
+                algorithm, _, value = expected.partition("=")
+                if algorithm not in hashlib.algorithms_guaranteed or algorithm in ("md5", "sha1"):
+                    raise WheelError(f"{label}: RECORD hashes {member.info.filename!r} with {algorithm!r}, which is not a secure hash.")
+                digest = hashlib.new(algorithm)
+                with zf.open(member.info) as stream:
+                    for chunk in iter(lambda: stream.read(1 << 20), b""):
+                        digest.update(chunk)
+                actual = base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode("ascii")
+                if actual != value.rstrip("=") or (size and size != str(member.info.file_size)):
+                    raise WheelError(
+                        f"{label}: {member.info.filename} does not match the hash and size its RECORD"
+                        " gives: the wheel was altered after it was built. Report it to the package's"
+                        " maintainers, or leave the package out with --exclude."
+                    )
+    except (BrokenZip, OSError) as error:
+        raise WheelError(f"{label}: a member cannot be read ({error}).") from None
+
+
 def same_version(one: str, other: str) -> bool:
     """Two spellings of one version (PEP 440: `1.0` and `1.0.0`, `2.9.0-post0` and `2.9.0.post0`)."""
     try:

@@ -213,6 +213,45 @@ def test_credentials_in_urls_are_never_printed_even_with_vvv(index: LoopbackInde
         _no_token_anywhere(result)
 
 
+def _lie_in_record(wheel: Path, member: str) -> None:
+    """Rewrite `wheel` so that its RECORD gives `member` another file's hash."""
+    import zipfile
+
+    with zipfile.ZipFile(wheel) as zf:
+        items = [(info, zf.read(info)) for info in zf.infolist()]
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as zf:
+        for info, data in items:
+            if info.filename.endswith("/RECORD"):
+                lines = data.decode().splitlines()
+                data = "\n".join(
+                    f"{member},sha256=47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU,0" if line.startswith(f"{member},") else line
+                    for line in lines
+                ).encode() + b"\n"
+            zf.writestr(info, data)
+
+
+def test_a_wheel_whose_record_lies_is_refused_and_a_true_one_checked_once(tmp_path: Path) -> None:
+    """The lock's hash says the wheel is the file that was locked; its RECORD must also say the
+    truth about its files, or the bundle's RECORD would ship the lie. Each wheel file is held to
+    its RECORD once: the fact is kept in the cache by its sha256."""
+    root = tmp_path / "index"
+    build_wheel(root, "honest", "1.0")
+    _lie_in_record(build_wheel(root, "liar", "1.0"), "liar/__init__.py")
+    with LoopbackIndex(root) as served:
+        project = write_project(tmp_path / "svc", "svc", dependencies={"honest": "1.0", "liar": "1.0"},
+                                index_url=served.url, requires_python=">=3.12,<3.13")
+        cache = _cache(tmp_path)
+        poetry_lock(project, cache)
+        result = bundle(project, cache, *PY312)
+        assert result.returncode == 1, result.stdout + result.stderr
+        message = result.stderr.strip()
+        assert "\n" not in message and message.startswith("liar-1.0-py3-none-any.whl: liar/__init__.py does not match"), message
+        assert not (project / "dist").exists()
+        assert len(list((cache / "lambda-bundle" / "archives").glob("*/*.record-ok"))) == 1  # honest's
+        result = bundle(project, cache, *PY312, "--exclude", "liar")
+        assert result.returncode == 0, result.stderr
+
+
 def _git(repo: Path, *args: str) -> None:
     subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
                    env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",

@@ -376,6 +376,28 @@ def test_data_cannot_install_another_dist_info_or_data_folder(tmp_path: Path, me
     refused(path, "would install a folder", "of its own")
 
 
+@pytest.mark.parametrize("lie", ["hash", "size", "weak"])
+def test_a_record_that_lies_about_a_member_is_refused(tmp_path: Path, lie: str) -> None:
+    """The lock's hash says the wheel is the locked file; its RECORD must say the truth about
+    what it holds, or the bundle's rewritten RECORD would carry the lie."""
+    from poetry_plugin_lambda.wheels import check_record_hashes
+    from poetry_plugin_lambda.wheels import parse_wheel
+    from poetry_plugin_lambda.wheels import record_hash
+
+    truthful = craft(tmp_path, [("evil/__init__.py", b"x = 1\n"), ("evil/empty.txt", b"")])
+    check_record_hashes(parse_wheel(truthful))
+    entry = {
+        "hash": f"evil/__init__.py,{record_hash(b'something else')},6",
+        "size": f"evil/__init__.py,{record_hash(b'x = 1' + bytes([10]))},999",
+        "weak": "evil/__init__.py,md5=abc,6",
+    }[lie]
+    record = f"{entry}\n{DIST_INFO}/METADATA,,\n{DIST_INFO}/WHEEL,,\n{DIST_INFO}/RECORD,,\n".encode()
+    (tmp_path / "lying").mkdir()
+    lying = craft(tmp_path / "lying", [("evil/__init__.py", b"x = 1\n")], record=record)
+    with pytest.raises(WheelError, match="RECORD"):
+        check_record_hashes(parse_wheel(lying))
+
+
 def test_unknown_data_scheme(tmp_path: Path) -> None:
     path = craft(tmp_path, [("evil/__init__.py", b""), ("evil-1.0.data/bogus/x.py", b"")])
     refused(path, "unknown data scheme 'bogus'")
