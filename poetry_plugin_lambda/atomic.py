@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import shutil
 import threading
@@ -232,6 +233,27 @@ def write_atomic(final: Path, data: bytes, mode: int = 0o644) -> None:
     """`final` holds `data`, or keeps what it held before."""
     with atomic_file(final, mode) as f:
         f.write(data)
+
+
+_CHECKED = b"LBCHECKED1\n"  # then the payload's SHA-256, then the payload
+
+
+def write_checked(final: Path, payload: bytes) -> None:
+    """A cache file whose damage `read_checked` detects: the payload after its SHA-256."""
+    write_atomic(final, _CHECKED + hashlib.sha256(payload).digest() + payload)
+
+
+def read_checked(path: Path) -> bytes | None:
+    """What `write_checked` wrote; None when the file is missing, unreadable or damaged (a
+    flipped bit in a cache file that still parses must not be believed)."""
+    try:
+        blob = path.read_bytes()
+    except OSError:
+        return None
+    start = len(_CHECKED) + 32
+    if not blob.startswith(_CHECKED) or hashlib.sha256(blob[start:]).digest() != blob[len(_CHECKED) : start]:
+        return None
+    return blob[start:]
 
 
 def copy_atomic(source: Path, final: Path, mode: int = 0o644) -> None:

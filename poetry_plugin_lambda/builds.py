@@ -7,6 +7,8 @@ commit are cached in Poetry's cache beside their source, as Poetry caches its ow
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,6 +18,7 @@ from poetry_plugin_lambda import compat
 from poetry_plugin_lambda.atomic import copy_atomic
 from poetry_plugin_lambda.errors import BundleError
 from poetry_plugin_lambda.errors import FetchError
+from poetry_plugin_lambda.errors import WheelError
 from poetry_plugin_lambda.errors import cause_line
 from poetry_plugin_lambda.errors import first_line
 from poetry_plugin_lambda.errors import redact
@@ -57,8 +60,16 @@ class Builder:
         self._log = log  # where build tools' own output goes (shown with -v)
 
     def _cached_build(self, folder: Path) -> Path | None:
+        """An earlier build kept in the cache, checked as a fresh one is (no lock hash vouches for
+        it): one that no longer matches its RECORD (truncated, a flipped bit) is removed and the
+        package built again."""
         for built in sorted(folder.glob("*.whl")):
             if is_pure(built) and wheel_rank(built.name, self._target) is not None:
+                try:
+                    check_built_wheel(built)
+                except WheelError:
+                    _remove(built)
+                    continue
                 return built
         return None
 
@@ -185,6 +196,15 @@ class Builder:
             cause = cause_line(output or "") or first_line(error)
             raise FetchError(f"Building {label} from {redact(str(source))} failed: {cause}{hint}") from None
         return wheel
+
+
+def _remove(path: Path) -> None:
+    """A damaged cached build (a file, or anything else under its name); best effort."""
+    with contextlib.suppress(OSError):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 def _built_by_this_python(wheel: Path) -> bool:

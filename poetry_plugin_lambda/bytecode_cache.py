@@ -25,7 +25,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from poetry_plugin_lambda.atomic import read_checked
 from poetry_plugin_lambda.atomic import write_atomic
+from poetry_plugin_lambda.atomic import write_checked
 from poetry_plugin_lambda.errors import BundleError
 from poetry_plugin_lambda.pyc_archive import Deflated
 
@@ -72,9 +74,9 @@ def interpreter_info(python: Path, cache_root: Path) -> Interpreter:
     except OSError as error:
         raise BundleError(f"Cannot run {python} to compile bytecode: {error.strerror}.") from None
     stamp = [str(python), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
-    record = cache_root / "interpreters" / (hashlib.sha256(str(python).encode()).hexdigest()[:32] + ".json")
-    with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
-        known = json.loads(record.read_text())
+    record = cache_root / "interpreters" / (hashlib.sha256(str(python).encode()).hexdigest()[:32] + ".checked")
+    with contextlib.suppress(ValueError, TypeError, KeyError):  # damaged or missing: probed again
+        known = json.loads(read_checked(record) or b"null")
         if known["stamp"] == stamp:
             return Interpreter(python, bytes.fromhex(known["magic"]), known["cache_tag"], known["version"])
     try:
@@ -94,7 +96,7 @@ def interpreter_info(python: Path, cache_root: Path) -> Interpreter:
     if os.path.realpath(executable or "") == os.path.realpath(python):
         info = {"stamp": stamp, "magic": magic, "cache_tag": cache_tag, "version": version}
         with contextlib.suppress(OSError):  # not remembered: asked again next time
-            write_atomic(record, json.dumps(info).encode())
+            write_checked(record, json.dumps(info).encode())
     return found
 
 

@@ -97,7 +97,7 @@ class WheelMemos:
             with parsing_zip(), zipfile.ZipFile(io.BytesIO(data)) as zf:
                 index = json.loads(read_member(zf, _INDEX))
                 infos = {info.filename: info for info in zf.infolist() if info.filename != _INDEX}
-        except (OSError, KeyError, BrokenZip):  # a damaged memo (or index) is a miss
+        except (OSError, ValueError, KeyError, BrokenZip):  # a damaged memo (its index, its check) is a miss
             return None
         if not isinstance(index, dict) or index.get("sources") != sorted(sources):
             return None

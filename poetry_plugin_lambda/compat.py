@@ -127,22 +127,24 @@ def _cached_lark(folder: Path, grammar: Path, algorithm: str, debug: bool) -> An
     from lark import Lark
     from lark import __version__ as lark_version
 
-    from poetry_plugin_lambda.atomic import write_atomic
+    from poetry_plugin_lambda.atomic import read_checked
+    from poetry_plugin_lambda.atomic import write_checked
 
     key = hashlib.sha256(f"{algorithm}\0{debug}\0{lark_version}\0{sys.version_info[:2]}".encode())
     for source in sorted(grammar.parent.glob("*.lark")):  # a grammar %imports its neighbours
         key.update(b"\0" + source.name.encode() + b"\0" + source.read_bytes())
-    path = folder / f"{grammar.stem}-{key.hexdigest()[:32]}.lark"
-    try:
-        with path.open("rb") as saved:
-            return Lark.load(saved)
-    except Exception:  # absent or unreadable: built again below
-        pass
+    path = folder / f"{grammar.stem}-{key.hexdigest()[:32]}.checked"
+    saved = read_checked(path)  # a flipped bit in a pickle that still loads would mis-parse markers
+    if saved is not None:
+        try:
+            return Lark.load(io.BytesIO(saved))
+        except Exception:  # written by another Lark: built again below
+            pass
     built = Lark.open(grammar_filename=str(grammar), parser=algorithm, debug=debug)
     out = io.BytesIO()
     built.save(out)
     with contextlib.suppress(OSError):  # an unwritable cache costs the next run 0.1 s, nothing else
-        write_atomic(path, out.getvalue())
+        write_checked(path, out.getvalue())
     return built
 
 

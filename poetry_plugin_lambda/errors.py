@@ -169,13 +169,20 @@ def env_name(source: str) -> str:
     return re.sub(r"[^A-Z0-9]", "_", source.upper())
 
 
+_LOCAL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
 def download_failure(label: str, error: Exception, url: str | None = None) -> str:
-    """A download or index error, said so that the user knows what to fix (no credentials)."""
-    if isinstance(error, OSError) and getattr(error, "filename", None):
+    """A download or index error, said so that the user knows what to fix (no credentials).
+
+    A local file system's refusal (a full disk, a read-only or unwritable cache) is said as one,
+    with or without a file name (a failed write has none), not as a network failure."""
+    if isinstance(error, OSError) and (error.filename or error.errno in _LOCAL_ERRNOS):
+        where = f" ({error.filename})" if error.filename else ""
         return (
-            f"Could not store {label} in Poetry's cache: {error.strerror or error}"
-            f" ({error.filename}). Check the permissions of Poetry's cache dir"
-            " (`poetry config cache-dir`), or point POETRY_CACHE_DIR at a writable folder."
+            f"Could not store {label} in Poetry's cache: {error.strerror or error}{where}. Check the free"
+            " space and the permissions of Poetry's cache dir (`poetry config cache-dir`), or point"
+            " POETRY_CACHE_DIR at another folder."
         )
     response = getattr(error, "response", None)
     status = getattr(response, "status_code", None)

@@ -249,7 +249,7 @@ def test_a_wheel_checked_against_the_lock_is_not_hashed_again(
     assert any(e.archive in _memo_files(cache) for e in warm.entries)  # from the memo
 
 
-@pytest.mark.parametrize("damage", ["flip", "truncate", "check", "other-selection", "name-not-utf8"])
+@pytest.mark.parametrize("damage", ["flip", "truncate", "check", "check-not-ascii", "other-selection", "name-not-utf8"])
 def test_a_damaged_or_mismatched_memo_is_never_used(
     python312: Path, tmp_path: Path, damage: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -265,6 +265,8 @@ def test_a_damaged_or_mismatched_memo_is_never_used(
         memo.write_bytes(memo.read_bytes()[:-10])
     elif damage == "check":
         memo.with_suffix(".sha256").write_text("0" * 64)
+    elif damage == "check-not-ascii":
+        memo.with_suffix(".sha256").write_bytes(b"\xff" + memo.with_suffix(".sha256").read_bytes()[1:])
     elif damage == "name-not-utf8":  # its SHA-256 matches: zipfile's UnicodeDecodeError is a miss
         rename_raw(memo, ".lambda-bundle-memo.json", b"\xff\xfe" + b"ambda-bundle-memo.json")
         memo.with_suffix(".sha256").write_text(hashlib.sha256(memo.read_bytes()).hexdigest())
@@ -308,15 +310,22 @@ def test_interpreter_info_is_probed_once_per_binary(python312: Path, tmp_path: P
         [str(python312), "-I", "-c", "import importlib.util; print(importlib.util.MAGIC_NUMBER.hex())"],
         capture_output=True, text=True, check=True).stdout.strip())
     assert info.cache_tag == "cpython-312" and info.version.startswith("3.12.")
+    from poetry_plugin_lambda.atomic import read_checked
+    from poetry_plugin_lambda.atomic import write_checked
+
     record = next((cache / "interpreters").iterdir())
     with monkeypatch.context() as patch:
         _no_subprocess(patch)
         assert interpreter_info(python312, cache) == info
-    record.write_text(record.read_text().replace(info.magic.hex(), "00000000"))
+    text = (read_checked(record) or b"").decode()
+    write_checked(record, text.replace(info.magic.hex(), "00000000").encode())
     assert interpreter_info(python312, cache).magic == bytes(4)  # same binary: the record is trusted
-    stamp_changed = record.read_text().replace(str(python312.stat().st_size), "1")
-    record.write_text(stamp_changed)
+    write_checked(record, text.replace(str(python312.stat().st_size), "1").encode())
     assert interpreter_info(python312, cache) == info  # another binary at that path: probed again
+    blob = bytearray(record.read_bytes())
+    blob[blob.index(b"cpython-312") + 9] ^= 0x02  # a flipped bit: cpython-302, still JSON
+    record.write_bytes(bytes(blob))
+    assert interpreter_info(python312, cache) == info  # damaged: probed again, never believed
 
 
 def test_entries_of_another_interpreter_version_are_not_used(python312: Path, tmp_path: Path) -> None:

@@ -166,3 +166,16 @@ def test_every_report_the_command_prints_is_redacted(fmt: str, several: bool) ->
         assert "postgres://db.internal:5432/app" in reports[0]["handler_checks"][0]["message"]
         if several:
             assert reports[1] == {"name": "jobs", "error": "Could not download x: " + redact(LEAK)}
+
+
+def test_a_full_cache_disk_is_not_called_a_network_failure() -> None:
+    """A failed write carries no file name: the errno says it was the cache, not the network."""
+    import errno
+
+    from poetry_plugin_lambda.errors import download_failure
+
+    message = download_failure("big (1.0)", OSError(errno.ENOSPC, "No space left on device"), "https://u:p@h/x.whl")
+    assert message.startswith("Could not store big (1.0) in Poetry's cache: No space left on device.")
+    assert "network" not in message
+    timeout = download_failure("big (1.0)", OSError(errno.ETIMEDOUT, "timed out"), "https://u:p@h/x.whl")
+    assert timeout.startswith("Could not download big (1.0) from https://h/x.whl") and "network" in timeout
