@@ -110,6 +110,13 @@ def test_pure_sdist_is_built_once_and_bundled(world, tmp_path: Path) -> None:
     second = bundle(project, cache, "--runtime", "python3.12", "--arch", "arm64", "--format", "json")
     assert second.returncode == 0, second.stderr
     assert "Building docopt" not in second.stderr  # the built wheel is cached beside the sdist
+    (built,) = (cache / "artifacts").rglob("docopt-0.6.2-py3-none-any.whl")
+    for damage in (built.read_bytes()[:-30], b""):  # truncated, emptied: built again, never used
+        built.write_bytes(damage)
+        again = bundle(project, cache, "--runtime", "python3.12", "--format", "json", "-o", "dist/again.zip")
+        assert again.returncode == 0, again.stderr
+        assert "Building docopt" in again.stderr
+        assert zip_files(Path(again.report["zip"])) == files
 
 
 def test_native_sdist_is_refused_with_the_tags_and_what_to_do(world, tmp_path: Path) -> None:
