@@ -235,6 +235,15 @@ def write_atomic(final: Path, data: bytes, mode: int = 0o644) -> None:
         f.write(data)
 
 
+def scratch_folder(name: str) -> Staged:
+    """A private folder for a run's scratch work in the system's temporary folder, locked while
+    the run lives and removed by it; one a killed run left (SIGKILL, a power cut) is removed by
+    the next run, as the outputs' temporaries are (`remove_stale`). Use it as a context manager."""
+    import tempfile
+
+    return Staged(Path(tempfile.gettempdir()) / name, folder=True)
+
+
 _CHECKED = b"LBCHECKED1\n"  # then the payload's SHA-256, then the payload
 
 

@@ -163,7 +163,15 @@ class LambdaBundleCommand(Command):
         except OSError as error:  # a refusal no stage foresaw: still say which path, and what to do
             from poetry_plugin_lambda.errors import os_error
 
-            self._error(Formatter.escape(str(os_error(error, "bundle the project"))))
+            message = str(os_error(error, "bundle the project"))
+            if not error.filename:  # a failed write names no file: say which places a run writes
+                import tempfile
+
+                message += (
+                    " A run writes its outputs, Poetry's cache and its scratch folder in"
+                    f" {tempfile.gettempdir()} (set TMPDIR to move it)."
+                )
+            self._error(Formatter.escape(message))
             return 1
         except KeyboardInterrupt:  # before the outputs were committed (after, it is an `Interrupted`)
             handled()

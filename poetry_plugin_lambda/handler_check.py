@@ -12,10 +12,10 @@ from __future__ import annotations
 import os
 import platform
 import re
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from poetry_plugin_lambda.atomic import scratch_folder
 from poetry_plugin_lambda.errors import ConfigError
 from poetry_plugin_lambda.handler_import import Context
 from poetry_plugin_lambda.handler_import import HandlerCheck
@@ -87,8 +87,8 @@ class HandlerChecker:
                 f"no python{self._version} found (pyenv, uv, /usr/bin, PATH) to import it with:"
                 f" install one (e.g. `uv python install {self._version}`) or give --check-with."
             )
-        with tempfile.TemporaryDirectory(prefix="lambda-bundle-check-") as tmp:
-            root = LambdaRoot(Path(tmp) / "lambda").create()
+        with scratch_folder("lambda-bundle-check") as scratch:
+            root = LambdaRoot(scratch.path / "lambda").create()
             try:
                 return self._run_in(root, python, env, io, progress, zip_path, excluded)
             finally:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from dataclasses import replace
@@ -22,6 +21,7 @@ from poetry_plugin_lambda.assemble import assemble
 from poetry_plugin_lambda.assemble import file_filter
 from poetry_plugin_lambda.assemble import merge
 from poetry_plugin_lambda.assemble import unzipped_size
+from poetry_plugin_lambda.atomic import scratch_folder
 from poetry_plugin_lambda.emit import OutputJob
 from poetry_plugin_lambda.emit import check_outputs
 from poetry_plugin_lambda.emit import write_all_outputs
@@ -81,8 +81,8 @@ def bundle(poetry: Poetry, spec: BundleSpec, io: IO, progress: Progress) -> Bund
     packaged = compat.packaged_folders(poetry) if spec.builds_project else set()
     check_outputs(spec.output, spec.target_dir, spec.project.root, _cache_dir(poetry), packaged)
     check_lock(poetry)
-    with tempfile.TemporaryDirectory(prefix="lambda-bundle-") as tmp:
-        shared = SharedWork(poetry, io, progress, Path(tmp), [spec])
+    with scratch_folder("lambda-bundle") as scratch:
+        shared = SharedWork(poetry, io, progress, scratch.path, [spec])
         prepared = shared.prepare(spec)
         assembled = _assemble(prepared, shared, progress)
         _announce(spec, progress)
@@ -102,8 +102,8 @@ def bundle_all(poetry: Poetry, specs: Sequence[BundleSpec], io: IO, progress: Pr
     """
     check_lock(poetry)
     outcomes: dict[str, BundleReport | BundleFailure] = {}
-    with tempfile.TemporaryDirectory(prefix="lambda-bundle-") as tmp:
-        shared = SharedWork(poetry, io, progress, Path(tmp), specs)
+    with scratch_folder("lambda-bundle") as scratch:
+        shared = SharedWork(poetry, io, progress, scratch.path, specs)
         ready: list[_Prepared] = []
         cache_dir = _cache_dir(poetry)
         packaged = compat.packaged_folders(poetry) if any(s.builds_project for s in specs) else set()

@@ -164,3 +164,22 @@ def test_temporaries_a_run_did_not_finish_are_removed_when_it_ends(tmp_path: Pat
     assert _listing(tmp_path) == ["committed"]
     assert not forgotten.path.exists() and not folder.path.exists()
     discard_unfinished()  # nothing left: nothing to do
+
+
+def test_a_killed_runs_scratch_folder_is_removed_by_the_next_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGKILL (or SIGTERM, which Python does not turn into an exception) leaves the run's scratch
+    folder in the temporary folder: the next run removes it, never one a live run holds."""
+    import tempfile
+
+    from poetry_plugin_lambda.atomic import scratch_folder
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    left = tmp_path / ".lambda-bundle.tmp-deadbeef0000"
+    (left / "build-x").mkdir(parents=True)
+    (left / "build-x" / "x.whl").write_bytes(b"x")
+    with scratch_folder("lambda-bundle") as live:
+        assert not left.exists() and live.path.is_dir()
+        with scratch_folder("lambda-bundle") as other:  # a second run beside it
+            assert live.path.is_dir() and other.path != live.path
+        (live.path / "work").write_text("x")
+    assert list(tmp_path.iterdir()) == []

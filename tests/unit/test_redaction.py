@@ -179,3 +179,24 @@ def test_a_full_cache_disk_is_not_called_a_network_failure() -> None:
     assert "network" not in message
     timeout = download_failure("big (1.0)", OSError(errno.ETIMEDOUT, "timed out"), "https://u:p@h/x.whl")
     assert timeout.startswith("Could not download big (1.0) from https://h/x.whl") and "network" in timeout
+
+
+def test_a_refusal_that_names_no_file_says_where_a_run_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full temporary folder (a failed write names no file) must not send the user to check
+    only the outputs' disk."""
+    import errno
+    import tempfile
+
+    from cleo.io.inputs.argv_input import ArgvInput
+
+    def full(self: LambdaBundleCommand) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(LambdaBundleCommand, "_bundle", full)
+    command = LambdaBundleCommand()
+    command._io = io = BufferedIO(ArgvInput(["poetry"]))
+    io.input.bind(command.definition)
+    assert command.handle() == 1
+    error = io.fetch_error()
+    assert "Could not bundle the project: No space left on device" in error
+    assert f"scratch folder in {tempfile.gettempdir()} (set TMPDIR" in error
