@@ -19,18 +19,26 @@ from poetry_plugin_lambda.atomic import write_atomic
 
 
 class ArchiveIndex:
-    def __init__(self, root: Path) -> None:
-        self._root = root
+    """Entries under `<cache>/lambda-bundle/archives`, naming archives by their path relative to
+    Poetry's cache dir `cache`: a cache restored elsewhere (a CI cache) still finds them, and an
+    entry never leads out of the cache (to a file whose build beside it no hash vouches for)."""
+
+    def __init__(self, cache: Path) -> None:
+        self._cache = cache
+        self._root = cache / "lambda-bundle" / "archives"
 
     def _entry(self, digest: str) -> Path:
         return self._root / digest[:2] / digest
 
     def lookup(self, digest: str) -> Path | None:
-        """The archive recorded for `digest` (a sha256 hex digest), if it still exists."""
+        """The archive recorded for `digest` (a sha256 hex digest), if it still exists in the cache."""
         try:
-            path = Path(self._entry(digest).read_text(encoding="utf-8").strip())
+            recorded = Path(self._entry(digest).read_text(encoding="utf-8").strip())
         except (OSError, ValueError):
             return None
+        path = self._cache / recorded
+        if ".." in recorded.parts or not _inside(path, self._cache):
+            return None  # an absolute entry of another cache dir, or one leading out of this one
         return path if path.is_file() else None
 
     def record_checked(self, digest: str) -> bool:
@@ -44,6 +52,16 @@ class ArchiveIndex:
     def record(self, digest: str, archive: Path) -> None:
         """Remember `archive` for `digest`; best effort (a read-only cache only costs speed)."""
         try:
-            write_atomic(self._entry(digest), str(archive.resolve()).encode("utf-8"))
-        except OSError:
+            relative = archive.resolve().relative_to(self._cache.resolve())
+        except (OSError, ValueError):  # not in the cache: not remembered
             return
+        with contextlib.suppress(OSError):
+            write_atomic(self._entry(digest), str(relative).encode("utf-8"))
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except (OSError, ValueError):
+        return False
+    return True

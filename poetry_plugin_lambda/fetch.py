@@ -74,7 +74,7 @@ class Fetcher:
         self._authenticator = compat.make_authenticator(poetry.config, io, self._workers)
         self._retries = compat.max_retries(poetry.config)
         own_cache = compat.cache_dir(poetry.config) / "lambda-bundle"
-        self._index = ArchiveIndex(own_cache / "archives")
+        self._index = ArchiveIndex(own_cache.parent)
         legacy = own_cache / "unpacked"  # version 0.1 unpacked wheels here; nothing reads them now
         if legacy.is_dir():
             shutil.rmtree(legacy, ignore_errors=True)

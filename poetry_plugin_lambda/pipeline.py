@@ -179,7 +179,7 @@ class SharedWork:
         own_cache = compat.cache_dir(poetry.config) / "lambda-bundle"
         self.bytecode_cache, self.slim_cache = own_cache / "bytecode", own_cache / "slim"
         self.grammars = own_cache / "grammars"  # poetry-core's PEP 508 parsers, built once
-        self._checked = ArchiveIndex(own_cache / "archives")  # wheels whose RECORD was found true
+        self._checked = ArchiveIndex(own_cache.parent)  # wheels whose RECORD was found true
 
     def env(self, target: Target) -> Env:
         if target not in self._envs:

@@ -332,6 +332,13 @@ def test_warm_rebundle_makes_no_network_request(world, service: Path, tmp_path: 
     assert index.requests[before:] == []
     assert second.report["sha256"] == first.report["sha256"]
     assert "Downloading" not in second.stderr
+    moved = tmp_path / "restored-elsewhere"  # a CI cache restored at another path
+    cache.rename(moved)
+    third = bundle(service, moved, "--runtime", "python3.11", "--format", "json", "-o", "dist/moved.zip",
+                   "--target-dir", "build/moved", extra_env=proxies)
+    assert third.returncode == 0, third.stderr
+    assert index.requests[before:] == []
+    assert third.report["sha256"] == first.report["sha256"]
 
 
 def test_target_dir_stays_exact_across_incremental_runs(world, service: Path) -> None:
