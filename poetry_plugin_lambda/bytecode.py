@@ -226,10 +226,7 @@ def compile_bytecode(
                 warnings.append(f"Skipped bytecode for {entry.path} ({entry.owner}): {memo.skipped[entry.path]}")
             else:
                 info = memo.members[name]
-                made.append(Entry(
-                    path=name, owner=entry.owner, size=info.file_size, archive=memo.path, info=info,
-                    stored=memo.twins[name],
-                ))  # fmt: skip
+                made.append(Entry(path=name, owner=entry.owner, size=info.file_size, archive=memo.path, info=info))
             continue
         outcome = outcomes[entry.path]
         if outcome.pyc is None:

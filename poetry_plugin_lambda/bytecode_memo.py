@@ -5,20 +5,18 @@ a module compiled once per content, whatever wheel or version it comes in. But f
 there means inflating and hashing its source and reading one cache file, for every module of
 every run. This memo sits on top of it: one deterministic ZIP per (wheel file, selection of its
 modules, interpreter, optimization, runtime place), keyed by the wheel's SHA-256 (so by the
-bytes of all its members) and the modules' paths, holding the deflated .pyc of each module, the
-same bytes again as DEFLATE stored blocks (level 0: inflating them is a copy), the CRC-32 of each
-deflated .pyc, and the modules that did not compile (with why).
+bytes of all its members) and the modules' paths, holding the deflated .pyc of each module and
+the modules that did not compile (with why).
 
 A memo is used only when the SHA-256 kept beside it matches its bytes and it covers exactly the
 modules the bundle needs; otherwise the modules come from the per-module cache and the memo is
-written again. Its members become the bundle's entries where they are: the ZIP copies each
-deflated .pyc as it is, the target dir copies its stored twin (`assemble.StoredCopy`), and both
-are checked as they are read (the deflated bytes against their CRC-32 in the checked index, the
-twin against its CRC and size, which must be the .pyc's), so bytes that changed after the check
-fail the run instead of shipping. Inflating 8,000 modules' bytecode on every warm run cost a
-third of what `--compile` added to a bundle; copying it costs a fortieth. Memos are written
-whole and renamed into place, and two runs write a key's memo with the same bytes, so one run
-never reads another's half.
+written again. Its members become the bundle's entries where they are, as a wheel's do: the ZIP
+copies their compressed bytes, the target dir inflates them and checks their CRC, so bytes that
+changed after the check fail the run instead of shipping (neither output is replaced). Memos are
+written whole and renamed into place, and two runs write a key's memo with the same bytes, so
+one run never reads another's half. (Keeping each .pyc a second time uncompressed, for the target
+dir to copy instead of inflating, was measured: the one pass took as long, inflating beside the
+other threads' file writes, and checking the larger memos took longer.)
 
 Layout, under the interpreter's folder of the bytecode cache::
 
@@ -33,12 +31,9 @@ import hashlib
 import io
 import json
 import zipfile
-import zlib
 from typing import TYPE_CHECKING
 
-from poetry_plugin_lambda.assemble import StoredCopy
 from poetry_plugin_lambda.atomic import write_atomic
-from poetry_plugin_lambda.pyc_archive import as_stored_blocks
 from poetry_plugin_lambda.zipread import BrokenZip
 from poetry_plugin_lambda.zipread import parsing_zip
 from poetry_plugin_lambda.zipread import read_member
@@ -52,19 +47,15 @@ if TYPE_CHECKING:
     from poetry_plugin_lambda.bytecode_cache import BytecodeCache
     from poetry_plugin_lambda.pyc_archive import Deflated
 
-_INDEX = ".lambda-bundle-memo.json"  # the member listing the sources, the modules skipped, the CRCs
-_TWIN = ".stored"  # a .pyc's stored twin is named after it with this suffix (no .pyc ends so)
-_FORMAT = b"memo 2"  # in every key: a memo of another layout is never read
+_INDEX = ".lambda-bundle-memo.json"  # the member listing the sources and the modules skipped
+_FORMAT = b"memo 3"  # in every key: a memo of another layout is never read
 
 
 class Memo:
-    """What a memo gives back: where each .pyc is (and its stored twin), and the modules that
-    did not compile."""
+    """What a memo gives back: where each .pyc is, and the modules that did not compile."""
 
-    def __init__(
-        self, path: Path, members: dict[str, zipfile.ZipInfo], twins: dict[str, StoredCopy], skipped: dict[str, str]
-    ) -> None:
-        self.path, self.members, self.twins, self.skipped = path, members, twins, skipped
+    def __init__(self, path: Path, members: dict[str, zipfile.ZipInfo], skipped: dict[str, str]) -> None:
+        self.path, self.members, self.skipped = path, members, skipped
 
 
 class WheelMemos:
@@ -96,36 +87,26 @@ class WheelMemos:
                 return None
             with parsing_zip(), zipfile.ZipFile(io.BytesIO(data)) as zf:
                 index = json.loads(read_member(zf, _INDEX))
-                infos = {info.filename: info for info in zf.infolist() if info.filename != _INDEX}
+                members = {info.filename: info for info in zf.infolist() if info.filename != _INDEX}
         except (OSError, ValueError, KeyError, BrokenZip):  # a damaged memo (its index, its check) is a miss
             return None
         if not isinstance(index, dict) or index.get("sources") != sorted(sources):
             return None
-        skipped, crcs = index.get("skipped"), index.get("raw_crc")
-        if not isinstance(skipped, dict) or not isinstance(crcs, dict):
+        skipped = index.get("skipped")
+        if not isinstance(skipped, dict):
             return None
-        members = {name: info for name, info in infos.items() if not name.endswith(_TWIN)}
-        twins: dict[str, StoredCopy] = {}
-        for name in members:
-            twin, crc = infos.get(name + _TWIN), crcs.get(name)
-            if twin is None or not isinstance(crc, int):
-                return None
-            twins[name] = StoredCopy(twin, crc)
-        return Memo(path, members, twins, {str(k): str(v) for k, v in skipped.items()})
+        return Memo(path, members, {str(k): str(v) for k, v in skipped.items()})
 
     def store(
         self, key: str, sources: Sequence[str], pycs: Sequence[tuple[str, Deflated]], skipped: dict[str, str]
     ) -> None:
         """Write the memo; a cache that cannot be written only costs speed."""
         out = io.BytesIO()
-        crcs = {name: zlib.crc32(pyc.data) for name, pyc in pycs}
-        index = {"sources": sorted(sources), "skipped": skipped, "raw_crc": crcs}
+        index = json.dumps({"sources": sorted(sources), "skipped": skipped}, sort_keys=True).encode()
         with DeterministicZipWriter(out, epoch=DOS_EPOCH_MIN) as writer:
             for name, pyc in sorted(pycs, key=lambda item: item[0]):
                 writer.add_deflated(name, pyc.data, pyc.crc, pyc.size)
-                twin = as_stored_blocks(pyc)
-                writer.add_deflated(name + _TWIN, twin.data, twin.crc, twin.size)
-            writer.add_bytes(_INDEX, json.dumps(index, sort_keys=True).encode())
+            writer.add_bytes(_INDEX, index)
         data = out.getvalue()
         path, check = self._paths(key)
         with contextlib.suppress(OSError):

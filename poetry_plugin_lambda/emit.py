@@ -38,7 +38,6 @@ from poetry_plugin_lambda.errors import os_error
 from poetry_plugin_lambda.interrupts import held
 from poetry_plugin_lambda.sources import Inflater
 from poetry_plugin_lambda.sources import as_archive_members
-from poetry_plugin_lambda.sources import copied
 from poetry_plugin_lambda.sources import inflated
 from poetry_plugin_lambda.sources import is_deflated_member
 from poetry_plugin_lambda.sources import unreadable
@@ -459,15 +458,13 @@ def _fill_member(source: RawSource, archive: Path, targets: _Targets, runs: _Zip
     if info.compress_size > CHUNK or info.file_size > CHUNK:
         _fill_large_member(source, archive, info, targets)
         return
-    twin = bundle.entries[index].stored
     try:
         raw = source.raw_bytes(info)
-        twin_raw = b"" if twin is None else source.raw_bytes(twin.info)
     except ZipWriteError as error:
         _fail_all(targets, unreadable(archive, info, error))
         return
     try:
-        data = inflated(archive, info, raw) if twin is None else copied(archive, info, raw, twin, twin_raw)
+        data = inflated(archive, info, raw)
     except WheelError as error:  # a bad source fails every job holding it
         _fail_all(targets, error)
         return

@@ -24,7 +24,6 @@ from poetry_plugin_lambda.zipwriter import DeterministicZipWriter
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-
 @dataclass(frozen=True)
 class Deflated:
     """One file's bytes as a ZIP member stores them: raw DEFLATE, CRC-32 and size of the original."""
@@ -37,13 +36,6 @@ class Deflated:
 def deflate(raw: bytes | memoryview) -> Deflated:
     compressor = zlib.compressobj(DEFLATE_LEVEL, zlib.DEFLATED, -15)  # as the bundle's writer
     return Deflated(compressor.compress(raw) + compressor.flush(), zlib.crc32(raw), len(raw))
-
-
-def as_stored_blocks(pyc: Deflated) -> Deflated:
-    """The same content as DEFLATE stored blocks (level 0): inflating it is a copy."""
-    compressor = zlib.compressobj(0, zlib.DEFLATED, -15)
-    stored = compressor.compress(zlib.decompress(pyc.data, -15)) + compressor.flush()
-    return Deflated(stored, pyc.crc, pyc.size)
 
 
 def write_archives(folder: Path, members: Sequence[tuple[str, Deflated]]) -> dict[str, tuple[Path, zipfile.ZipInfo]]:

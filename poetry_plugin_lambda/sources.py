@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from typing import BinaryIO
 
     from poetry_plugin_lambda.assemble import Entry
-    from poetry_plugin_lambda.assemble import StoredCopy
 
 _KEPT_OPEN = 16  # archives kept open per reader: entries come sorted, so wheels rarely interleave
 
@@ -106,15 +105,6 @@ def inflated(archive: Path, info: zipfile.ZipInfo, raw: bytes) -> bytes:
     if len(data) != info.file_size or zlib.crc32(data) != info.CRC:
         raise corrupt(archive, info)
     return data
-
-
-def copied(archive: Path, info: zipfile.ZipInfo, raw: bytes, twin: StoredCopy, twin_raw: bytes) -> bytes:
-    """A member's bytes taken from its stored twin (a copy, no inflating), checked: the member's
-    compressed bytes against the CRC-32 recorded for them, the twin against its CRC and size,
-    which must be the member's."""
-    if zlib.crc32(raw) != twin.raw_crc or (twin.info.CRC, twin.info.file_size) != (info.CRC, info.file_size):
-        raise corrupt(archive, info)
-    return inflated(archive, twin.info, twin_raw)
 
 
 def _inflate(archive: Path, info: zipfile.ZipInfo, raw: bytes) -> bytes:
