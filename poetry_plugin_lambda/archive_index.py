@@ -13,6 +13,7 @@ it once, not on every run.
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 from poetry_plugin_lambda.atomic import write_atomic
@@ -26,6 +27,7 @@ class ArchiveIndex:
     def __init__(self, cache: Path) -> None:
         self._cache = cache
         self._root = cache / "lambda-bundle" / "archives"
+        self._real_cache: str | None = None  # resolved once, when an entry needs it
 
     def _entry(self, digest: str) -> Path:
         return self._root / digest[:2] / digest
@@ -36,9 +38,14 @@ class ArchiveIndex:
             recorded = Path(self._entry(digest).read_text(encoding="utf-8").strip())
         except (OSError, ValueError):
             return None
+        if ".." in recorded.parts:
+            return None  # leading out of the cache
+        if recorded.is_absolute():  # written by 0.2: kept only if it is in this cache dir
+            if self._real_cache is None:
+                self._real_cache = os.path.realpath(self._cache)
+            if os.path.commonpath([self._real_cache, os.path.realpath(recorded)]) != self._real_cache:
+                return None
         path = self._cache / recorded
-        if ".." in recorded.parts or not _inside(path, self._cache):
-            return None  # an absolute entry of another cache dir, or one leading out of this one
         return path if path.is_file() else None
 
     def record_checked(self, digest: str) -> bool:
@@ -58,10 +65,3 @@ class ArchiveIndex:
         with contextlib.suppress(OSError):
             write_atomic(self._entry(digest), str(relative).encode("utf-8"))
 
-
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-    except (OSError, ValueError):
-        return False
-    return True
