@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -25,6 +24,7 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
 from poetry_plugin_lambda.assemble import Entry
+from poetry_plugin_lambda.atomic import scratch_folder
 from poetry_plugin_lambda.errors import ConfigError
 from poetry_plugin_lambda.target_dir import MARKER
 
@@ -188,9 +188,9 @@ def _git_ignored(root: Path, paths: list[str]) -> set[str]:
     try:
         result = _git(["-C", str(root), *ask], names)
         if result.returncode == 128 and _has_ignore_files(root, paths):  # not a repository
-            with tempfile.TemporaryDirectory(prefix="lambda-bundle-git-") as scratch:
-                _git(["init", "-q", "--bare", scratch], b"")
-                result = _git([f"--git-dir={scratch}", f"--work-tree={root}", *ask], names)
+            with scratch_folder("lambda-bundle-git") as scratch:
+                _git(["init", "-q", "--bare", str(scratch.path)], b"")
+                result = _git([f"--git-dir={scratch.path}", f"--work-tree={root}", *ask], names)
     except (OSError, subprocess.SubprocessError) as error:
         if not _has_ignore_files(root, paths):
             return set()

@@ -289,8 +289,7 @@ def check_record_hashes(wheel: ParsedWheel) -> None:
                 with zf.open(member.info) as stream:
                     for chunk in iter(lambda: stream.read(1 << 20), b""):
                         digest.update(chunk)
-                actual = base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode("ascii")
-                if actual != value.rstrip("=") or (size and size != str(member.info.file_size)):
+                if _record_value(digest) != value.rstrip("=") or (size and size != str(member.info.file_size)):
                     raise WheelError(
                         f"{label}: {member.info.filename} does not match the hash and size its RECORD"
                         " gives: the wheel was altered after it was built. Report it to the package's"
@@ -329,8 +328,12 @@ def _new_record(
 
 
 def record_hash(data: bytes) -> str:
-    digest = hashlib.sha256(data).digest()
-    return "sha256=" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+    return "sha256=" + _record_value(hashlib.sha256(data))
+
+
+def _record_value(digest: hashlib._Hash) -> str:
+    """A digest as RECORD writes it: URL-safe base64, no padding (PEP 376)."""
+    return base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode("ascii")
 
 
 _LOCAL_URL = re.compile(r"@\s*(?:[a-z]+\+)?file:")  # `file:` and a VCS's `git+file:`, `hg+file:`...
