@@ -5,9 +5,10 @@ already names each file's sha256. Remembering where each verified archive landed
 run go straight from the lock to the file. Entries are hints: the file is always re-verified
 against the lock's hash before use, so a stale or tampered entry is simply ignored.
 
-Also kept, by the same sha256: the wheels whose every member was found to match its RECORD
-(`wheels.check_record_hashes`), a fact of the file's bytes, so each wheel file is inflated for
-it once, not on every run.
+Also kept, by the same sha256: what `wheels.parse_wheel` found in a wheel once the wheel was
+found true to its RECORD (`wheels.check_record_hashes`), facts of the file's bytes, so a warm
+run neither parses a wheel's directory and RECORD again nor inflates every member to check it.
+They are checked files (`atomic.read_checked`): a damaged one is parsed and checked again.
 """
 
 from __future__ import annotations
@@ -16,7 +17,12 @@ import contextlib
 import os
 from pathlib import Path
 
+from poetry_plugin_lambda.atomic import read_checked
 from poetry_plugin_lambda.atomic import write_atomic
+from poetry_plugin_lambda.atomic import write_checked
+from poetry_plugin_lambda.wheels import ParsedWheel
+from poetry_plugin_lambda.wheels import restored
+from poetry_plugin_lambda.wheels import saved
 
 
 class ArchiveIndex:
@@ -48,13 +54,16 @@ class ArchiveIndex:
         path = self._cache / recorded
         return path if path.is_file() else None
 
-    def record_checked(self, digest: str) -> bool:
-        """Whether the wheel with this sha256 was found to match its RECORD."""
-        return self._entry(digest).with_suffix(".record-ok").is_file()
+    def parsed(self, digest: str, wheel: Path) -> ParsedWheel | None:
+        """The wheel file `wheel`, whose sha256 is `digest`, as `keep_parsed` kept it (found true
+        to its RECORD); None if it was not kept, or its entry is damaged."""
+        blob = read_checked(self._entry(digest).with_suffix(".parsed"))
+        return restored(blob, wheel) if blob is not None else None
 
-    def mark_record_checked(self, digest: str) -> None:
-        with contextlib.suppress(OSError):  # best effort: the check runs again next time
-            write_atomic(self._entry(digest).with_suffix(".record-ok"), b"")
+    def keep_parsed(self, digest: str, wheel: ParsedWheel) -> None:
+        """Keep `wheel` (parsed, and found true to its RECORD) for the next runs; best effort."""
+        with contextlib.suppress(OSError):
+            write_checked(self._entry(digest).with_suffix(".parsed"), saved(wheel))
 
     def record(self, digest: str, archive: Path) -> None:
         """Remember `archive` for `digest`; best effort (a read-only cache only costs speed)."""

@@ -20,6 +20,7 @@ from poetry.console.commands.command import Command
 
 from poetry_plugin_lambda.compat import known_secrets
 from poetry_plugin_lambda.compat import output_redacted
+from poetry_plugin_lambda.compat import schema_validators_kept
 from poetry_plugin_lambda.errors import BundleError
 from poetry_plugin_lambda.errors import Interrupted
 from poetry_plugin_lambda.errors import hide
@@ -260,7 +261,8 @@ class LambdaBundleCommand(Command):
         from poetry_plugin_lambda.spec import CONFIG_TABLE
         from poetry_plugin_lambda.spec import build_specs
 
-        poetry = self.poetry
+        with schema_validators_kept(self.application):
+            poetry = self.poetry
         hide(known_secrets(poetry))
         table = poetry.pyproject.data.get("tool", {}).get(CONFIG_TABLE.split(".", 1)[1])
         specs = build_specs(

@@ -118,6 +118,105 @@ def prime_pep508_parsers(folder: Path) -> None:
                 continue
 
 
+@contextmanager
+def schema_validators_kept(application: Any) -> Iterator[None]:
+    """While this runs, the JSON-schema validators Poetry checks pyproject.toml with are read
+    from the plugin's cache instead of being generated again.
+
+    Poetry has fastjsonschema write Python for its three schemas and compile it on every run:
+    0.05 s, a twentieth of a warm bundle. Generated once, each validator's code object is kept
+    under `<cache-dir>/lambda-bundle/schemas`, named by a key of its schema, fastjsonschema's
+    version and the bytecode's magic number, as a checked file (`atomic.read_checked`); a
+    damaged or unreadable entry is generated again, as is any schema compiled with options.
+    Only the name `fastjsonschema` in Poetry's two validating modules is swapped, and put back
+    after. A project with its own `poetry.toml` (which may move the cache dir) is left as it is,
+    as is anything this Poetry does differently (its validators are then compiled as always).
+    """
+    import importlib
+    import sys
+
+    folder = _schema_cache(application)
+    swapped: list[tuple[Any, Any]] = []
+    if folder is not None:
+        for name in ("poetry.core.json", "poetry.json"):
+            module = sys.modules.get(name)
+            if module is None:
+                try:
+                    module = importlib.import_module(name)
+                except ImportError:
+                    continue
+            compiler = getattr(module, "fastjsonschema", None)
+            if compiler is not None and callable(getattr(compiler, "compile", None)):
+                swapped.append((module, compiler))
+                setattr(module, "fastjsonschema", _KeptValidators(compiler, folder))  # noqa: B010
+    try:
+        yield
+    finally:
+        for module, compiler in swapped:
+            setattr(module, "fastjsonschema", compiler)  # noqa: B010
+
+
+def _schema_cache(application: Any) -> Path | None:
+    """Where the validators are kept: Poetry's cache dir as its global config and environment
+    give it; None for a project whose own `poetry.toml` might say otherwise."""
+    try:
+        from poetry.config.config import Config
+        from poetry.core.factory import Factory
+
+        project = getattr(application, "project_directory", None) or Path.cwd()
+        if (Factory.locate(Path(project)).parent / "poetry.toml").exists():
+            return None
+        return cache_dir(Config.create()) / "lambda-bundle" / "schemas"
+    except Exception:  # no project here (Poetry says so), or another Poetry: compiled as always
+        return None
+
+
+class _KeptValidators:
+    """fastjsonschema to Poetry's validating modules, with `compile` answered from the cache."""
+
+    def __init__(self, module: Any, folder: Path) -> None:
+        self._module, self._folder = module, folder
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._module, name)
+
+    def compile(self, definition: Any, *args: Any, **options: Any) -> Any:
+        if args or options:
+            return self._module.compile(definition, *args, **options)
+        try:
+            return self._kept(definition)
+        except Exception:  # an unexpected schema or cache: as Poetry always did
+            return self._module.compile(definition)
+
+    def _kept(self, definition: Any) -> Any:
+        import contextlib
+        import hashlib
+        import json
+        import marshal
+        from importlib.util import MAGIC_NUMBER
+
+        from poetry_plugin_lambda.atomic import read_checked
+        from poetry_plugin_lambda.atomic import write_checked
+
+        key = hashlib.sha256(json.dumps(definition, sort_keys=True).encode())
+        key.update(b"\0" + str(getattr(self._module, "VERSION", "")).encode() + b"\0" + MAGIC_NUMBER)
+        path = self._folder / f"{key.hexdigest()[:32]}.checked"
+        saved = read_checked(path)
+        if saved is not None:
+            try:
+                name, code = marshal.loads(saved)
+                namespace: dict[str, Any] = {}
+                exec(code, namespace)  # the module fastjsonschema wrote for this schema
+                return namespace[name]
+            except Exception:  # written by another fastjsonschema: made again below
+                pass
+        validator = self._module.compile(definition)
+        code = compile(self._module.compile_to_code(definition), f"<schema {path.stem}>", "exec")
+        with contextlib.suppress(OSError):  # an unwritable cache costs the next run 0.05 s, nothing else
+            write_checked(path, marshal.dumps((validator.__name__, code)))
+        return validator
+
+
 def _cached_lark(folder: Path, grammar: Path, algorithm: str, debug: bool) -> Any:
     import contextlib
     import hashlib

@@ -179,7 +179,7 @@ class SharedWork:
         own_cache = compat.cache_dir(poetry.config) / "lambda-bundle"
         self.bytecode_cache, self.slim_cache = own_cache / "bytecode", own_cache / "slim"
         self.grammars = own_cache / "grammars"  # poetry-core's PEP 508 parsers, built once
-        self._checked = ArchiveIndex(own_cache.parent)  # wheels whose RECORD was found true
+        self._known = ArchiveIndex(own_cache.parent)  # wheels parsed and found true to their RECORD
 
     def env(self, target: Target) -> Env:
         if target not in self._envs:
@@ -229,12 +229,19 @@ class SharedWork:
         return self._project_wheel
 
     def _read(self, artifact: Artifact) -> None:
-        """A fetched wheel read, and (once per wheel file) held to its RECORD; a wheel built
-        here was made by its build backend in this run."""
-        parsed = self.parsed(artifact.wheel)
-        if artifact.sha256 and not self._checked.record_checked(artifact.sha256):
+        """A fetched wheel read, and (once per wheel file) held to its RECORD: what that found is
+        kept by the wheel's sha256, so later runs read it from there. A wheel built here (no
+        sha256) was made by its build backend in this run, and is parsed each time."""
+        wheel, digest = artifact.wheel, artifact.sha256
+        if not digest or wheel in self._parsed:
+            self.parsed(wheel)
+            return
+        parsed = self._known.parsed(digest, wheel)
+        if parsed is None:
+            parsed = parse_wheel(wheel)
             check_record_hashes(parsed)
-            self._checked.mark_record_checked(artifact.sha256)
+            self._known.keep_parsed(digest, parsed)
+        self._parsed[wheel] = parsed
 
     def parsed(self, wheel: Path) -> ParsedWheel:
         """`wheel` validated and its members mapped, read once for every bundle of the run."""

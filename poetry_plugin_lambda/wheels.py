@@ -11,6 +11,7 @@ import base64
 import csv
 import hashlib
 import io
+import marshal
 import re
 import stat
 import zipfile
@@ -79,6 +80,7 @@ class ParsedWheel:
     dist_info: str
     members: tuple[WheelMember, ...]
     listed: Mapping[str, tuple[str, str]]  # the wheel's own RECORD: {member: (hash, size)}
+    metadata: bytes = b""  # its METADATA as the wheel holds it (what ships is made from it per run)
 
 
 def check_member_name(wheel: str, name: str) -> None:
@@ -251,7 +253,50 @@ def _read_open_wheel(archive: Path, zf: zipfile.ZipFile, name: str, version: str
         data = without_local_urls(metadata) if info.filename == metadata_path else None
         members.append(WheelMember(info, path, _is_executable(info), data))
     members.sort(key=lambda m: m.path)
-    return ParsedWheel(archive, name, version, dist_info, tuple(members), record)
+    return ParsedWheel(archive, name, version, dist_info, tuple(members), record, metadata)
+
+
+_SAVED_FORMAT = 1  # of `saved`; a change to what `parse_wheel` finds or refuses changes it too
+
+
+def saved(wheel: ParsedWheel) -> bytes:
+    """`wheel` as bytes `restored` reads back: what `parse_wheel` found in a wheel file, a fact of
+    its bytes, kept so the next run need not parse the file again (`archive_index`).
+
+    The METADATA that ships is not kept but made again from the wheel's own by `restored`: what
+    it hides depends on the run (`errors.redact` hides the secrets the run knows of).
+    """
+    metadata = f"{wheel.dist_info}/METADATA"
+    rows = tuple(
+        (
+            m.info.orig_filename, m.info.header_offset, m.info.compress_size, m.info.file_size, m.info.CRC,
+            m.info.compress_type, m.info.external_attr, m.info.flag_bits, m.path, m.info.filename == metadata,
+        )
+        for m in wheel.members
+    )
+    return marshal.dumps(
+        (_SAVED_FORMAT, wheel.archive.name, wheel.name, wheel.version, wheel.dist_info, wheel.metadata, rows, dict(wheel.listed))
+    )
+
+
+def restored(blob: bytes, archive: Path) -> ParsedWheel | None:
+    """What `saved` kept of the wheel file `archive`; None when `blob` is of another format or
+    another file name (the same bytes under another name are another name and version)."""
+    try:
+        kept = marshal.loads(blob)
+        form, filename, name, version, dist_info, metadata, rows, listed = kept
+        if form != _SAVED_FORMAT or filename != archive.name:
+            return None
+        shipped = without_local_urls(metadata)
+        members = []
+        for orig_filename, offset, compressed, size, crc, method, attributes, flags, path, is_metadata in rows:
+            info = zipfile.ZipInfo(orig_filename)
+            info.header_offset, info.compress_size, info.file_size, info.CRC = offset, compressed, size, crc
+            info.compress_type, info.external_attr, info.flag_bits = method, attributes, flags
+            members.append(WheelMember(info, path, _is_executable(info), shipped if is_metadata else None))
+    except (ValueError, TypeError, EOFError, AttributeError):  # not what `saved` writes
+        return None
+    return ParsedWheel(archive, name, version, dist_info, tuple(members), listed, metadata)
 
 
 def _check_metadata(label: str, metadata: bytes, dist_info: str, name: str, version: str) -> None:
@@ -273,7 +318,7 @@ def check_record_hashes(wheel: ParsedWheel) -> None:
     The lock's hash of the whole wheel says it is the file that was locked; this says the wheel
     is what its builder recorded, so the bundle's rewritten RECORD never carries a lie. Each
     member is inflated once (its CRC checked by zipfile): callers do it once per wheel file
-    (`archive_index.ArchiveIndex.record_checked`), not on every run.
+    (what passed is kept by `archive_index.ArchiveIndex.keep_parsed`), not on every run.
     """
     label = wheel.archive.name
     try:

@@ -247,7 +247,7 @@ def test_a_wheel_whose_record_lies_is_refused_and_a_true_one_checked_once(tmp_pa
         message = result.stderr.strip()
         assert "\n" not in message and message.startswith("liar-1.0-py3-none-any.whl: liar/__init__.py does not match"), message
         assert not (project / "dist").exists()
-        assert len(list((cache / "lambda-bundle" / "archives").glob("*/*.record-ok"))) == 1  # honest's
+        assert len(list((cache / "lambda-bundle" / "archives").glob("*/*.parsed"))) == 1  # honest's
         result = bundle(project, cache, *PY312, "--exclude", "liar")
         assert result.returncode == 0, result.stderr
 
