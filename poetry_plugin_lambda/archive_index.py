@@ -51,6 +51,8 @@ class ArchiveIndex:
                 self._real_cache = os.path.realpath(self._cache)
             if os.path.commonpath([self._real_cache, os.path.realpath(recorded)]) != self._real_cache:
                 return None
+            if recorded.is_file():
+                self.record(digest, recorded)  # written again as 0.3 writes it: no path resolved next time
         path = self._cache / recorded
         return path if path.is_file() else None
 
