@@ -4,7 +4,9 @@ Each bundle's ZIP (`zip_output`) and target dir (`target_dir`) are staged comple
 final places, filled in one pass over the source archives: every member is read once (its
 local header checked against the central directory), copied as its compressed bytes into each
 ZIP that holds it, at the place the ZIP's layout gives it, and inflated once (its CRC checked)
-into a new file of each target dir that holds it. So the two outputs of a bundle are written
+into a new file of each target dir that holds it; a wheel with an unpacked copy in the cache
+(`archive_index.Unpacked`) gives its bytes from there instead, held to the same size and CRC
+(inflated from the wheel if they fail). So the two outputs of a bundle are written
 from the same bytes, and the bundles of one run share the reading and inflating. The pass runs
 one thread per core, one archive at a time each (largest first; an archive up to 16 MiB read in
 one system call, and a worker's members that follow each other in a ZIP written in one); a
@@ -23,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,8 +60,10 @@ if TYPE_CHECKING:
     import zipfile
     from collections.abc import Callable
     from collections.abc import Collection
+    from collections.abc import Mapping
     from collections.abc import Sequence
 
+    from poetry_plugin_lambda.archive_index import Unpacked
     from poetry_plugin_lambda.assemble import Entry
 
 T = TypeVar("T")
@@ -155,15 +160,18 @@ class OutputJob:
     epoch: int
 
 
-def write_outputs(entries: Sequence[Entry], output: Path, target_dir: Path, epoch: int) -> ZipResult:
-    """Write the ZIP at `output` and the same files under `target_dir`: both, or neither."""
-    result = write_all_outputs([OutputJob(entries, output, target_dir, epoch)])[0]
+def write_outputs(
+    entries: Sequence[Entry], output: Path, target_dir: Path, epoch: int, unpacked: Mapping[Path, Unpacked] | None = None
+) -> ZipResult:
+    """Write the ZIP at `output` and the same files under `target_dir`: both, or neither;
+    `unpacked`: the wheels' unpacked copies, by wheel."""
+    result = write_all_outputs([OutputJob(entries, output, target_dir, epoch)], unpacked)[0]
     if isinstance(result, BaseException):
         raise result
     return result
 
 
-def write_all_outputs(jobs: Sequence[OutputJob]) -> list[ZipResult | Exception]:
+def write_all_outputs(jobs: Sequence[OutputJob], unpacked: Mapping[Path, Unpacked] | None = None) -> list[ZipResult | Exception]:
     """Each job's ZIP and target dir, both or neither; a job that fails leaves the others be.
 
     Every job's outputs are staged, filled in one pass (a member several jobs hold is read and
@@ -174,7 +182,7 @@ def write_all_outputs(jobs: Sequence[OutputJob]) -> list[ZipResult | Exception]:
     try:
         for bundle in bundles:
             bundle.stage()
-        _fill(bundles)
+        _fill(bundles, unpacked or {})
         for bundle in bundles:
             bundle.complete()
     except BaseException:  # interrupted, or a bug: remove everything that was staged
@@ -402,7 +410,7 @@ if TYPE_CHECKING:
     _Targets = list[tuple[_Bundle, int]]  # the jobs holding a member, and its index in each
 
 
-def _fill(bundles: Sequence[_Bundle]) -> None:
+def _fill(bundles: Sequence[_Bundle], unpacked: Mapping[Path, Unpacked]) -> None:
     """Every member of every live job written into both its outputs, one thread per core, each
     thread one archive at a time (largest first, so the last to finish is a small one)."""
     groups: dict[Path, dict[int, _Targets]] = {}
@@ -413,7 +421,7 @@ def _fill(bundles: Sequence[_Bundle]) -> None:
                 groups.setdefault(entry.archive, {}).setdefault(entry.info.header_offset, []).append((bundle, index))
     ordered = sorted(groups.items(), key=lambda group: (-_weight(group[1]), str(group[0])))
     with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
-        futures = [pool.submit(_fill_archive, archive, members) for archive, members in ordered]
+        futures = [pool.submit(_fill_archive, archive, members, unpacked.get(archive)) for archive, members in ordered]
         try:
             for future in futures:
                 future.result()
@@ -433,25 +441,55 @@ def _weight(members: dict[int, _Targets]) -> int:
     return total
 
 
-def _fill_archive(archive: Path, members: dict[int, _Targets]) -> None:
+def _fill_archive(archive: Path, members: dict[int, _Targets], unpacked: Unpacked | None) -> None:
     try:
         source = RawSource.whole(archive)
     except OSError as error:
         _fail_all([t for targets in members.values() for t in targets], os_error(error, f"read {archive}"))
         return
+    copy = _Copy.open(unpacked)
     runs = _ZipRuns()
     try:
         for targets in members.values():
             live = [(bundle, index) for bundle, index in targets if bundle.live]
             if live:
-                _fill_member(source, archive, live, runs)
+                _fill_member(source, archive, live, runs, copy)
         runs.flush()
     finally:
         source.close()
+        if copy is not None:
+            copy.source.close()
 
 
-def _fill_member(source: RawSource, archive: Path, targets: _Targets, runs: _ZipRuns) -> None:
-    """One member into every job that holds it: read once, inflated once."""
+class _Copy:
+    """A wheel's unpacked copy, read like the wheel (whole when small)."""
+
+    def __init__(self, source: RawSource, offsets: dict[int, int]) -> None:
+        self.source, self.offsets = source, offsets
+
+    @classmethod
+    def open(cls, unpacked: Unpacked | None) -> _Copy | None:
+        if unpacked is None:
+            return None
+        try:
+            return cls(RawSource.whole(unpacked.path), unpacked.offsets)
+        except OSError:  # gone or unreadable: the wheel's members are inflated
+            return None
+
+    def data(self, info: zipfile.ZipInfo) -> bytes | None:
+        """The member's bytes, if the copy holds them whole and true to the member's CRC."""
+        start = self.offsets.get(info.header_offset)
+        if start is None:
+            return None
+        try:
+            data = self.source.pread(info.file_size, start)
+        except OSError:
+            return None
+        return data if len(data) == info.file_size and zlib.crc32(data) == info.CRC else None
+
+
+def _fill_member(source: RawSource, archive: Path, targets: _Targets, runs: _ZipRuns, copy: _Copy | None) -> None:
+    """One member into every job that holds it: read once, inflated once (or copied)."""
     bundle, index = targets[0]
     info = bundle.entries[index].info
     assert info is not None
@@ -463,8 +501,10 @@ def _fill_member(source: RawSource, archive: Path, targets: _Targets, runs: _Zip
     except ZipWriteError as error:
         _fail_all(targets, unreadable(archive, info, error))
         return
+    data = copy.data(info) if copy is not None else None
     try:
-        data = inflated(archive, info, raw)
+        if data is None:
+            data = inflated(archive, info, raw)
     except WheelError as error:  # a bad source fails every job holding it
         _fail_all(targets, error)
         return

@@ -17,6 +17,7 @@ from typing import Any
 
 from poetry_plugin_lambda import compat
 from poetry_plugin_lambda.archive_index import ArchiveIndex
+from poetry_plugin_lambda.archive_index import Unpacked
 from poetry_plugin_lambda.assemble import assemble
 from poetry_plugin_lambda.assemble import file_filter
 from poetry_plugin_lambda.assemble import merge
@@ -86,7 +87,7 @@ def bundle(poetry: Poetry, spec: BundleSpec, io: IO, progress: Progress) -> Bund
         prepared = shared.prepare(spec)
         assembled = _assemble(prepared, shared, progress)
         _announce(spec, progress)
-        result = write_outputs(assembled.entries, spec.output, spec.target_dir, spec.epoch)
+        result = write_outputs(assembled.entries, spec.output, spec.target_dir, spec.epoch, shared.unpacked)
         with _written():
             return _checked(prepared, _report(prepared, assembled, result), shared, io, progress)
 
@@ -126,7 +127,7 @@ def bundle_all(poetry: Poetry, specs: Sequence[BundleSpec], io: IO, progress: Pr
         for prepared, _ in assembled:
             _announce(prepared.spec, progress)
         jobs = [OutputJob(a.entries, p.spec.output, p.spec.target_dir, p.spec.epoch) for p, a in assembled]
-        results = write_all_outputs(jobs)
+        results = write_all_outputs(jobs, shared.unpacked)
         with _written():
             for (prepared, parts), result in zip(assembled, results):
                 name = str(prepared.spec.name)
@@ -175,6 +176,7 @@ class SharedWork:
         self._artifacts: dict[tuple[Target, str, str], Artifact] = {}
         self._project_wheel: Path | None = None
         self._parsed: dict[Path, ParsedWheel] = {}
+        self.unpacked: dict[Path, Unpacked] = {}  # wheels' unpacked copies, which the outputs copy from
         self._lock: compat.LockedData | None = None  # poetry.lock parsed once for every plan
         own_cache = compat.cache_dir(poetry.config) / "lambda-bundle"
         self.bytecode_cache, self.slim_cache = own_cache / "bytecode", own_cache / "slim"
@@ -230,18 +232,25 @@ class SharedWork:
 
     def _read(self, artifact: Artifact) -> None:
         """A fetched wheel read, and (once per wheel file) held to its RECORD: what that found is
-        kept by the wheel's sha256, so later runs read it from there. A wheel built here (no
-        sha256) was made by its build backend in this run, and is parsed each time."""
+        kept by the wheel's sha256, with the wheel's unpacked copy, so later runs read both from
+        there (a copy gone from the cache is made again). A wheel built here (no sha256) was
+        made by its build backend in this run, and is parsed each time."""
         wheel, digest = artifact.wheel, artifact.sha256
         if not digest or wheel in self._parsed:
             self.parsed(wheel)
             return
-        parsed = self._known.parsed(digest, wheel)
-        if parsed is None:
-            parsed = parse_wheel(wheel)
-            check_record_hashes(parsed)
-            self._known.keep_parsed(digest, parsed)
+        kept = self._known.parsed(digest, wheel)
+        copy = self._known.unpacked(digest, kept) if kept is not None else None
+        parsed = kept or parse_wheel(wheel)
+        if copy is None:
+            with self._known.unpacking(digest) as unpacked:
+                check_record_hashes(parsed, unpacked)
+            if kept is None:
+                self._known.keep_parsed(digest, parsed)
+            copy = self._known.unpacked(digest, parsed)
         self._parsed[wheel] = parsed
+        if copy is not None:
+            self.unpacked[wheel] = copy
 
     def parsed(self, wheel: Path) -> ParsedWheel:
         """`wheel` validated and its members mapped, read once for every bundle of the run."""

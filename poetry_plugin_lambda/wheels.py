@@ -21,6 +21,7 @@ from email.parser import HeaderParser
 from pathlib import Path
 from pathlib import PurePosixPath
 from typing import Callable
+from typing import Protocol
 
 from packaging.requirements import InvalidRequirement
 from packaging.requirements import Requirement
@@ -312,29 +313,37 @@ def _check_metadata(label: str, metadata: bytes, dist_info: str, name: str, vers
         raise WheelError(f"{label}: METADATA says version {headers['Version']!r}, the file name {version!r}.")
 
 
-def check_record_hashes(wheel: ParsedWheel) -> None:
+def check_record_hashes(wheel: ParsedWheel, sink: Sink | None = None) -> None:
     """Every file the wheel could install has the hash and size its RECORD gives.
 
     The lock's hash of the whole wheel says it is the file that was locked; this says the wheel
     is what its builder recorded, so the bundle's rewritten RECORD never carries a lie. Each
     member is inflated once (its CRC checked by zipfile): callers do it once per wheel file
-    (what passed is kept by `archive_index.ArchiveIndex.keep_parsed`), not on every run.
+    (what passed is kept by `archive_index.ArchiveIndex.keep_parsed`), not on every run. `sink`,
+    if given, gets every member's inflated bytes in the order of `wheel.members` (the wheel's
+    unpacked copy, `archive_index.ArchiveIndex.unpacking`).
     """
     label = wheel.archive.name
     try:
         with parsing_zip(), zipfile.ZipFile(wheel.archive) as zf:
             for member in wheel.members:
                 expected, size = wheel.listed.get(member.info.filename, ("", ""))
-                if not expected:
-                    continue  # RECORD gives no hash (allowed for a few files): nothing to hold it to
                 algorithm, _, value = expected.partition("=")
-                if algorithm not in hashlib.algorithms_guaranteed or algorithm in ("md5", "sha1"):
+                if expected and (algorithm not in hashlib.algorithms_guaranteed or algorithm in ("md5", "sha1")):
                     raise WheelError(f"{label}: RECORD hashes {member.info.filename!r} with {algorithm!r}, which is not a secure hash.")
-                digest = hashlib.new(algorithm)
+                # RECORD may give no hash (allowed for a few files): nothing to hold those to
+                digest = hashlib.new(algorithm) if expected else None
+                if digest is None and sink is None:
+                    continue
                 with zf.open(member.info) as stream:
                     for chunk in iter(lambda: stream.read(1 << 20), b""):
-                        digest.update(chunk)
-                if _record_value(digest) != value.rstrip("=") or (size and size != str(member.info.file_size)):
+                        if digest is not None:
+                            digest.update(chunk)
+                        if sink is not None:
+                            sink.write(chunk)
+                if digest is not None and (
+                    _record_value(digest) != value.rstrip("=") or (size and size != str(member.info.file_size))
+                ):
                     raise WheelError(
                         f"{label}: {member.info.filename} does not match the hash and size its RECORD"
                         " gives: the wheel was altered after it was built. Report it to the package's"
@@ -342,6 +351,12 @@ def check_record_hashes(wheel: ParsedWheel) -> None:
                     )
     except (BrokenZip, OSError) as error:
         raise WheelError(f"{label}: a member cannot be read ({error}).") from None
+
+
+class Sink(Protocol):
+    """Where `check_record_hashes` puts the bytes it inflates; it never raises."""
+
+    def write(self, data: bytes) -> object: ...
 
 
 def same_version(one: str, other: str) -> bool:

@@ -111,3 +111,95 @@ def test_archive_entries_lead_only_into_the_cache(tmp_path: Path, wheel: Path) -
     for hint in (str(outside), f"artifacts/../../elsewhere/{wheel.name}", "artifacts/ab/missing.whl"):
         entry.write_text(hint)
         assert ArchiveIndex(cache).lookup(digest) is None, hint
+
+
+# -- unpacked copies -----------------------------------------------------------------------------
+
+
+def _unpack(index: ArchiveIndex, wheel: Path) -> tuple[ParsedWheel, str]:
+    from poetry_plugin_lambda.wheels import check_record_hashes
+
+    parsed, digest = parse_wheel(wheel), _sha256(wheel)
+    with index.unpacking(digest) as sink:
+        check_record_hashes(parsed, sink)
+    return parsed, digest
+
+
+def test_an_unpacked_copy_holds_every_installable_member_in_order(tmp_path: Path, wheel: Path) -> None:
+    import zipfile
+
+    index = ArchiveIndex(tmp_path / "cache")
+    parsed, digest = _unpack(index, wheel)
+    copy = index.unpacked(digest, parsed)
+    assert copy is not None
+    blob = copy.path.read_bytes()
+    with zipfile.ZipFile(wheel) as zf:
+        for member in parsed.members:
+            start = copy.offsets[member.info.header_offset]
+            assert blob[start : start + member.info.file_size] == zf.read(member.info)
+    copy.path.write_bytes(blob[:-1])  # not of the wheel's size: not believed
+    assert index.unpacked(digest, parsed) is None
+    assert not [p for p in copy.path.parent.iterdir() if ".tmp" in p.name or ".new" in p.name]
+
+
+def test_an_unpacked_copy_is_not_kept_when_the_check_fails(tmp_path: Path, wheel: Path) -> None:
+    from poetry_plugin_lambda.errors import WheelError
+
+    index = ArchiveIndex(tmp_path / "cache")
+    parsed, digest = parse_wheel(wheel), _sha256(wheel)
+    with pytest.raises(WheelError), index.unpacking(digest) as sink:
+        sink.write(b"half")
+        raise WheelError("the RECORD check failed")
+    assert index.unpacked(digest, parsed) is None
+    assert list((tmp_path / "cache" / "lambda-bundle" / "archives").rglob("*")) == [
+        tmp_path / "cache" / "lambda-bundle" / "archives" / digest[:2]
+    ]  # nothing left, not even a temporary
+
+
+def test_an_unwritable_cache_costs_the_copy_not_the_check(tmp_path: Path, wheel: Path) -> None:
+    cache = tmp_path / "cache"
+    (cache / "lambda-bundle").mkdir(parents=True)
+    (cache / "lambda-bundle" / "archives").write_text("a file where the folder should be")
+    index = ArchiveIndex(cache)
+    parsed, digest = _unpack(index, wheel)  # no error
+    assert index.unpacked(digest, parsed) is None
+
+
+@pytest.mark.parametrize("damage", [None, "flipped byte", "swapped members"])
+def test_the_outputs_copy_from_the_unpacked_copy_and_never_ship_a_damaged_one(
+    tmp_path: Path, wheel: Path, damage: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The target dir takes a member's bytes from the copy only when they have the member's size
+    and CRC; otherwise they are inflated from the wheel: the outputs are the same either way."""
+    from poetry_plugin_lambda import emit
+    from poetry_plugin_lambda.assemble import assemble
+    from poetry_plugin_lambda.wheels import contents_of
+
+    index = ArchiveIndex(tmp_path / "cache")
+    parsed, digest = _unpack(index, wheel)
+    entries = assemble([contents_of(parsed)])
+    emit.write_outputs(entries, tmp_path / "plain" / "fn.zip", tmp_path / "plain" / "target", 315532800)
+    copy = index.unpacked(digest, parsed)
+    assert copy is not None
+    blob = bytearray(copy.path.read_bytes())
+    if damage == "flipped byte":
+        blob[len(blob) // 2] ^= 0x20  # inside kept/data.bin
+    elif damage == "swapped members":
+        second = sorted(copy.offsets.values())[1]
+        blob = blob[second:] + blob[:second]  # same size, every member's bytes elsewhere
+    copy.path.write_bytes(bytes(blob))
+    inflated: list[str] = []
+    original = emit.inflated
+    monkeypatch.setattr(emit, "inflated", lambda archive, info, raw: inflated.append(info.filename) or original(archive, info, raw))
+    emit.write_outputs(entries, tmp_path / "copied" / "fn.zip", tmp_path / "copied" / "target", 315532800, {wheel: copy})
+    assert (tmp_path / "copied" / "fn.zip").read_bytes() == (tmp_path / "plain" / "fn.zip").read_bytes()
+    files = {p.relative_to(tmp_path / "plain" / "target"): p.read_bytes() for p in (tmp_path / "plain" / "target").rglob("*") if p.is_file()}
+    assert files == {p.relative_to(tmp_path / "copied" / "target"): p.read_bytes() for p in (tmp_path / "copied" / "target").rglob("*") if p.is_file()}
+    from_wheel = {m.info.filename for m in parsed.members if m.data is None}
+    inflated = [name for name in inflated if name in from_wheel]  # not the rewritten RECORD's
+    if damage is None:
+        assert inflated == []  # every member of the wheel came from the copy
+    elif damage == "flipped byte":
+        assert inflated == ["kept/data.bin"]
+    else:
+        assert set(inflated) == from_wheel
