@@ -9,10 +9,8 @@ Also kept, by the same sha256: what `wheels.parse_wheel` found in a wheel once t
 found true to its RECORD (`wheels.check_record_hashes`), facts of the file's bytes, so a warm
 run neither parses a wheel's directory and RECORD again nor inflates every member to check it.
 They are checked files (`atomic.read_checked`): a damaged one is parsed and checked again. And
-each such wheel's unpacked copy: the bytes of its members, inflated while they were checked, one
-after the other in the order of its parsed members. The target dir copies a member's bytes from
-there instead of inflating them again; they are held to the member's size and CRC (from the
-wheel's own directory) as they are copied, and inflated from the wheel when they fail that.
+each such wheel's unpacked copy (`unpacked.py`), its members' bytes as they were inflated for
+that check, in the order of its parsed members, which the target dir copies from.
 """
 
 from __future__ import annotations
@@ -20,13 +18,14 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-from poetry_plugin_lambda.atomic import Staged
 from poetry_plugin_lambda.atomic import read_checked
 from poetry_plugin_lambda.atomic import write_atomic
 from poetry_plugin_lambda.atomic import write_checked
+from poetry_plugin_lambda.unpacked import Unpacked
+from poetry_plugin_lambda.unpacked import UnpackedWriter
+from poetry_plugin_lambda.unpacked import unpacked_copy
 from poetry_plugin_lambda.wheels import ParsedWheel
 from poetry_plugin_lambda.wheels import restored
 from poetry_plugin_lambda.wheels import saved
@@ -88,18 +87,7 @@ class ArchiveIndex:
 
     def unpacked(self, digest: str, wheel: ParsedWheel) -> Unpacked | None:
         """The unpacked copy of `wheel` (whose sha256 is `digest`), if there is one of its size."""
-        path = self._entry(digest).with_suffix(".unpacked")
-        offsets: dict[int, int] = {}
-        end = 0
-        for member in wheel.members:
-            offsets[member.info.header_offset] = end
-            end += member.info.file_size
-        try:
-            if os.stat(path).st_size != end:
-                return None
-        except OSError:
-            return None
-        return Unpacked(path, offsets)
+        return unpacked_copy(self._entry(digest).with_suffix(".unpacked"), [m.info for m in wheel.members], wheel.raw_crcs)
 
     def record(self, digest: str, archive: Path) -> None:
         """Remember `archive` for `digest`; best effort (a read-only cache only costs speed)."""
@@ -111,51 +99,3 @@ class ArchiveIndex:
             write_atomic(self._entry(digest), str(relative).encode("utf-8"))
 
 
-
-@dataclass(frozen=True)
-class Unpacked:
-    """A wheel's unpacked copy: where each member's bytes start in it, by the member's offset in
-    the wheel (`ZipInfo.header_offset`, which names a member of that wheel)."""
-
-    path: Path
-    offsets: dict[int, int]
-
-
-class UnpackedWriter:
-    """An unpacked copy being written, best effort: a full or read-only cache costs only speed,
-    never the check that writes it."""
-
-    def __init__(self, final: Path) -> None:
-        self._staged: Staged | None = None
-        self._file = None
-        try:
-            self._staged = Staged(final)
-            self._file = os.fdopen(os.dup(self._staged.fd), "wb", buffering=1 << 20)
-        except OSError:
-            self.discard()
-
-    def write(self, data: bytes) -> None:
-        if self._file is not None:
-            try:
-                self._file.write(data)
-            except OSError:
-                self.discard()
-
-    def commit(self) -> None:
-        if self._file is not None and self._staged is not None:
-            try:
-                self._file.close()
-                self._file = None
-                self._staged.commit()
-            except OSError:
-                self.discard()
-
-    def discard(self) -> None:
-        if self._file is not None:
-            with contextlib.suppress(OSError):
-                self._file.close()
-            self._file = None
-        if self._staged is not None:
-            with contextlib.suppress(OSError):
-                self._staged.discard()
-            self._staged = None

@@ -16,6 +16,7 @@ import struct
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,6 +37,8 @@ from poetry_plugin_lambda.sources import Archives
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from collections.abc import Sequence
+
+    from poetry_plugin_lambda.unpacked import Unpacked
 
 # Runs inside the target's interpreter: reads (dfile, source) frames, writes one outcome frame each:
 # b"c" + the .pyc, as py_compile writes an unchecked-hash one, or b"e" + why it does not compile.
@@ -118,6 +121,7 @@ class Compiled:
     warnings: tuple[str, ...]
     cached: int = 0  # modules served from the cache (compiled or known not to compile)
     fresh: int = 0  # modules the interpreter compiled on this run
+    unpacked: Mapping[Path, Unpacked] = field(default_factory=dict)  # the memos' unpacked copies, by memo
 
     @property
     def size(self) -> int:
@@ -238,7 +242,8 @@ def compile_bytecode(
         for owner, members in by_owner.items()
         for path, (archive, info) in write_archives(folder / "zip", members).items()
     ]
-    return Compiled(tuple(made), tuple(warnings), cached=len(sources) - len(misses), fresh=len(misses))
+    unpacked = {memo.path: memo.unpacked for memo in memo_of.values() if memo.unpacked is not None}
+    return Compiled(tuple(made), tuple(warnings), cached=len(sources) - len(misses), fresh=len(misses), unpacked=unpacked)
 
 
 def _memo(

@@ -14,14 +14,15 @@ written again. Its members become the bundle's entries where they are, as a whee
 copies their compressed bytes, the target dir inflates them and checks their CRC, so bytes that
 changed after the check fail the run instead of shipping (neither output is replaced). Memos are
 written whole and renamed into place, and two runs write a key's memo with the same bytes, so
-one run never reads another's half. (Keeping each .pyc a second time uncompressed, for the target
-dir to copy instead of inflating, was measured: the one pass took as long, inflating beside the
-other threads' file writes, and checking the larger memos took longer.)
+one run never reads another's half. Beside each memo is its unpacked copy (`unpacked.py`): the
+.pyc files uncompressed, which the target dir copies (each held to its member's CRC) instead of
+inflating them, as it does a wheel's.
 
 Layout, under the interpreter's folder of the bytecode cache::
 
     wheels/<k[:2]>/<k>.zip       the memo (k: SHA-256 of the key)
     wheels/<k[:2]>/<k>.sha256    the memo's SHA-256, written after it
+    wheels/<k[:2]>/<k>.unpacked  its members' bytes uncompressed, in their order in the memo
 """
 
 from __future__ import annotations
@@ -31,9 +32,12 @@ import hashlib
 import io
 import json
 import zipfile
+import zlib
 from typing import TYPE_CHECKING
 
 from poetry_plugin_lambda.atomic import write_atomic
+from poetry_plugin_lambda.unpacked import UnpackedWriter
+from poetry_plugin_lambda.unpacked import unpacked_copy
 from poetry_plugin_lambda.zipread import BrokenZip
 from poetry_plugin_lambda.zipread import parsing_zip
 from poetry_plugin_lambda.zipread import read_member
@@ -46,16 +50,19 @@ if TYPE_CHECKING:
 
     from poetry_plugin_lambda.bytecode_cache import BytecodeCache
     from poetry_plugin_lambda.pyc_archive import Deflated
+    from poetry_plugin_lambda.unpacked import Unpacked
 
 _INDEX = ".lambda-bundle-memo.json"  # the member listing the sources and the modules skipped
-_FORMAT = b"memo 3"  # in every key: a memo of another layout is never read
+_FORMAT = b"memo 4"  # in every key: a memo of another layout (or without its unpacked copy) is never read
 
 
 class Memo:
     """What a memo gives back: where each .pyc is, and the modules that did not compile."""
 
-    def __init__(self, path: Path, members: dict[str, zipfile.ZipInfo], skipped: dict[str, str]) -> None:
-        self.path, self.members, self.skipped = path, members, skipped
+    def __init__(
+        self, path: Path, members: dict[str, zipfile.ZipInfo], skipped: dict[str, str], unpacked: Unpacked | None = None
+    ) -> None:
+        self.path, self.members, self.skipped, self.unpacked = path, members, skipped, unpacked
 
 
 class WheelMemos:
@@ -77,6 +84,9 @@ class WheelMemos:
         folder = self.folder / key[:2]
         return folder / f"{key}.zip", folder / f"{key}.sha256"
 
+    def _unpacked_path(self, key: str) -> Path:
+        return self.folder / key[:2] / f"{key}.unpacked"
+
     def load(self, key: str, sources: Sequence[str]) -> Memo | None:
         """The memo for exactly `sources` (bundle paths of .py files); None if missing, damaged
         or made for another selection of modules."""
@@ -95,20 +105,31 @@ class WheelMemos:
         skipped = index.get("skipped")
         if not isinstance(skipped, dict):
             return None
-        return Memo(path, members, {str(k): str(v) for k, v in skipped.items()})
+        in_order = sorted(members.values(), key=lambda info: info.header_offset)
+        raw_crcs = index.get("raw_crcs")
+        if not isinstance(raw_crcs, list) or not all(isinstance(crc, int) for crc in raw_crcs):
+            return None
+        unpacked = unpacked_copy(self._unpacked_path(key), in_order, raw_crcs)
+        return Memo(path, members, {str(k): str(v) for k, v in skipped.items()}, unpacked)
 
     def store(
         self, key: str, sources: Sequence[str], pycs: Sequence[tuple[str, Deflated]], skipped: dict[str, str]
     ) -> None:
         """Write the memo; a cache that cannot be written only costs speed."""
         out = io.BytesIO()
-        index = json.dumps({"sources": sorted(sources), "skipped": skipped}, sort_keys=True).encode()
+        in_order = sorted(pycs, key=lambda item: item[0])
+        raw_crcs = [zlib.crc32(pyc.data) for _, pyc in in_order]
+        index = json.dumps({"sources": sorted(sources), "skipped": skipped, "raw_crcs": raw_crcs}, sort_keys=True).encode()
         with DeterministicZipWriter(out, epoch=DOS_EPOCH_MIN) as writer:
-            for name, pyc in sorted(pycs, key=lambda item: item[0]):
+            for name, pyc in in_order:
                 writer.add_deflated(name, pyc.data, pyc.crc, pyc.size)
             writer.add_bytes(_INDEX, index)
         data = out.getvalue()
         path, check = self._paths(key)
+        unpacked = UnpackedWriter(self._unpacked_path(key))
+        for _, pyc in in_order:
+            unpacked.write(zlib.decompress(pyc.data, -15))  # deflated here, by this run
+        unpacked.commit()
         with contextlib.suppress(OSError):
             write_atomic(path, data)
             write_atomic(check, hashlib.sha256(data).hexdigest().encode("ascii"))

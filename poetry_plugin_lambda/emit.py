@@ -5,7 +5,7 @@ final places, filled in one pass over the source archives: every member is read 
 local header checked against the central directory), copied as its compressed bytes into each
 ZIP that holds it, at the place the ZIP's layout gives it, and inflated once (its CRC checked)
 into a new file of each target dir that holds it; a wheel with an unpacked copy in the cache
-(`archive_index.Unpacked`) gives its bytes from there instead, held to the same size and CRC
+(`unpacked.Unpacked`) gives its bytes from there instead, held to the same size and CRC
 (inflated from the wheel if they fail). So the two outputs of a bundle are written
 from the same bytes, and the bundles of one run share the reading and inflating. The pass runs
 one thread per core, one archive at a time each (largest first; an archive up to 16 MiB read in
@@ -41,6 +41,7 @@ from poetry_plugin_lambda.errors import os_error
 from poetry_plugin_lambda.interrupts import held
 from poetry_plugin_lambda.sources import Inflater
 from poetry_plugin_lambda.sources import as_archive_members
+from poetry_plugin_lambda.sources import corrupt
 from poetry_plugin_lambda.sources import inflated
 from poetry_plugin_lambda.sources import is_deflated_member
 from poetry_plugin_lambda.sources import unreadable
@@ -60,11 +61,12 @@ if TYPE_CHECKING:
     import zipfile
     from collections.abc import Callable
     from collections.abc import Collection
+    from collections.abc import Iterator
     from collections.abc import Mapping
     from collections.abc import Sequence
 
-    from poetry_plugin_lambda.archive_index import Unpacked
     from poetry_plugin_lambda.assemble import Entry
+    from poetry_plugin_lambda.unpacked import Unpacked
 
 T = TypeVar("T")
 
@@ -462,9 +464,11 @@ def _fill_archive(archive: Path, members: dict[int, _Targets], unpacked: Unpacke
 
 
 class _Copy:
-    """A wheel's unpacked copy, read like the wheel (whole when small)."""
+    """An archive's unpacked copy, read like the archive (whole when small). A member comes from
+    it only when the archive's compressed bytes for it are the ones checked when the copy was
+    made (their CRC-32), and the copy's bytes have the member's size and CRC."""
 
-    def __init__(self, source: RawSource, offsets: dict[int, int]) -> None:
+    def __init__(self, source: RawSource, offsets: dict[int, tuple[int, int]]) -> None:
         self.source, self.offsets = source, offsets
 
     @classmethod
@@ -476,16 +480,52 @@ class _Copy:
         except OSError:  # gone or unreadable: the wheel's members are inflated
             return None
 
-    def data(self, info: zipfile.ZipInfo) -> bytes | None:
-        """The member's bytes, if the copy holds them whole and true to the member's CRC."""
-        start = self.offsets.get(info.header_offset)
-        if start is None:
+    def data(self, info: zipfile.ZipInfo, raw: bytes) -> bytes | None:
+        """The bytes of the member whose compressed bytes are `raw`, if `raw` is what was checked
+        and the copy holds them whole and true to the member's CRC."""
+        start, raw_crc = self.offsets.get(info.header_offset, (-1, -1))
+        if start < 0 or zlib.crc32(raw) != raw_crc:
             return None
         try:
             data = self.source.pread(info.file_size, start)
         except OSError:
             return None
         return data if len(data) == info.file_size and zlib.crc32(data) == info.CRC else None
+
+    def pieces(self, info: zipfile.ZipInfo) -> tuple[int, Iterator[bytes]] | None:
+        """A large member's bytes in pieces, if the copy holds them whole and true to the
+        member's CRC (read once to check that), with the CRC-32 its compressed bytes had when
+        they were checked. The CRC is checked again as they come: should the copy change
+        meanwhile, its last piece fails the bundle instead of being written."""
+        start, raw_crc = self.offsets.get(info.header_offset, (-1, -1))
+        if start < 0 or self._crc(info, start) != info.CRC:
+            return None
+        return raw_crc, self._pieces(info, start)
+
+    def _crc(self, info: zipfile.ZipInfo, start: int) -> int | None:
+        """The CRC of the member's bytes in the copy; None if it holds fewer, or cannot be read."""
+        crc = done = 0
+        try:
+            while done < info.file_size:
+                piece = self.source.pread(min(CHUNK, info.file_size - done), start + done)
+                if not piece:
+                    return None
+                crc, done = zlib.crc32(piece, crc), done + len(piece)
+        except OSError:
+            return None
+        return crc
+
+    def _pieces(self, info: zipfile.ZipInfo, start: int) -> Iterator[bytes]:
+        crc = done = 0
+        while done < info.file_size:
+            try:
+                piece = self.source.pread(min(CHUNK, info.file_size - done), start + done)
+            except OSError as error:
+                raise WheelError(f"{info.filename}: the unpacked copy in the cache cannot be read ({error}). Run again.") from None
+            crc, done = zlib.crc32(piece, crc), done + len(piece)
+            if not piece or (done >= info.file_size and crc != info.CRC):
+                raise WheelError(f"{info.filename}: the unpacked copy in the cache changed while it was read. Run again.")
+            yield piece
 
 
 def _fill_member(source: RawSource, archive: Path, targets: _Targets, runs: _ZipRuns, copy: _Copy | None) -> None:
@@ -494,14 +534,14 @@ def _fill_member(source: RawSource, archive: Path, targets: _Targets, runs: _Zip
     info = bundle.entries[index].info
     assert info is not None
     if info.compress_size > CHUNK or info.file_size > CHUNK:
-        _fill_large_member(source, archive, info, targets)
+        _fill_large_member(source, archive, info, targets, copy.pieces(info) if copy is not None else None)
         return
     try:
         raw = source.raw_bytes(info)
     except ZipWriteError as error:
         _fail_all(targets, unreadable(archive, info, error))
         return
-    data = copy.data(info) if copy is not None else None
+    data = copy.data(info, raw) if copy is not None else None
     try:
         if data is None:
             data = inflated(archive, info, raw)
@@ -512,21 +552,35 @@ def _fill_member(source: RawSource, archive: Path, targets: _Targets, runs: _Zip
         bundle.put(index, raw, data, runs)
 
 
-def _fill_large_member(source: RawSource, archive: Path, info: zipfile.ZipInfo, targets: _Targets) -> None:
+def _fill_large_member(
+    source: RawSource, archive: Path, info: zipfile.ZipInfo, targets: _Targets, copied: tuple[int, Iterator[bytes]] | None
+) -> None:
     """A member too large to hold, streamed: each raw chunk copied into the ZIPs and inflated
-    into the files as it comes."""
+    into the files as it comes; or, `copied`, its bytes from the archive's unpacked copy, once
+    its raw chunks proved to be the ones checked (their CRC-32)."""
     opened = [member for bundle, index in targets if (member := bundle.open_member(index)) is not None]
-    inflater = Inflater(archive, info)
+    inflater = Inflater(archive, info) if copied is None else None
+    raw_crc = 0
     try:
         for chunk in source.raw_chunks(info):
             for member in opened:
                 member.raw(chunk)
-            for piece in inflater.feed(chunk):
+            if inflater is None:
+                raw_crc = zlib.crc32(chunk, raw_crc)
+            for piece in inflater.feed(chunk) if inflater is not None else ():
                 for member in opened:
                     member.inflated(piece)
             if not any(member.bundle.live for member in opened):
                 return
-        inflater.finish()
+        if inflater is not None:
+            inflater.finish()
+        elif copied is not None:
+            checked, pieces = copied
+            if raw_crc != checked:  # not the bytes checked: inflating them would have failed too
+                raise corrupt(archive, info)
+            for piece in pieces:
+                for member in opened:
+                    member.inflated(piece)
     except ZipWriteError as error:
         _fail_all(targets, unreadable(archive, info, error))
     except WheelError as error:  # a bad source fails every job holding it

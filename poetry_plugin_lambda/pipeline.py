@@ -17,7 +17,6 @@ from typing import Any
 
 from poetry_plugin_lambda import compat
 from poetry_plugin_lambda.archive_index import ArchiveIndex
-from poetry_plugin_lambda.archive_index import Unpacked
 from poetry_plugin_lambda.assemble import assemble
 from poetry_plugin_lambda.assemble import file_filter
 from poetry_plugin_lambda.assemble import merge
@@ -45,6 +44,7 @@ from poetry_plugin_lambda.wheels import check_built_wheel
 from poetry_plugin_lambda.wheels import check_record_hashes
 from poetry_plugin_lambda.wheels import contents_of
 from poetry_plugin_lambda.wheels import parse_wheel
+from poetry_plugin_lambda.wheels import with_raw_crcs
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from poetry_plugin_lambda.slim import Slimmed
     from poetry_plugin_lambda.spec import BundleSpec
     from poetry_plugin_lambda.targets import Target
+    from poetry_plugin_lambda.unpacked import Unpacked
     from poetry_plugin_lambda.wheels import ParsedWheel
 
 
@@ -246,6 +247,7 @@ class SharedWork:
             with self._known.unpacking(digest) as unpacked:
                 check_record_hashes(parsed, unpacked)
             if kept is None:
+                parsed = with_raw_crcs(parsed)
                 self._known.keep_parsed(digest, parsed)
             copy = self._known.unpacked(digest, parsed)
         self._parsed[wheel] = parsed
@@ -294,6 +296,7 @@ def _assemble(prepared: _Prepared, shared: SharedWork, progress: Progress) -> _A
         if drop is not None:  # `exclude-files = ["*.pyc"]` leaves bytecode out too
             compiled = replace(compiled, entries=tuple(e for e in compiled.entries if not drop(e.path.removeprefix(prefix))))
         progress.line(f"    {compiled.fresh:,} compiled now, {compiled.cached:,} from the bytecode cache{tag}")
+        shared.unpacked.update(compiled.unpacked)
         entries = merge(entries, compiled.entries)
         warnings += _summarise(compiled.warnings)
     check_unzipped_size(entries, spec.max_unzipped_size)

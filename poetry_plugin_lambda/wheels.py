@@ -15,8 +15,10 @@ import marshal
 import re
 import stat
 import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import replace
 from email.parser import HeaderParser
 from pathlib import Path
 from pathlib import PurePosixPath
@@ -34,6 +36,8 @@ from packaging.version import Version
 from poetry_plugin_lambda.errors import WheelError
 from poetry_plugin_lambda.errors import redact
 from poetry_plugin_lambda.zipread import BrokenZip
+from poetry_plugin_lambda.zipread import RawSource
+from poetry_plugin_lambda.zipread import ZipWriteError
 from poetry_plugin_lambda.zipread import parsing_zip
 from poetry_plugin_lambda.zipread import read_member
 from poetry_plugin_lambda.zipwriter import unsafe_path
@@ -82,6 +86,7 @@ class ParsedWheel:
     members: tuple[WheelMember, ...]
     listed: Mapping[str, tuple[str, str]]  # the wheel's own RECORD: {member: (hash, size)}
     metadata: bytes = b""  # its METADATA as the wheel holds it (what ships is made from it per run)
+    raw_crcs: tuple[int, ...] = ()  # of each member's compressed bytes, once checked (`with_raw_crcs`)
 
 
 def check_member_name(wheel: str, name: str) -> None:
@@ -257,7 +262,7 @@ def _read_open_wheel(archive: Path, zf: zipfile.ZipFile, name: str, version: str
     return ParsedWheel(archive, name, version, dist_info, tuple(members), record, metadata)
 
 
-_SAVED_FORMAT = 1  # of `saved`; a change to what `parse_wheel` finds or refuses changes it too
+_SAVED_FORMAT = 2  # of `saved`; a change to what `parse_wheel` finds or refuses changes it too
 
 
 def saved(wheel: ParsedWheel) -> bytes:
@@ -275,9 +280,10 @@ def saved(wheel: ParsedWheel) -> bytes:
         )
         for m in wheel.members
     )
-    return marshal.dumps(
-        (_SAVED_FORMAT, wheel.archive.name, wheel.name, wheel.version, wheel.dist_info, wheel.metadata, rows, dict(wheel.listed))
-    )
+    return marshal.dumps((
+        _SAVED_FORMAT, wheel.archive.name, wheel.name, wheel.version, wheel.dist_info, wheel.metadata, rows,
+        dict(wheel.listed), wheel.raw_crcs,
+    ))
 
 
 def restored(blob: bytes, archive: Path) -> ParsedWheel | None:
@@ -285,7 +291,7 @@ def restored(blob: bytes, archive: Path) -> ParsedWheel | None:
     another file name (the same bytes under another name are another name and version)."""
     try:
         kept = marshal.loads(blob)
-        form, filename, name, version, dist_info, metadata, rows, listed = kept
+        form, filename, name, version, dist_info, metadata, rows, listed, raw_crcs = kept
         if form != _SAVED_FORMAT or filename != archive.name:
             return None
         shipped = without_local_urls(metadata)
@@ -297,7 +303,7 @@ def restored(blob: bytes, archive: Path) -> ParsedWheel | None:
             members.append(WheelMember(info, path, _is_executable(info), shipped if is_metadata else None))
     except (ValueError, TypeError, EOFError, AttributeError):  # not what `saved` writes
         return None
-    return ParsedWheel(archive, name, version, dist_info, tuple(members), listed, metadata)
+    return ParsedWheel(archive, name, version, dist_info, tuple(members), listed, metadata, tuple(raw_crcs))
 
 
 def _check_metadata(label: str, metadata: bytes, dist_info: str, name: str, version: str) -> None:
@@ -311,6 +317,26 @@ def _check_metadata(label: str, metadata: bytes, dist_info: str, name: str, vers
         raise WheelError(f"{label}: METADATA names {headers['Name']!r}, the file name {name!r}.")
     if not same_version(headers["Version"], version):
         raise WheelError(f"{label}: METADATA says version {headers['Version']!r}, the file name {version!r}.")
+
+
+def with_raw_crcs(wheel: ParsedWheel) -> ParsedWheel:
+    """`wheel` with the CRC-32 of each member's compressed bytes, the bytes the bundle's ZIP copies
+    as they are: read when the wheel was just checked against the lock, they are what later runs
+    hold those bytes to when they do not inflate them (`unpacked.py`)."""
+    crcs = []
+    try:
+        source = RawSource.whole(wheel.archive)
+        try:
+            for member in wheel.members:
+                crc = 0
+                for chunk in source.raw_chunks(member.info):
+                    crc = zlib.crc32(chunk, crc)
+                crcs.append(crc)
+        finally:
+            source.close()
+    except (ZipWriteError, OSError) as error:
+        raise WheelError(f"{wheel.archive.name}: a member cannot be read ({error}).") from None
+    return replace(wheel, raw_crcs=tuple(crcs))
 
 
 def check_record_hashes(wheel: ParsedWheel, sink: Sink | None = None) -> None:

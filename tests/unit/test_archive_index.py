@@ -14,6 +14,7 @@ from poetry_plugin_lambda.errors import hide
 from poetry_plugin_lambda.errors import secrets_hidden
 from poetry_plugin_lambda.wheels import ParsedWheel
 from poetry_plugin_lambda.wheels import parse_wheel
+from poetry_plugin_lambda.wheels import with_raw_crcs
 from tests.fixtures.wheelfactory import build_wheel
 
 TOKEN = "tok-5f3a9c1e77b2"
@@ -25,7 +26,7 @@ def _sha256(path: Path) -> str:
 
 def _same(one: ParsedWheel, other: ParsedWheel) -> None:
     assert (one.archive, one.name, one.version, one.dist_info) == (other.archive, other.name, other.version, other.dist_info)
-    assert dict(one.listed) == dict(other.listed) and one.metadata == other.metadata
+    assert dict(one.listed) == dict(other.listed) and one.metadata == other.metadata and one.raw_crcs == other.raw_crcs
     fields = ("orig_filename", "filename", "header_offset", "compress_size", "file_size", "CRC",
               "compress_type", "external_attr", "flag_bits")
     assert len(one.members) == len(other.members)
@@ -47,7 +48,8 @@ def wheel(tmp_path: Path) -> Path:
 def test_a_kept_wheel_reads_back_as_parsed(tmp_path: Path, wheel: Path) -> None:
     index, digest = ArchiveIndex(tmp_path / "cache"), _sha256(wheel)
     assert index.parsed(digest, wheel) is None
-    parsed = parse_wheel(wheel)
+    parsed = with_raw_crcs(parse_wheel(wheel))
+    assert len(parsed.raw_crcs) == len(parsed.members)
     index.keep_parsed(digest, parsed)
     _same(index.parsed(digest, wheel), parsed)
 
@@ -118,11 +120,12 @@ def test_archive_entries_lead_only_into_the_cache(tmp_path: Path, wheel: Path) -
 
 def _unpack(index: ArchiveIndex, wheel: Path) -> tuple[ParsedWheel, str]:
     from poetry_plugin_lambda.wheels import check_record_hashes
+    from poetry_plugin_lambda.wheels import with_raw_crcs
 
     parsed, digest = parse_wheel(wheel), _sha256(wheel)
     with index.unpacking(digest) as sink:
         check_record_hashes(parsed, sink)
-    return parsed, digest
+    return with_raw_crcs(parsed), digest
 
 
 def test_an_unpacked_copy_holds_every_installable_member_in_order(tmp_path: Path, wheel: Path) -> None:
@@ -135,7 +138,7 @@ def test_an_unpacked_copy_holds_every_installable_member_in_order(tmp_path: Path
     blob = copy.path.read_bytes()
     with zipfile.ZipFile(wheel) as zf:
         for member in parsed.members:
-            start = copy.offsets[member.info.header_offset]
+            start, _ = copy.offsets[member.info.header_offset]
             assert blob[start : start + member.info.file_size] == zf.read(member.info)
     copy.path.write_bytes(blob[:-1])  # not of the wheel's size: not believed
     assert index.unpacked(digest, parsed) is None
@@ -185,7 +188,7 @@ def test_the_outputs_copy_from_the_unpacked_copy_and_never_ship_a_damaged_one(
     if damage == "flipped byte":
         blob[len(blob) // 2] ^= 0x20  # inside kept/data.bin
     elif damage == "swapped members":
-        second = sorted(copy.offsets.values())[1]
+        second = sorted(start for start, _ in copy.offsets.values())[1]
         blob = blob[second:] + blob[:second]  # same size, every member's bytes elsewhere
     copy.path.write_bytes(bytes(blob))
     inflated: list[str] = []
@@ -203,3 +206,69 @@ def test_the_outputs_copy_from_the_unpacked_copy_and_never_ship_a_damaged_one(
         assert inflated == ["kept/data.bin"]
     else:
         assert set(inflated) == from_wheel
+
+
+@pytest.mark.parametrize("damage", [None, "flipped byte", "changed while read"])
+def test_a_large_member_comes_from_the_copy_only_when_it_is_true(
+    tmp_path: Path, damage: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A member too large to hold is streamed; from the copy only if the copy's bytes have its
+    CRC, and a copy that changes while it is streamed fails the bundle, never ships."""
+    import random
+
+    from poetry_plugin_lambda import emit
+    from poetry_plugin_lambda.assemble import assemble
+    from poetry_plugin_lambda.errors import BundleError
+    from poetry_plugin_lambda.wheels import contents_of
+
+    blob = random.Random(3).randbytes(3_000_000)
+    big = build_wheel(tmp_path / "cache" / "artifacts", "big", "1.0", files={"big/__init__.py": "", "big/blob.bin": blob})
+    index = ArchiveIndex(tmp_path / "cache")
+    parsed, digest = _unpack(index, big)
+    entries = assemble([contents_of(parsed)])
+    copy = index.unpacked(digest, parsed)
+    assert copy is not None
+    if damage is not None:
+        data = bytearray(copy.path.read_bytes())
+        data[copy.offsets[next(m.info.header_offset for m in parsed.members if m.path == "big/blob.bin")][0] + 5] ^= 1
+        copy.path.write_bytes(bytes(data))
+    inflaters: list[str] = []
+    original_inflater = emit.Inflater
+    monkeypatch.setattr(emit, "Inflater", lambda archive, info: inflaters.append(info.filename) or original_inflater(archive, info))
+    if damage == "changed while read":  # the check read the true bytes; the copy changed after
+        monkeypatch.setattr(emit._Copy, "_crc", lambda self, info, start: info.CRC)
+        with pytest.raises(BundleError, match="changed while it was read"):
+            emit.write_outputs(entries, tmp_path / "out" / "fn.zip", tmp_path / "out" / "target", 315532800, {big: copy})
+        assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+        return
+    emit.write_outputs(entries, tmp_path / "out" / "fn.zip", tmp_path / "out" / "target", 315532800, {big: copy})
+    assert (tmp_path / "out" / "target" / "big" / "blob.bin").read_bytes() == blob
+    assert inflaters == ([] if damage is None else ["big/blob.bin"])
+
+
+@pytest.mark.parametrize("size", ["small", "large"])
+def test_a_wheel_whose_bytes_changed_since_its_copy_was_made_fails_as_it_always_did(tmp_path: Path, size: str) -> None:
+    """The ZIP copies the wheel's compressed bytes as they are: with a copy they are not inflated,
+    so they are held to the CRC-32 they had when checked; changed, they are inflated, and fail."""
+    import random
+    import zipfile
+
+    from poetry_plugin_lambda import emit
+    from poetry_plugin_lambda.assemble import assemble
+    from poetry_plugin_lambda.errors import BundleError
+    from poetry_plugin_lambda.wheels import contents_of
+
+    blob = random.Random(5).randbytes(3_000_000 if size == "large" else 4000)
+    wheel = build_wheel(tmp_path / "cache" / "artifacts", "chg", "1.0", files={"chg/__init__.py": "", "chg/blob.bin": blob})
+    index = ArchiveIndex(tmp_path / "cache")
+    parsed, digest = _unpack(index, wheel)
+    copy = index.unpacked(digest, parsed)
+    assert copy is not None
+    with zipfile.ZipFile(wheel) as zf:
+        info = zf.getinfo("chg/blob.bin")
+    data = bytearray(wheel.read_bytes())
+    data[info.header_offset + 30 + len(info.filename) + info.compress_size // 2] ^= 0x01  # the stored bytes
+    wheel.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="blob.bin does not match its CRC|blob.bin cannot be read"):
+        emit.write_outputs(assemble([contents_of(parsed)]), tmp_path / "out" / "fn.zip", tmp_path / "out" / "target", 315532800, {wheel: copy})
+    assert not any((tmp_path / "out").iterdir())

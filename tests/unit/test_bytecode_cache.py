@@ -398,7 +398,7 @@ def _bundle(compiled: bytecode.Compiled, out: Path) -> tuple[Path, Path]:
     from poetry_plugin_lambda.emit import write_outputs
 
     zip_path, target = out / "bundle.zip", out / "target"
-    write_outputs(sorted(compiled.entries, key=lambda e: e.path), zip_path, target, epoch=315532800)
+    write_outputs(sorted(compiled.entries, key=lambda e: e.path), zip_path, target, epoch=315532800, unpacked=compiled.unpacked)
     return zip_path, target
 
 
@@ -410,6 +410,7 @@ def test_a_memo_read_where_it_is_fills_both_outputs_as_a_cold_run(python312: Pat
     cold_zip, cold_dir = _bundle(_compile(entries, python312, tmp_path, cache), tmp_path / "cold")
     warm = _compile(entries, python312, tmp_path, cache)
     assert sum(e.archive in _memo_files(cache) for e in warm.entries) == 2
+    assert list(warm.unpacked) == _memo_files(cache)  # its .pyc files copied from its unpacked copy
     warm_zip, warm_dir = _bundle(warm, tmp_path / "warm")
     assert warm_zip.read_bytes() == cold_zip.read_bytes()
     with zipfile.ZipFile(warm_zip) as zf:
@@ -454,3 +455,26 @@ def test_a_modules_bytecode_is_the_same_alone_or_in_the_pool(tmp_path: Path, ver
     alone = [bytecode._run_compiler([frame], python, tmp_path / f"alone-{i}", workers=2)[0] for i, frame in enumerate(frames[:3])]
     assert all(result.startswith(b"c") for result in pooled)
     assert alone == pooled[:3]
+
+
+@pytest.mark.parametrize("damage", ["flipped byte", "truncated", "removed"])
+def test_a_memos_damaged_unpacked_copy_costs_speed_never_a_wrong_file(python312: Path, tmp_path: Path, damage: str) -> None:
+    cache = tmp_path / "cache"
+    entries = _entries(tmp_path)
+    cold_zip, cold_dir = _bundle(_compile(entries, python312, tmp_path, cache), tmp_path / "cold")
+    (copy,) = cache.glob("cpython-*/wheels/*/*.unpacked")
+    if damage == "flipped byte":
+        blob = bytearray(copy.read_bytes())
+        blob[len(blob) // 2] ^= 0x08
+        copy.write_bytes(bytes(blob))
+    elif damage == "truncated":
+        copy.write_bytes(copy.read_bytes()[:-1])
+    else:
+        copy.unlink()
+    warm = _compile(entries, python312, tmp_path, cache)
+    assert list(warm.unpacked) == ([] if damage != "flipped byte" else _memo_files(cache))
+    warm_zip, warm_dir = _bundle(warm, tmp_path / "warm")
+    assert warm_zip.read_bytes() == cold_zip.read_bytes()
+    with zipfile.ZipFile(warm_zip) as zf:
+        for name in zf.namelist():
+            assert (warm_dir / name).read_bytes() == zf.read(name) == (cold_dir / name).read_bytes()
