@@ -258,8 +258,11 @@ class _Bundle:
         zip_file, target, entry = self._zip, self._dir, self.entries[index]
         assert zip_file is not None and target is not None
         layout = zip_file.layout
-        if runs.write(self, layout.offsets[index], layout.heads[index], raw):
-            self.attempt(lambda: target.write(entry.path, data, entry.executable), self.job.target_dir)
+        if runs.write(self, layout.offsets[index], layout.heads[index], raw) and self.error is None:
+            try:
+                target.write(entry.path, data, entry.executable)
+            except OSError as error:
+                self.fail(os_error(error, f"write {self.job.target_dir}"))
 
     def write_zip(self, offset: int, data: bytes) -> bool:
         """`data` at `offset` of the staged ZIP; False if this job has failed, or fails now."""
@@ -453,7 +456,7 @@ def _fill_archive(archive: Path, members: dict[int, _Targets], unpacked: Unpacke
     runs = _ZipRuns()
     try:
         for targets in members.values():
-            live = [(bundle, index) for bundle, index in targets if bundle.live]
+            live = targets if len(targets) == 1 and targets[0][0].error is None else [t for t in targets if t[0].live]
             if live:
                 _fill_member(source, archive, live, runs, copy)
         runs.flush()

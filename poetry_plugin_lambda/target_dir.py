@@ -122,9 +122,11 @@ def _mode(executable: bool) -> int:
 
 def write_all(fd: int, data: bytes | memoryview) -> None:
     """All of `data` into `fd` (a write may take only part of it)."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+    written = os.write(fd, data)
+    if written < len(data):
+        view = memoryview(data)[written:]
+        while view:
+            view = view[os.write(fd, view) :]
 
 
 def _write_new(dest: str | Path, data: bytes, mode: int, exact: bool = False) -> None:

@@ -151,25 +151,33 @@ class RawSource:
 
     def raw_bytes(self, info: zipfile.ZipInfo) -> bytes:
         """All of the member's stored bytes (for members small enough to hold)."""
-        return b"".join(self.raw_chunks(info))
+        data = self._data
+        if data is None:
+            return b"".join(self.raw_chunks(info))
+        offset = info.header_offset  # read whole: the header checked in place, the bytes sliced once
+        start = offset + _check_local_header(info, data, self.encoding, offset)
+        raw = data[start : start + info.compress_size]
+        if len(raw) != info.compress_size:
+            raise ZipWriteError(f"{info.filename}: source archive is truncated")
+        return raw
 
 
 def _open(path: str | os.PathLike[str]) -> int:
     return os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
 
 
-def _check_local_header(info: zipfile.ZipInfo, head: bytes, encoding: str | None) -> int:
-    """Where the member's data starts, relative to its local header (which `head` begins with),
-    after checking that header against the central directory."""
-    if len(head) < LOCAL.size or head[:4] != LOCAL_SIG:
+def _check_local_header(info: zipfile.ZipInfo, head: bytes, encoding: str | None, at: int = 0) -> int:
+    """Where the member's data starts, relative to its local header (at `at` in `head`), after
+    checking that header against the central directory."""
+    if len(head) < at + LOCAL.size or head[at : at + 4] != LOCAL_SIG:
         raise ZipWriteError(f"{info.filename}: bad local header signature")
-    fields = LOCAL.unpack_from(head)
+    fields = LOCAL.unpack_from(head, at)
     flags, method, crc, compressed_size, file_size, name_len, extra_len = (
         fields[2], fields[3], fields[6], fields[7], fields[8], fields[9], fields[10]
     )  # fmt: skip
     if method != info.compress_type or flags & FLAG_ENCRYPTED:
         raise ZipWriteError(f"{info.filename}: local header disagrees with central directory")
-    raw_name = head[LOCAL.size : LOCAL.size + name_len]
+    raw_name = head[at + LOCAL.size : at + LOCAL.size + name_len]
     if len(raw_name) != name_len:
         raise ZipWriteError(f"{info.filename}: source archive is truncated")
     _check_local_name(info, raw_name, flags, encoding)

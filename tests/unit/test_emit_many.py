@@ -62,13 +62,18 @@ def test_a_member_several_bundles_hold_is_read_once_and_written_to_each(
     paths = wheels(tmp_path)
     layer, code = entries(paths, "python/"), entries(paths)
     reads: collections.Counter[tuple[str, int]] = collections.Counter()
-    original = RawSource.raw_chunks
+    original, original_bytes = RawSource.raw_chunks, RawSource.raw_bytes
 
     def counted(self: RawSource, info: zipfile.ZipInfo) -> Iterator[bytes]:
         reads[(info.filename, info.header_offset)] += 1
         return original(self, info)
 
+    def counted_bytes(self: RawSource, info: zipfile.ZipInfo) -> bytes:  # small wheels, read whole: no chunks
+        reads[(info.filename, info.header_offset)] += 1
+        return original_bytes(self, info)
+
     monkeypatch.setattr(RawSource, "raw_chunks", counted)
+    monkeypatch.setattr(RawSource, "raw_bytes", counted_bytes)
     results = write_all_outputs([job(layer, tmp_path / "layer"), job(code, tmp_path / "code")])
 
     assert all(isinstance(r, ZipResult) for r in results)
