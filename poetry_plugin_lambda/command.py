@@ -19,6 +19,7 @@ from packaging.utils import canonicalize_name
 from poetry.console.commands.command import Command
 
 from poetry_plugin_lambda.compat import known_secrets
+from poetry_plugin_lambda.compat import lock_parse_kept
 from poetry_plugin_lambda.compat import output_redacted
 from poetry_plugin_lambda.compat import schema_validators_kept
 from poetry_plugin_lambda.errors import BundleError
@@ -263,7 +264,8 @@ class LambdaBundleCommand(Command):
 
         with schema_validators_kept(self.application):
             poetry = self.poetry
-        hide(known_secrets(poetry))
+        with lock_parse_kept(poetry):  # the first read of poetry.lock, which the locker keeps
+            hide(known_secrets(poetry))
         table = poetry.pyproject.data.get("tool", {}).get(CONFIG_TABLE.split(".", 1)[1])
         specs = build_specs(
             table, self._cli_values(), project_facts(poetry), Path.cwd(), os.environ, self.option("bundle")
