@@ -27,9 +27,9 @@ import struct
 import time
 import zipfile
 import zlib
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from typing import BinaryIO
+from typing import NamedTuple
 
 from poetry_plugin_lambda.zipread import CHUNK
 from poetry_plugin_lambda.zipread import FLAG_UTF8
@@ -94,9 +94,9 @@ def dos_date_time(epoch: int) -> tuple[int, int]:
     return dos_time, dos_date
 
 
-@dataclass(frozen=True)
-class Record:
-    """Everything the central directory needs about one member."""
+class Record(NamedTuple):
+    """Everything the central directory needs about one member (a tuple: a bundle makes them by
+    the ten thousand, and a frozen dataclass takes three times as long to make)."""
 
     name_bytes: bytes
     crc: int
