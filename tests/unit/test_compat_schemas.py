@@ -64,7 +64,7 @@ def test_kept_validators_judge_as_poetry_does(tmp_path: Path) -> None:
     assert not folder.exists()
     assert _judge(project, cache) == expected  # generates them and keeps them
     kept = sorted(folder.glob("*.checked"))
-    assert len(kept) == 4  # project, tool.poetry, dependency-groups, Poetry's own
+    assert len(kept) >= 3  # project, tool.poetry, Poetry's own (and dependency-groups, since Poetry 2.2)
     stamps = [p.stat().st_mtime_ns for p in kept]
     assert _judge(project, cache) == expected  # reads them
     assert [p.stat().st_mtime_ns for p in kept] == stamps  # not written again
