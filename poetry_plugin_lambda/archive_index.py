@@ -6,7 +6,7 @@ run go straight from the lock to the file. Entries are hints: the file is always
 against the lock's hash before use, so a stale or tampered entry is simply ignored.
 
 Also kept, by the same sha256: what `wheels.parse_wheel` found in a wheel once the wheel was
-found true to its RECORD (`wheels.check_record_hashes`), facts of the file's bytes, so a warm
+found true to its RECORD (`unpacked.unpack`, `wheels.RecordCheck`), facts of the file's bytes, so a warm
 run neither parses a wheel's directory and RECORD again nor inflates every member to check it.
 They are checked files (`atomic.read_checked`): a damaged one is parsed and checked again. And
 each such wheel's unpacked copy (`unpacked.py`), its members' bytes as they were inflated for
@@ -74,10 +74,11 @@ class ArchiveIndex:
             write_checked(self._entry(digest).with_suffix(".parsed"), saved(wheel))
 
     @contextlib.contextmanager
-    def unpacking(self, digest: str) -> Iterator[UnpackedWriter]:
-        """A writer for the unpacked copy of the wheel with this sha256, kept if the block ends
-        without an error (`keep_parsed` comes after it: a kept wheel's copy is complete)."""
-        writer = UnpackedWriter(self._entry(digest).with_suffix(".unpacked"))
+    def unpacking(self, digest: str, wheel: ParsedWheel) -> Iterator[UnpackedWriter]:
+        """A writer for the unpacked copy of `wheel` (whose sha256 is `digest`), kept if the block
+        ends without an error and the writer was not discarded."""
+        size = sum(member.info.file_size for member in wheel.members)
+        writer = UnpackedWriter(self._entry(digest).with_suffix(".unpacked"), size)
         try:
             yield writer
         except BaseException:

@@ -126,7 +126,7 @@ class WheelMemos:
             writer.add_bytes(_INDEX, index)
         data = out.getvalue()
         path, check = self._paths(key)
-        unpacked = UnpackedWriter(self._unpacked_path(key))
+        unpacked = UnpackedWriter(self._unpacked_path(key), sum(pyc.size for _, pyc in in_order))
         for _, pyc in in_order:
             unpacked.write(zlib.decompress(pyc.data, -15))  # deflated here, by this run
         unpacked.commit()

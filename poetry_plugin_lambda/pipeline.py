@@ -40,11 +40,10 @@ from poetry_plugin_lambda.report import largest_packages
 from poetry_plugin_lambda.report import size_warnings
 from poetry_plugin_lambda.targets import marker_environment
 from poetry_plugin_lambda.targets import supported_tags
+from poetry_plugin_lambda.unpacked import unpack
 from poetry_plugin_lambda.wheels import check_built_wheel
-from poetry_plugin_lambda.wheels import check_record_hashes
 from poetry_plugin_lambda.wheels import contents_of
 from poetry_plugin_lambda.wheels import parse_wheel
-from poetry_plugin_lambda.wheels import with_raw_crcs
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -232,25 +231,23 @@ class SharedWork:
         return self._project_wheel
 
     def _read(self, artifact: Artifact) -> None:
-        """A fetched wheel read, and (once per wheel file) held to its RECORD: what that found is
-        kept by the wheel's sha256, with the wheel's unpacked copy, so later runs read both from
-        there (a copy gone from the cache is made again). A wheel built here (no sha256) was
-        made by its build backend in this run, and is parsed each time."""
+        """A fetched wheel read, and (once per wheel file) held to its RECORD while its unpacked
+        copy is made: what that found is kept by the wheel's sha256, so later runs read it from
+        there and copy the wheel's files from its copy (if it has one: a copy the cache could
+        not hold only costs speed). A wheel built here (no sha256) was made by its build backend
+        in this run, and is parsed each time."""
         wheel, digest = artifact.wheel, artifact.sha256
         if not digest or wheel in self._parsed:
             self.parsed(wheel)
             return
-        kept = self._known.parsed(digest, wheel)
-        copy = self._known.unpacked(digest, kept) if kept is not None else None
-        parsed = kept or parse_wheel(wheel)
-        if copy is None:
-            with self._known.unpacking(digest) as unpacked:
-                check_record_hashes(parsed, unpacked)
-            if kept is None:
-                parsed = with_raw_crcs(parsed)
-                self._known.keep_parsed(digest, parsed)
-            copy = self._known.unpacked(digest, parsed)
+        parsed = self._known.parsed(digest, wheel)
+        if parsed is None:
+            parsed = parse_wheel(wheel)
+            with self._known.unpacking(digest, parsed) as writer:
+                parsed = unpack(parsed, writer)
+            self._known.keep_parsed(digest, parsed)
         self._parsed[wheel] = parsed
+        copy = self._known.unpacked(digest, parsed)
         if copy is not None:
             self.unpacked[wheel] = copy
 

@@ -9,23 +9,35 @@ directory as they are copied (`emit._Copy`), and inflated from the archive when 
 a damaged copy costs speed, never a wrong file. Inflating also checked the member's compressed
 bytes, which the ZIP copies as they are; with a copy those are held instead to the CRC-32 they
 had when they were first checked (kept with the archive's facts), so a member that changed
-since is inflated, and fails as it always did.
+since is inflated, and fails as it always did. A wheel's copy is made (`unpack`) by the
+outputs' own strict reader, so no member the outputs would refuse to inflate is ever copied;
+a wheel larger than `MAX_COPY` unzipped gets none.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import zipfile
+import zlib
 from dataclasses import dataclass
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from poetry_plugin_lambda.atomic import Staged
+from poetry_plugin_lambda.errors import WheelError
+from poetry_plugin_lambda.sources import Inflater
+from poetry_plugin_lambda.wheels import RecordCheck
+from poetry_plugin_lambda.wheels import check_record_hashes
+from poetry_plugin_lambda.zipread import RawSource
+from poetry_plugin_lambda.zipread import ZipWriteError
 
 if TYPE_CHECKING:
-    import zipfile
     from collections.abc import Sequence
     from pathlib import Path
     from typing import BinaryIO
+
+    from poetry_plugin_lambda.wheels import ParsedWheel
 
 
 @dataclass(frozen=True)
@@ -56,13 +68,20 @@ def unpacked_copy(path: Path, members: Sequence[zipfile.ZipInfo], raw_crcs: Sequ
     return Unpacked(path, offsets)
 
 
+MAX_COPY = 256 << 20  # bytes: a wheel larger than this unzipped (past Lambda's 250 MB) gets no copy
+
+
 class UnpackedWriter:
     """An unpacked copy being written, best effort: a full or read-only cache costs only speed,
-    never the work that writes it. Nothing of it is left unless `commit` is called."""
+    never the work that writes it. Nothing of it is left unless `commit` is called. `size`, the
+    bytes it will hold: above `MAX_COPY` nothing is written (a compression bomb of a wheel never
+    fills the cache; its members are inflated as they always were)."""
 
-    def __init__(self, final: Path) -> None:
+    def __init__(self, final: Path, size: int = 0) -> None:
         self._staged: Staged | None = None
         self._file: BinaryIO | None = None
+        if size > MAX_COPY:
+            return
         try:
             self._staged = Staged(final)
             self._file = os.fdopen(os.dup(self._staged.fd), "wb", buffering=1 << 20)
@@ -81,7 +100,10 @@ class UnpackedWriter:
             try:
                 self._file.close()
                 self._file = None
+                os.chmod(self._staged.path, 0o644)  # as every cache file: not the temporary's 0600
                 self._staged.commit()
+                self._staged.close()
+                self._staged = None
             except OSError:
                 self.discard()
 
@@ -94,3 +116,58 @@ class UnpackedWriter:
             with contextlib.suppress(OSError):
                 self._staged.discard()
             self._staged = None
+
+
+class _NotStrict(Exception):
+    """A member that zipfile reads but the outputs' own reader refuses."""
+
+
+def unpack(wheel: ParsedWheel, writer: UnpackedWriter) -> ParsedWheel:
+    """`wheel` held to its RECORD (`wheels.RecordCheck`), every member inflated once into `writer`
+    on the way; returned with the CRC-32 of each member's compressed bytes.
+
+    Each member is read as the outputs read it: its local header checked against the central
+    directory, its deflate stream inflated to exactly its size and CRC. A wheel with a member
+    that fails that (zipfile, which the RECORD check used before, is more lenient: a stream that
+    runs on past its size passes it) gets no copy: its copy is discarded, it is checked as it
+    always was (`wheels.check_record_hashes`), and the outputs inflate its members, refusing any
+    of those they hold.
+    """
+    try:
+        crcs = _unpack(wheel, writer)
+    except _NotStrict:
+        writer.discard()
+        check_record_hashes(wheel)
+        return wheel
+    return replace(wheel, raw_crcs=crcs)
+
+
+def _unpack(wheel: ParsedWheel, writer: UnpackedWriter) -> tuple[int, ...]:
+    crcs = []
+    try:
+        source = RawSource.whole(wheel.archive)
+    except OSError as error:
+        raise WheelError(f"{wheel.archive.name}: a member cannot be read ({error}).") from None
+    try:
+        for member in wheel.members:
+            info, check = member.info, RecordCheck(wheel, member)
+            inflater = Inflater(wheel.archive, info) if info.compress_type == zipfile.ZIP_DEFLATED else None
+            raw_crc = crc = size = 0
+            try:
+                for chunk in source.raw_chunks(info):
+                    raw_crc = zlib.crc32(chunk, raw_crc)
+                    for piece in inflater.feed(chunk) if inflater is not None else (chunk,):
+                        check.update(piece)
+                        writer.write(piece)
+                        crc, size = zlib.crc32(piece, crc), size + len(piece)
+                if inflater is not None:
+                    inflater.finish()
+                elif (crc, size) != (info.CRC, info.file_size):
+                    raise _NotStrict
+            except (ZipWriteError, WheelError, OSError) as error:
+                raise _NotStrict from error
+            check.finish()
+            crcs.append(raw_crc)
+    finally:
+        source.close()
+    return tuple(crcs)

@@ -15,15 +15,12 @@ import marshal
 import re
 import stat
 import zipfile
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from dataclasses import replace
 from email.parser import HeaderParser
 from pathlib import Path
 from pathlib import PurePosixPath
 from typing import Callable
-from typing import Protocol
 
 from packaging.requirements import InvalidRequirement
 from packaging.requirements import Requirement
@@ -33,11 +30,10 @@ from packaging.utils import parse_wheel_filename
 from packaging.version import InvalidVersion
 from packaging.version import Version
 
+from poetry_plugin_lambda import __version__
 from poetry_plugin_lambda.errors import WheelError
 from poetry_plugin_lambda.errors import redact
 from poetry_plugin_lambda.zipread import BrokenZip
-from poetry_plugin_lambda.zipread import RawSource
-from poetry_plugin_lambda.zipread import ZipWriteError
 from poetry_plugin_lambda.zipread import parsing_zip
 from poetry_plugin_lambda.zipread import read_member
 from poetry_plugin_lambda.zipwriter import unsafe_path
@@ -86,7 +82,7 @@ class ParsedWheel:
     members: tuple[WheelMember, ...]
     listed: Mapping[str, tuple[str, str]]  # the wheel's own RECORD: {member: (hash, size)}
     metadata: bytes = b""  # its METADATA as the wheel holds it (what ships is made from it per run)
-    raw_crcs: tuple[int, ...] = ()  # of each member's compressed bytes, once checked (`with_raw_crcs`)
+    raw_crcs: tuple[int, ...] = ()  # of each member's compressed bytes, when it was unpacked (`unpacked.unpack`)
 
 
 def check_member_name(wheel: str, name: str) -> None:
@@ -262,7 +258,8 @@ def _read_open_wheel(archive: Path, zf: zipfile.ZipFile, name: str, version: str
     return ParsedWheel(archive, name, version, dist_info, tuple(members), record, metadata)
 
 
-_SAVED_FORMAT = 2  # of `saved`; a change to what `parse_wheel` finds or refuses changes it too
+_SAVED_FORMAT = 3  # of `saved`; a change to what `parse_wheel` finds or refuses changes it too
+# (and every entry names the plugin's version: another version parses the wheel again)
 
 
 def saved(wheel: ParsedWheel) -> bytes:
@@ -281,7 +278,7 @@ def saved(wheel: ParsedWheel) -> bytes:
         for m in wheel.members
     )
     return marshal.dumps((
-        _SAVED_FORMAT, wheel.archive.name, wheel.name, wheel.version, wheel.dist_info, wheel.metadata, rows,
+        _SAVED_FORMAT, __version__, wheel.archive.name, wheel.name, wheel.version, wheel.dist_info, wheel.metadata, rows,
         dict(wheel.listed), wheel.raw_crcs,
     ))
 
@@ -291,8 +288,8 @@ def restored(blob: bytes, archive: Path) -> ParsedWheel | None:
     another file name (the same bytes under another name are another name and version)."""
     try:
         kept = marshal.loads(blob)
-        form, filename, name, version, dist_info, metadata, rows, listed, raw_crcs = kept
-        if form != _SAVED_FORMAT or filename != archive.name:
+        form, plugin, filename, name, version, dist_info, metadata, rows, listed, raw_crcs = kept
+        if form != _SAVED_FORMAT or plugin != __version__ or filename != archive.name:
             return None
         shipped = without_local_urls(metadata)
         members = []
@@ -319,70 +316,57 @@ def _check_metadata(label: str, metadata: bytes, dist_info: str, name: str, vers
         raise WheelError(f"{label}: METADATA says version {headers['Version']!r}, the file name {version!r}.")
 
 
-def with_raw_crcs(wheel: ParsedWheel) -> ParsedWheel:
-    """`wheel` with the CRC-32 of each member's compressed bytes, the bytes the bundle's ZIP copies
-    as they are: read when the wheel was just checked against the lock, they are what later runs
-    hold those bytes to when they do not inflate them (`unpacked.py`)."""
-    crcs = []
-    try:
-        source = RawSource.whole(wheel.archive)
-        try:
-            for member in wheel.members:
-                crc = 0
-                for chunk in source.raw_chunks(member.info):
-                    crc = zlib.crc32(chunk, crc)
-                crcs.append(crc)
-        finally:
-            source.close()
-    except (ZipWriteError, OSError) as error:
-        raise WheelError(f"{wheel.archive.name}: a member cannot be read ({error}).") from None
-    return replace(wheel, raw_crcs=tuple(crcs))
+class RecordCheck:
+    """One member's bytes, fed as they come, held to the hash and size its wheel's RECORD gives
+    (RECORD may give no hash for a few files: those are held to nothing)."""
+
+    def __init__(self, wheel: ParsedWheel, member: WheelMember) -> None:
+        self._label, self._member = wheel.archive.name, member
+        expected, self._size = wheel.listed.get(member.info.filename, ("", ""))
+        algorithm, _, self._value = expected.partition("=")
+        if expected and (algorithm not in hashlib.algorithms_guaranteed or algorithm in ("md5", "sha1")):
+            raise WheelError(f"{self._label}: RECORD hashes {member.info.filename!r} with {algorithm!r}, which is not a secure hash.")
+        self.digest = hashlib.new(algorithm) if expected else None
+
+    def update(self, data: bytes) -> None:
+        if self.digest is not None:
+            self.digest.update(data)
+
+    def finish(self) -> None:
+        digest, info = self.digest, self._member.info
+        if digest is not None and (
+            _record_value(digest) != self._value.rstrip("=") or (self._size and self._size != str(info.file_size))
+        ):
+            raise WheelError(
+                f"{self._label}: {info.filename} does not match the hash and size its RECORD"
+                " gives: the wheel was altered after it was built. Report it to the package's"
+                " maintainers, or leave the package out with --exclude."
+            )
 
 
-def check_record_hashes(wheel: ParsedWheel, sink: Sink | None = None) -> None:
+def check_record_hashes(wheel: ParsedWheel) -> None:
     """Every file the wheel could install has the hash and size its RECORD gives.
 
     The lock's hash of the whole wheel says it is the file that was locked; this says the wheel
     is what its builder recorded, so the bundle's rewritten RECORD never carries a lie. Each
     member is inflated once (its CRC checked by zipfile): callers do it once per wheel file
-    (what passed is kept by `archive_index.ArchiveIndex.keep_parsed`), not on every run. `sink`,
-    if given, gets every member's inflated bytes in the order of `wheel.members` (the wheel's
-    unpacked copy, `archive_index.ArchiveIndex.unpacking`).
+    (what passed is kept by `archive_index.ArchiveIndex.keep_parsed`), not on every run;
+    `unpacked.unpack` does it while making the wheel's unpacked copy, and this only for a wheel
+    it cannot read strictly.
     """
     label = wheel.archive.name
     try:
         with parsing_zip(), zipfile.ZipFile(wheel.archive) as zf:
             for member in wheel.members:
-                expected, size = wheel.listed.get(member.info.filename, ("", ""))
-                algorithm, _, value = expected.partition("=")
-                if expected and (algorithm not in hashlib.algorithms_guaranteed or algorithm in ("md5", "sha1")):
-                    raise WheelError(f"{label}: RECORD hashes {member.info.filename!r} with {algorithm!r}, which is not a secure hash.")
-                # RECORD may give no hash (allowed for a few files): nothing to hold those to
-                digest = hashlib.new(algorithm) if expected else None
-                if digest is None and sink is None:
+                check = RecordCheck(wheel, member)
+                if check.digest is None:
                     continue
                 with zf.open(member.info) as stream:
                     for chunk in iter(lambda: stream.read(1 << 20), b""):
-                        if digest is not None:
-                            digest.update(chunk)
-                        if sink is not None:
-                            sink.write(chunk)
-                if digest is not None and (
-                    _record_value(digest) != value.rstrip("=") or (size and size != str(member.info.file_size))
-                ):
-                    raise WheelError(
-                        f"{label}: {member.info.filename} does not match the hash and size its RECORD"
-                        " gives: the wheel was altered after it was built. Report it to the package's"
-                        " maintainers, or leave the package out with --exclude."
-                    )
+                        check.update(chunk)
+                check.finish()
     except (BrokenZip, OSError) as error:
         raise WheelError(f"{label}: a member cannot be read ({error}).") from None
-
-
-class Sink(Protocol):
-    """Where `check_record_hashes` puts the bytes it inflates; it never raises."""
-
-    def write(self, data: bytes) -> object: ...
 
 
 def same_version(one: str, other: str) -> bool:

@@ -14,7 +14,6 @@ from poetry_plugin_lambda.errors import hide
 from poetry_plugin_lambda.errors import secrets_hidden
 from poetry_plugin_lambda.wheels import ParsedWheel
 from poetry_plugin_lambda.wheels import parse_wheel
-from poetry_plugin_lambda.wheels import with_raw_crcs
 from tests.fixtures.wheelfactory import build_wheel
 
 TOKEN = "tok-5f3a9c1e77b2"
@@ -48,7 +47,7 @@ def wheel(tmp_path: Path) -> Path:
 def test_a_kept_wheel_reads_back_as_parsed(tmp_path: Path, wheel: Path) -> None:
     index, digest = ArchiveIndex(tmp_path / "cache"), _sha256(wheel)
     assert index.parsed(digest, wheel) is None
-    parsed = with_raw_crcs(parse_wheel(wheel))
+    parsed, _ = _unpack(ArchiveIndex(tmp_path / "elsewhere"), wheel)
     assert len(parsed.raw_crcs) == len(parsed.members)
     index.keep_parsed(digest, parsed)
     _same(index.parsed(digest, wheel), parsed)
@@ -119,13 +118,12 @@ def test_archive_entries_lead_only_into_the_cache(tmp_path: Path, wheel: Path) -
 
 
 def _unpack(index: ArchiveIndex, wheel: Path) -> tuple[ParsedWheel, str]:
-    from poetry_plugin_lambda.wheels import check_record_hashes
-    from poetry_plugin_lambda.wheels import with_raw_crcs
+    from poetry_plugin_lambda.unpacked import unpack
 
     parsed, digest = parse_wheel(wheel), _sha256(wheel)
-    with index.unpacking(digest) as sink:
-        check_record_hashes(parsed, sink)
-    return with_raw_crcs(parsed), digest
+    with index.unpacking(digest, parsed) as writer:
+        parsed = unpack(parsed, writer)
+    return parsed, digest
 
 
 def test_an_unpacked_copy_holds_every_installable_member_in_order(tmp_path: Path, wheel: Path) -> None:
@@ -150,7 +148,7 @@ def test_an_unpacked_copy_is_not_kept_when_the_check_fails(tmp_path: Path, wheel
 
     index = ArchiveIndex(tmp_path / "cache")
     parsed, digest = parse_wheel(wheel), _sha256(wheel)
-    with pytest.raises(WheelError), index.unpacking(digest) as sink:
+    with pytest.raises(WheelError), index.unpacking(digest, parsed) as sink:
         sink.write(b"half")
         raise WheelError("the RECORD check failed")
     assert index.unpacked(digest, parsed) is None
@@ -272,3 +270,138 @@ def test_a_wheel_whose_bytes_changed_since_its_copy_was_made_fails_as_it_always_
     with pytest.raises(BundleError, match="blob.bin does not match its CRC|blob.bin cannot be read"):
         emit.write_outputs(assemble([contents_of(parsed)]), tmp_path / "out" / "fn.zip", tmp_path / "out" / "target", 315532800, {wheel: copy})
     assert not any((tmp_path / "out").iterdir())
+
+
+def _rewrite_stream(wheel: Path, member: str, raw: bytes) -> None:
+    """Put `raw` in place of `member`'s compressed bytes, every size and offset made to agree."""
+    import struct
+    import zipfile
+
+    with zipfile.ZipFile(wheel) as zf:
+        info = zf.getinfo(member)
+    data = bytearray(wheel.read_bytes())
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    delta = len(raw) - info.compress_size
+    data[start : start + info.compress_size] = raw
+    struct.pack_into("<L", data, info.header_offset + 18, len(raw))
+    end = data.rfind(b"PK\x05\x06")
+    (cd_offset,) = struct.unpack_from("<L", data, end + 16)
+    struct.pack_into("<L", data, end + 16, cd_offset + delta)
+    at = cd_offset + delta
+    while data[at : at + 4] == b"PK\x01\x02":
+        n, e, c = struct.unpack_from("<HHH", data, at + 28)
+        (offset,) = struct.unpack_from("<L", data, at + 42)
+        if bytes(data[at + 46 : at + 46 + n]).decode() == member:
+            struct.pack_into("<L", data, at + 20, len(raw))
+        elif offset > info.header_offset:
+            struct.pack_into("<L", data, at + 42, offset + delta)
+        at += 46 + n + e + c
+    wheel.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("size", ["small", "large"])
+@pytest.mark.parametrize("stream", ["runs on past its size", "never ends"])
+def test_a_member_whose_stream_zipfile_forgives_gets_no_copy_and_is_refused_as_before(
+    tmp_path: Path, stream: str, size: str
+) -> None:
+    """zipfile stops at a member's declared size and does not ask whether its deflate stream
+    ended there; the outputs' reader does. Such a wheel gets no unpacked copy, so the outputs
+    inflate it and refuse it, as they did before copies existed (never a ZIP member that
+    inflates to more, or to something else, than the file beside it)."""
+    import random
+    import zlib
+
+    from poetry_plugin_lambda import emit
+    from poetry_plugin_lambda.assemble import assemble
+    from poetry_plugin_lambda.errors import BundleError
+    from poetry_plugin_lambda.wheels import contents_of
+
+    good = b"x = 1\n" * 50 if size == "small" else random.Random(1).randbytes(1_500_000)
+    wheel = build_wheel(tmp_path / "cache" / "artifacts", "evil", "1.0", files={"evil/__init__.py": good})
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    if stream == "runs on past its size":
+        raw = deflate.compress(good + b"import os; os.system('echo pwned')\n") + deflate.flush()
+    else:
+        raw = deflate.compress(good) + deflate.flush(zlib.Z_SYNC_FLUSH)
+    _rewrite_stream(wheel, "evil/__init__.py", raw)
+    index = ArchiveIndex(tmp_path / "cache")
+    parsed, digest = _unpack(index, wheel)  # checked as before (zipfile): RECORD holds for the first bytes
+    assert parsed.raw_crcs == () and index.unpacked(digest, parsed) is None
+    assert not list((tmp_path / "cache" / "lambda-bundle" / "archives").glob("*/*.unpacked"))
+    with pytest.raises(BundleError, match="evil/__init__.py (does not match its CRC|cannot be read)"):
+        emit.write_outputs(assemble([contents_of(parsed)]), tmp_path / "out" / "fn.zip", tmp_path / "out" / "t", 315532800)
+
+
+def test_a_member_left_out_whose_local_header_disagrees_leaves_the_bundle_as_before(tmp_path: Path) -> None:
+    """The copy reads every member strictly; one that fails costs the wheel its copy, not the
+    bundle that leaves that member out."""
+    import struct
+    import zipfile
+
+    from poetry_plugin_lambda import emit
+    from poetry_plugin_lambda.assemble import assemble
+    from poetry_plugin_lambda.assemble import file_filter
+    from poetry_plugin_lambda.wheels import contents_of
+
+    wheel = build_wheel(tmp_path / "cache" / "artifacts", "odd", "1.0",
+                        files={"odd/__init__.py": "x = 1\n", "odd/tests/test_x.py": "y = 2\n"})
+    with zipfile.ZipFile(wheel) as zf:
+        info = zf.getinfo("odd/tests/test_x.py")
+    data = bytearray(wheel.read_bytes())
+    struct.pack_into("<L", data, info.header_offset + 14, 0)  # its local header's CRC: 0
+    wheel.write_bytes(bytes(data))
+    index = ArchiveIndex(tmp_path / "cache")
+    parsed, digest = _unpack(index, wheel)
+    assert index.unpacked(digest, parsed) is None
+    drop = file_filter(("odd/tests/*",), "")
+    emit.write_outputs(assemble([contents_of(parsed, drop)]), tmp_path / "out" / "fn.zip", tmp_path / "out" / "t", 315532800)
+    assert (tmp_path / "out" / "t" / "odd" / "__init__.py").read_text() == "x = 1\n"
+
+
+def test_a_wheel_too_large_unzipped_gets_no_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A compression bomb of a wheel never fills the cache: past `MAX_COPY` unzipped, no copy."""
+    from poetry_plugin_lambda import unpacked
+
+    monkeypatch.setattr(unpacked, "MAX_COPY", 4000)
+    wheel = build_wheel(tmp_path / "cache" / "artifacts", "bomb", "1.0", files={"bomb/__init__.py": b"\0" * 5000})
+    index = ArchiveIndex(tmp_path / "cache")
+    parsed, digest = _unpack(index, wheel)
+    assert len(parsed.raw_crcs) == len(parsed.members)  # checked all the same
+    assert index.unpacked(digest, parsed) is None
+    assert not list((tmp_path / "cache").rglob("*.unpacked")) and not list((tmp_path / "cache").rglob("*.tmp*"))
+
+
+def test_writing_copies_leaves_no_descriptor_open(tmp_path: Path, wheel: Path) -> None:
+    import os
+
+    index = ArchiveIndex(tmp_path / "cache")
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(20):
+        for copy in (tmp_path / "cache").rglob("*.unpacked"):
+            copy.unlink()
+        _unpack(index, wheel)
+    assert len(os.listdir("/proc/self/fd")) == before
+    (copy,) = (tmp_path / "cache").rglob("*.unpacked")
+    assert copy.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_copy_the_cache_cannot_hold_costs_one_check_not_one_per_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full or read-only cache (or a restored cache without its copies): the wheel is checked
+    once, its parsed entry kept; later runs inflate its members in the outputs, as before."""
+    from poetry_plugin_lambda import pipeline
+    from poetry_plugin_lambda import unpacked
+    from poetry_plugin_lambda.fetch import Artifact
+
+    cache = tmp_path / "cache"
+    wheel = build_wheel(cache / "artifacts", "w", "1.0", files={"w/__init__.py": "x = 1\n" * 1000})
+    digest = _sha256(wheel)
+    (cache / "lambda-bundle" / "archives" / digest[:2] / f"{digest}.unpacked").mkdir(parents=True)  # no room
+    checks: list[Path] = []
+    original = unpacked.unpack
+    monkeypatch.setattr(pipeline, "unpack", lambda parsed, writer: checks.append(parsed.archive) or original(parsed, writer))
+    for _ in range(3):
+        shared = pipeline.SharedWork.__new__(pipeline.SharedWork)  # only what `_read` uses
+        shared._known, shared._parsed, shared.unpacked = ArchiveIndex(cache), {}, {}
+        shared._read(Artifact("w", "1.0", wheel, digest))
+        assert wheel in shared._parsed and wheel not in shared.unpacked
+    assert checks == [wheel]
