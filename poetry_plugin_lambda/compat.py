@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
+from typing import TypeVar
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
     from poetry.repositories import RepositoryPool
     from poetry.utils.authenticator import Authenticator
     from poetry.utils.env import Env
+
+
+T = TypeVar("T")
 
 
 def target_env(marker_env: dict[str, str], tags: list[Tag], version: tuple[int, int, int]) -> Env:
@@ -132,28 +136,23 @@ def schema_validators_kept(application: Any) -> Iterator[None]:
     after. A project with its own `poetry.toml` (which may move the cache dir) is left as it is,
     as is anything this Poetry does differently (its validators are then compiled as always).
     """
+    import contextlib
     import importlib
-    import sys
 
     folder = _schema_cache(application)
-    swapped: list[tuple[Any, Any]] = []
-    if folder is not None:
+    if folder is None:
+        yield
+        return
+    with contextlib.ExitStack() as swaps:
         for name in ("poetry.core.json", "poetry.json"):
-            module = sys.modules.get(name)
-            if module is None:
-                try:
-                    module = importlib.import_module(name)
-                except ImportError:
-                    continue
+            try:
+                module = importlib.import_module(name)
+            except ImportError:
+                continue
             compiler = getattr(module, "fastjsonschema", None)
             if compiler is not None and callable(getattr(compiler, "compile", None)):
-                swapped.append((module, compiler))
-                setattr(module, "fastjsonschema", _KeptValidators(compiler, folder))  # noqa: B010
-    try:
+                swaps.enter_context(_swapped(module, "fastjsonschema", _KeptValidators(compiler, folder)))
         yield
-    finally:
-        for module, compiler in swapped:
-            setattr(module, "fastjsonschema", compiler)  # noqa: B010
 
 
 @contextmanager
@@ -175,11 +174,42 @@ def lock_parse_kept(poetry: Poetry) -> Iterator[None]:
     if module is None or parser is None or not callable(getattr(parser, "loads", None)):
         yield
         return
-    setattr(module, "tomllib", _KeptLock(parser, cache_dir(poetry.config) / "lambda-bundle" / "locks"))  # noqa: B010
+    with _swapped(module, "tomllib", _KeptLock(parser, cache_dir(poetry.config) / "lambda-bundle" / "locks")):
+        yield
+
+
+@contextmanager
+def _swapped(module: Any, name: str, replacement: Any) -> Iterator[None]:
+    """`module.name` is `replacement` while this runs, and what it was after."""
+    original = getattr(module, name)
+    setattr(module, name, replacement)
     try:
         yield
     finally:
-        setattr(module, "tomllib", parser)  # noqa: B010
+        setattr(module, name, original)
+
+
+def _kept(path: Path, load: Callable[[bytes], T], make: Callable[[], tuple[T, bytes | None]]) -> T:
+    """A value kept in the cache as a checked file (`atomic.write_checked`): `load` makes it from
+    what `path` holds; when that is missing or damaged, or `load` refuses it (raises), `make`
+    gives the value and what to keep of it (None: nothing). An unwritable cache only costs the
+    next run the time `make` takes."""
+    import contextlib
+
+    from poetry_plugin_lambda.atomic import read_checked
+    from poetry_plugin_lambda.atomic import write_checked
+
+    saved = read_checked(path)
+    if saved is not None:
+        try:
+            return load(saved)
+        except Exception:  # written by another version of what made it: made again
+            pass
+    value, keep = make()
+    if keep is not None:
+        with contextlib.suppress(OSError):
+            write_checked(path, keep)
+    return value
 
 
 class _KeptLock:
@@ -192,32 +222,28 @@ class _KeptLock:
         return getattr(self._module, name)
 
     def load(self, file: Any) -> Any:
-        import contextlib
         import hashlib
         import marshal
         import os
-
-        from poetry_plugin_lambda.atomic import read_checked
-        from poetry_plugin_lambda.atomic import write_checked
 
         data = file.read()
         digest = hashlib.sha256(data).digest()
         where = os.path.abspath(str(getattr(file, "name", "")))
         path = self._folder / f"{hashlib.sha256(where.encode('utf-8', 'surrogateescape')).hexdigest()[:32]}.checked"
-        saved = read_checked(path)
-        if saved is not None and saved[:32] == digest:
+
+        def load(saved: bytes) -> Any:
+            if saved[:32] != digest:
+                raise ValueError("kept for the lock's earlier bytes")
+            return marshal.loads(saved[32:])
+
+        def make() -> tuple[Any, bytes | None]:
+            parsed = self._module.loads(data.decode())  # as tomllib.load: its errors are Poetry's to word
             try:
-                return marshal.loads(saved[32:])
-            except Exception:  # written by another Python: parsed again below
-                pass
-        parsed = self._module.loads(data.decode())  # as tomllib.load: its errors are Poetry's to word
-        try:
-            blob = marshal.dumps(parsed)
-        except ValueError:  # a value marshal cannot keep (a TOML date): not kept
-            return parsed
-        with contextlib.suppress(OSError):  # an unwritable cache costs the next run 0.03 s
-            write_checked(path, digest + blob)
-        return parsed
+                return parsed, digest + marshal.dumps(parsed)
+            except ValueError:  # a value marshal cannot keep (a TOML date): not kept
+                return parsed, None
+
+        return _kept(path, load, make)
 
 
 def _schema_cache(application: Any) -> Path | None:
@@ -253,36 +279,30 @@ class _KeptValidators:
             return self._module.compile(definition)
 
     def _kept(self, definition: Any) -> Any:
-        import contextlib
         import hashlib
         import json
         import marshal
         from importlib.util import MAGIC_NUMBER
 
-        from poetry_plugin_lambda.atomic import read_checked
-        from poetry_plugin_lambda.atomic import write_checked
-
         key = hashlib.sha256(json.dumps(definition, sort_keys=True).encode())
         key.update(b"\0" + str(getattr(self._module, "VERSION", "")).encode() + b"\0" + MAGIC_NUMBER)
         path = self._folder / f"{key.hexdigest()[:32]}.checked"
-        saved = read_checked(path)
-        if saved is not None:
-            try:
-                name, code = marshal.loads(saved)
-                namespace: dict[str, Any] = {}
-                exec(code, namespace)  # the module fastjsonschema wrote for this schema
-                return namespace[name]
-            except Exception:  # written by another fastjsonschema: made again below
-                pass
-        validator = self._module.compile(definition)
-        code = compile(self._module.compile_to_code(definition), f"<schema {path.stem}>", "exec")
-        with contextlib.suppress(OSError):  # an unwritable cache costs the next run 0.05 s, nothing else
-            write_checked(path, marshal.dumps((validator.__name__, code)))
-        return validator
+
+        def load(saved: bytes) -> Any:
+            name, code = marshal.loads(saved)
+            namespace: dict[str, Any] = {}
+            exec(code, namespace)  # the module fastjsonschema wrote for this schema
+            return namespace[name]
+
+        def make() -> tuple[Any, bytes | None]:
+            validator = self._module.compile(definition)
+            code = compile(self._module.compile_to_code(definition), f"<schema {path.stem}>", "exec")
+            return validator, marshal.dumps((validator.__name__, code))
+
+        return _kept(path, load, make)
 
 
 def _cached_lark(folder: Path, grammar: Path, algorithm: str, debug: bool) -> Any:
-    import contextlib
     import hashlib
     import io
     import sys
@@ -290,25 +310,18 @@ def _cached_lark(folder: Path, grammar: Path, algorithm: str, debug: bool) -> An
     from lark import Lark
     from lark import __version__ as lark_version
 
-    from poetry_plugin_lambda.atomic import read_checked
-    from poetry_plugin_lambda.atomic import write_checked
-
     key = hashlib.sha256(f"{algorithm}\0{debug}\0{lark_version}\0{sys.version_info[:2]}".encode())
     for source in sorted(grammar.parent.glob("*.lark")):  # a grammar %imports its neighbours
         key.update(b"\0" + source.name.encode() + b"\0" + source.read_bytes())
-    path = folder / f"{grammar.stem}-{key.hexdigest()[:32]}.checked"
-    saved = read_checked(path)  # a flipped bit in a pickle that still loads would mis-parse markers
-    if saved is not None:
-        try:
-            return Lark.load(io.BytesIO(saved))
-        except Exception:  # written by another Lark: built again below
-            pass
-    built = Lark.open(grammar_filename=str(grammar), parser=algorithm, debug=debug)
-    out = io.BytesIO()
-    built.save(out)
-    with contextlib.suppress(OSError):  # an unwritable cache costs the next run 0.1 s, nothing else
-        write_checked(path, out.getvalue())
-    return built
+
+    def make() -> tuple[Any, bytes | None]:
+        built = Lark.open(grammar_filename=str(grammar), parser=algorithm, debug=debug)
+        out = io.BytesIO()
+        built.save(out)
+        return built, out.getvalue()
+
+    # checked: a flipped bit in a pickle that still loads would mis-parse markers
+    return _kept(folder / f"{grammar.stem}-{key.hexdigest()[:32]}.checked", lambda saved: Lark.load(io.BytesIO(saved)), make)
 
 
 def read_lock(poetry: Poetry) -> LockedData:

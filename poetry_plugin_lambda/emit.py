@@ -509,25 +509,33 @@ class _Copy:
         """The CRC of the member's bytes in the copy; None if it holds fewer, or cannot be read."""
         crc = done = 0
         try:
-            while done < info.file_size:
-                piece = self.source.pread(min(CHUNK, info.file_size - done), start + done)
-                if not piece:
-                    return None
+            for piece in self._read(info, start):
                 crc, done = zlib.crc32(piece, crc), done + len(piece)
         except OSError:
             return None
-        return crc
+        return crc if done == info.file_size else None
 
     def _pieces(self, info: zipfile.ZipInfo, start: int) -> Iterator[bytes]:
         crc = done = 0
+        try:
+            for piece in self._read(info, start):
+                crc, done = zlib.crc32(piece, crc), done + len(piece)
+                if done == info.file_size and crc != info.CRC:
+                    break
+                yield piece
+        except OSError as error:
+            raise WheelError(f"{info.filename}: the unpacked copy in the cache cannot be read ({error}). Run again.") from None
+        if done != info.file_size or crc != info.CRC:
+            raise WheelError(f"{info.filename}: the unpacked copy in the cache changed while it was read. Run again.")
+
+    def _read(self, info: zipfile.ZipInfo, start: int) -> Iterator[bytes]:
+        """The member's bytes in the copy, in pieces of at most `CHUNK`; fewer if the copy ends."""
+        done = 0
         while done < info.file_size:
-            try:
-                piece = self.source.pread(min(CHUNK, info.file_size - done), start + done)
-            except OSError as error:
-                raise WheelError(f"{info.filename}: the unpacked copy in the cache cannot be read ({error}). Run again.") from None
-            crc, done = zlib.crc32(piece, crc), done + len(piece)
-            if not piece or (done >= info.file_size and crc != info.CRC):
-                raise WheelError(f"{info.filename}: the unpacked copy in the cache changed while it was read. Run again.")
+            piece = self.source.pread(min(CHUNK, info.file_size - done), start + done)
+            if not piece:
+                return
+            done += len(piece)
             yield piece
 
 

@@ -24,6 +24,7 @@ from poetry_plugin_lambda.zipwriter import DeterministicZipWriter
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+
 @dataclass(frozen=True)
 class Deflated:
     """One file's bytes as a ZIP member stores them: raw DEFLATE, CRC-32 and size of the original."""

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from poetry_plugin_lambda.atomic import Staged
+from poetry_plugin_lambda.atomic import atomic_file
 from poetry_plugin_lambda.errors import WheelError
 from poetry_plugin_lambda.sources import Inflater
 from poetry_plugin_lambda.wheels import RecordCheck
@@ -72,21 +72,19 @@ MAX_COPY = 256 << 20  # bytes: a wheel larger than this unzipped (past Lambda's 
 
 
 class UnpackedWriter:
-    """An unpacked copy being written, best effort: a full or read-only cache costs only speed,
-    never the work that writes it. Nothing of it is left unless `commit` is called. `size`, the
-    bytes it will hold: above `MAX_COPY` nothing is written (a compression bomb of a wheel never
-    fills the cache; its members are inflated as they always were)."""
+    """An unpacked copy being written (`atomic.atomic_file`), best effort: a full or read-only
+    cache costs only speed, never the work that writes it. Nothing of it is left unless `commit`
+    is called. `size`, the bytes it will hold: above `MAX_COPY` nothing is written (a compression
+    bomb of a wheel never fills the cache; its members are inflated as they always were)."""
 
     def __init__(self, final: Path, size: int = 0) -> None:
-        self._staged: Staged | None = None
+        self._open = contextlib.ExitStack()
         self._file: BinaryIO | None = None
-        if size > MAX_COPY:
-            return
-        try:
-            self._staged = Staged(final)
-            self._file = os.fdopen(os.dup(self._staged.fd), "wb", buffering=1 << 20)
-        except OSError:
-            self.discard()
+        if size <= MAX_COPY:
+            try:
+                self._file = self._open.enter_context(atomic_file(final))
+            except OSError:
+                self.discard()
 
     def write(self, data: bytes) -> None:
         if self._file is not None:
@@ -96,26 +94,20 @@ class UnpackedWriter:
                 self.discard()
 
     def commit(self) -> None:
-        if self._file is not None and self._staged is not None:
-            try:
-                self._file.close()
-                self._file = None
-                os.chmod(self._staged.path, 0o644)  # as every cache file: not the temporary's 0600
-                self._staged.commit()
-                self._staged.close()
-                self._staged = None
-            except OSError:
-                self.discard()
+        """Put the copy in place, unless a write failed or it was discarded."""
+        if self._file is not None:
+            self._file = None
+            with contextlib.suppress(OSError):  # not put in place: removed, as atomic_file does
+                self._open.close()
 
     def discard(self) -> None:
-        if self._file is not None:
-            with contextlib.suppress(OSError):
-                self._file.close()
-            self._file = None
-        if self._staged is not None:
-            with contextlib.suppress(OSError):
-                self._staged.discard()
-            self._staged = None
+        self._file = None
+        with contextlib.suppress(OSError):
+            self._open.__exit__(_Dropped, _Dropped(), None)  # atomic_file removes its temporary
+
+
+class _Dropped(Exception):
+    """The copy is not wanted: its temporary is removed."""
 
 
 class _NotStrict(Exception):
