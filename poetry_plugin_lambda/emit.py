@@ -34,6 +34,7 @@ from typing import TypeVar
 
 from poetry_plugin_lambda.atomic import Cancelled
 from poetry_plugin_lambda.atomic import Staged
+from poetry_plugin_lambda.copy_writer import CopyWriter
 from poetry_plugin_lambda.errors import Interrupted
 from poetry_plugin_lambda.errors import OutputError
 from poetry_plugin_lambda.errors import WheelError
@@ -48,6 +49,7 @@ from poetry_plugin_lambda.sources import unreadable
 from poetry_plugin_lambda.target_dir import MARKER
 from poetry_plugin_lambda.target_dir import StagedTargetDir
 from poetry_plugin_lambda.target_dir import Swap
+from poetry_plugin_lambda.target_dir import file_mode
 from poetry_plugin_lambda.target_dir import nested
 from poetry_plugin_lambda.target_dir import write_all
 from poetry_plugin_lambda.zip_output import StagedZip
@@ -66,6 +68,8 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from poetry_plugin_lambda.assemble import Entry
+    from poetry_plugin_lambda.copy_writer import CopiedFile
+    from poetry_plugin_lambda.copy_writer import Outcome
     from poetry_plugin_lambda.unpacked import Unpacked
 
 T = TypeVar("T")
@@ -75,6 +79,8 @@ __all__ = ["MARKER", "OutputJob", "ZipResult", "check_outputs", "write_all_outpu
 _WORKERS = min(4, os.cpu_count() or 2)  # inflating and system calls let go of the GIL; more threads only wait for it
 _RUN_LIMIT = 1 << 20  # members gathered into one write of the ZIP, at most (about) this many bytes
 _PER_FILE = 16 << 10  # what creating a file costs, in bytes written, when ordering the work
+_HELPER_FROM = 2000  # files: fewer are all written by this process (starting the helper costs ~20 ms)
+_HELPER_SHARE = 0.5  # of the target dirs' work given to the helper: this process also writes the ZIPs
 
 
 def check_outputs(
@@ -181,17 +187,23 @@ def write_all_outputs(jobs: Sequence[OutputJob], unpacked: Mapping[Path, Unpacke
     committed. Its error is returned in a failed job's place.
     """
     bundles = [_Bundle(job) for job in jobs]
+    helper = CopyWriter() if sum(len(job.entries) for job in jobs) >= _HELPER_FROM else None
     try:
         for bundle in bundles:
             bundle.stage()
-        _fill(bundles, unpacked or {})
+        _fill(bundles, unpacked or {}, helper)
         for bundle in bundles:
             bundle.complete()
     except BaseException:  # interrupted, or a bug: remove everything that was staged
+        if helper is not None:
+            helper.stop()  # first: it writes no more into what is removed
         for bundle in bundles:
             bundle.fail(Cancelled())
             bundle.discard()
         raise
+    finally:
+        if helper is not None:
+            helper.stop()
     with held() as interrupt:  # renames and the previous target dirs' removal: not cut in two
         results = [bundle.commit() for bundle in bundles]
     if interrupt.interrupted:
@@ -216,6 +228,11 @@ class _Bundle:
     @property
     def live(self) -> bool:
         return self.error is None
+
+    @property
+    def staged_dir(self) -> StagedTargetDir:
+        assert self._dir is not None
+        return self._dir
 
     def fail(self, error: Exception) -> None:
         with self._lock:
@@ -263,6 +280,19 @@ class _Bundle:
                 target.write(entry.path, data, entry.executable)
             except OSError as error:
                 self.fail(os_error(error, f"write {self.job.target_dir}"))
+
+    def put_zip(self, index: int, raw: bytes, runs: _ZipRuns) -> None:
+        """Member `index` into the ZIP only: the helper writes its file (`copy_writer`)."""
+        zip_file = self._zip
+        assert zip_file is not None
+        layout = zip_file.layout
+        runs.write(self, layout.offsets[index], layout.heads[index], raw)
+
+    def write_file(self, index: int, data: bytes) -> None:
+        """Member `index`'s file in the target dir, holding `data`."""
+        target, entry = self._dir, self.entries[index]
+        assert target is not None
+        self.attempt(lambda: target.write(entry.path, data, entry.executable), self.job.target_dir)
 
     def write_zip(self, offset: int, data: bytes) -> bool:
         """`data` at `offset` of the staged ZIP; False if this job has failed, or fails now."""
@@ -415,9 +445,10 @@ if TYPE_CHECKING:
     _Targets = list[tuple[_Bundle, int]]  # the jobs holding a member, and its index in each
 
 
-def _fill(bundles: Sequence[_Bundle], unpacked: Mapping[Path, Unpacked]) -> None:
+def _fill(bundles: Sequence[_Bundle], unpacked: Mapping[Path, Unpacked], helper: CopyWriter | None = None) -> None:
     """Every member of every live job written into both its outputs, one thread per core, each
-    thread one archive at a time (largest first, so the last to finish is a small one)."""
+    thread one archive at a time (largest first, so the last to finish is a small one); with a
+    `helper`, a share of the target dirs' files is written by it meanwhile (`_Share`)."""
     groups: dict[Path, dict[int, _Targets]] = {}
     for bundle in bundles:
         if bundle.live:
@@ -425,8 +456,13 @@ def _fill(bundles: Sequence[_Bundle], unpacked: Mapping[Path, Unpacked]) -> None
                 assert entry.archive is not None and entry.info is not None
                 groups.setdefault(entry.archive, {}).setdefault(entry.info.header_offset, []).append((bundle, index))
     ordered = sorted(groups.items(), key=lambda group: (-_weight(group[1]), str(group[0])))
-    with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
-        futures = [pool.submit(_fill_archive, archive, members, unpacked.get(archive)) for archive, members in ordered]
+    share = _Share.give(helper, bundles, ordered, unpacked) if helper is not None else None
+    delegated = share.delegated if share is not None else {}
+    with ThreadPoolExecutor(max_workers=1 if share is not None else _WORKERS) as pool:
+        futures = [
+            pool.submit(_fill_archive, archive, members, unpacked.get(archive), delegated.get(archive))
+            for archive, members in ordered
+        ]
         try:
             for future in futures:
                 future.result()
@@ -434,6 +470,103 @@ def _fill(bundles: Sequence[_Bundle], unpacked: Mapping[Path, Unpacked]) -> None
             for bundle in bundles:
                 bundle.fail(Cancelled())  # the others stop at their next member
             raise
+    if share is not None and helper is not None:
+        share.collect(helper.wait())
+
+
+class _Share:
+    """The helper's share of the target dirs' files (`copy_writer`): the small members of the
+    largest archives with an unpacked copy, up to `_HELPER_SHARE` of the work. This process
+    writes those members into the ZIPs, their compressed bytes held to the CRC-32 they had when
+    the copy was made (`_zip_member`), and writes their files only if the helper leaves them."""
+
+    def __init__(self) -> None:
+        self.roots: list[_Bundle] = []  # the staged target dirs, by their number in the job
+        self.members: list[tuple[Path, zipfile.ZipInfo, _Bundle, int]] = []  # each file's member
+        self.delegated: dict[Path, dict[int, int]] = {}  # by archive: header offset -> raw CRC-32
+
+    @classmethod
+    def give(
+        cls,
+        helper: CopyWriter,
+        bundles: Sequence[_Bundle],
+        ordered: Sequence[tuple[Path, dict[int, _Targets]]],
+        unpacked: Mapping[Path, Unpacked],
+    ) -> _Share | None:
+        """The share, given to `helper`; None (and the helper stopped) if it would be too small."""
+        share = cls()
+        share.roots = [bundle for bundle in bundles if bundle.live]
+        number = {bundle: at for at, bundle in enumerate(share.roots)}
+        copies: list[str] = []
+        files: list[CopiedFile] = []
+        limit, given = _HELPER_SHARE * sum(_weight(members) for _, members in ordered), 0
+        for archive, members in ordered:
+            copy = unpacked.get(archive)
+            if copy is None or given >= limit:
+                continue
+            raw_crcs: dict[int, int] = {}
+            for offset, targets in members.items():
+                info = targets[0][0].entries[targets[0][1]].info
+                assert info is not None
+                start, raw_crc = copy.offsets.get(offset, (-1, 0))
+                if start < 0 or info.compress_size > CHUNK or info.file_size > CHUNK:
+                    continue  # not in the copy, or streamed: written here
+                raw_crcs[offset] = raw_crc
+                for bundle, index in targets:
+                    entry = bundle.entries[index]
+                    files.append((number[bundle], entry.path, file_mode(entry.executable), len(copies), start, info.file_size, info.CRC))
+                    share.members.append((archive, info, bundle, index))
+                    given += info.file_size + _PER_FILE
+            if raw_crcs:
+                share.delegated[archive] = raw_crcs
+                copies.append(str(copy.path))
+        if len(files) < _HELPER_FROM:
+            helper.stop()
+            return None
+        staged = [(str(bundle.staged_dir.staged.path), bundle.staged_dir.exact) for bundle in share.roots]
+        helper.give(staged, copies, files)
+        return share
+
+    def collect(self, outcome: Outcome) -> None:
+        """The helper's outcome: its refusals fail their jobs, the files it left are written here."""
+        if outcome.stopped is not None:
+            for bundle in self.roots:
+                bundle.fail(OutputError(f"Could not write {bundle.job.target_dir}: {outcome.stopped}. Run again."))
+            return
+        for number, error in outcome.errors.items():
+            bundle = self.roots[number]
+            bundle.fail(os_error(error, f"write {bundle.job.target_dir}"))
+        left: dict[Path, list[tuple[zipfile.ZipInfo, _Bundle, int]]] = {}
+        for number in outcome.missed:
+            archive, info, bundle, index = self.members[number]
+            left.setdefault(archive, []).append((info, bundle, index))
+        for archive, members in left.items():
+            _inflate_into(archive, members)
+
+
+def _inflate_into(archive: Path, members: list[tuple[zipfile.ZipInfo, _Bundle, int]]) -> None:
+    """Members whose copy failed its check, inflated from their archive into their files."""
+    try:
+        source = RawSource.open(archive)
+    except OSError as error:
+        for _, bundle, _ in members:
+            bundle.fail(os_error(error, f"read {archive}"))
+        return
+    try:
+        for info, bundle, index in members:
+            if not bundle.live:
+                continue
+            try:
+                data = inflated(archive, info, source.raw_bytes(info))
+            except ZipWriteError as error:
+                bundle.fail(unreadable(archive, info, error))
+                continue
+            except WheelError as error:
+                bundle.fail(error)
+                continue
+            bundle.write_file(index, data)
+    finally:
+        source.close()
 
 
 def _weight(members: dict[int, _Targets]) -> int:
@@ -446,18 +579,25 @@ def _weight(members: dict[int, _Targets]) -> int:
     return total
 
 
-def _fill_archive(archive: Path, members: dict[int, _Targets], unpacked: Unpacked | None) -> None:
+def _fill_archive(
+    archive: Path, members: dict[int, _Targets], unpacked: Unpacked | None, delegated: dict[int, int] | None
+) -> None:
     try:
         source = RawSource.whole(archive)
     except OSError as error:
         _fail_all([t for targets in members.values() for t in targets], os_error(error, f"read {archive}"))
         return
-    copy = _Copy.open(unpacked)
+    copy = _Copy.open(unpacked) if not delegated or len(delegated) < len(members) else None
     runs = _ZipRuns()
     try:
-        for targets in members.values():
+        for offset, targets in members.items():
             live = targets if len(targets) == 1 and targets[0][0].error is None else [t for t in targets if t[0].live]
-            if live:
+            if not live:
+                continue
+            raw_crc = delegated.get(offset) if delegated else None
+            if raw_crc is not None:
+                _zip_member(source, archive, live, runs, raw_crc)
+            else:
                 _fill_member(source, archive, live, runs, copy)
         runs.flush()
     finally:
@@ -537,6 +677,25 @@ class _Copy:
                 return
             done += len(piece)
             yield piece
+
+
+def _zip_member(source: RawSource, archive: Path, targets: _Targets, runs: _ZipRuns, raw_crc: int) -> None:
+    """A member whose files the helper writes, into the ZIPs only: its compressed bytes held to
+    the CRC-32 they had when its unpacked copy was made (the copy's bytes are the helper's to
+    check), so the ZIP and the file come from the same member."""
+    bundle, index = targets[0]
+    info = bundle.entries[index].info
+    assert info is not None
+    try:
+        raw = source.raw_bytes(info)
+    except ZipWriteError as error:
+        _fail_all(targets, unreadable(archive, info, error))
+        return
+    if zlib.crc32(raw) != raw_crc:  # changed since it was checked: its file may not match it
+        _fail_all(targets, corrupt(archive, info))
+        return
+    for bundle, index in targets:
+        bundle.put_zip(index, raw, runs)
 
 
 def _fill_member(source: RawSource, archive: Path, targets: _Targets, runs: _ZipRuns, copy: _Copy | None) -> None:

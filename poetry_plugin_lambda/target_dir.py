@@ -44,7 +44,7 @@ class StagedTargetDir:
         self.target_dir = target_dir
         self.staged = Staged(target_dir, folder=True)
         try:
-            self._exact = _make_folders(self.staged.path, entries)  # modes come out as asked: no chmod
+            self.exact = _make_folders(self.staged.path, entries)  # modes come out as asked: no chmod
         except BaseException:
             self.staged.discard()
             raise
@@ -52,13 +52,13 @@ class StagedTargetDir:
 
     def write(self, path: str, data: bytes, executable: bool) -> None:
         """Create the file `path` (relative to the target dir) holding `data`."""
-        _write_new(self._base + path, data, _mode(executable), self._exact)
+        _write_new(self._base + path, data, file_mode(executable), self.exact)
 
     def create(self, path: str, executable: bool) -> int:
         """Create the file `path` and return its descriptor, for content written in pieces."""
-        mode = _mode(executable)
+        mode = file_mode(executable)
         fd = os.open(self._base + path, _CREATE, mode)
-        if not self._exact:
+        if not self.exact:
             try:
                 os.fchmod(fd, mode)  # the umask never decides a mode
             except BaseException:
@@ -116,7 +116,8 @@ def nested(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def _mode(executable: bool) -> int:
+def file_mode(executable: bool) -> int:
+    """A file's mode in the target dir."""
     return 0o755 if executable else 0o644
 
 

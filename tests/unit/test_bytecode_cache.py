@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import marshal
 import shutil
 import subprocess
 import zipfile
@@ -16,6 +17,7 @@ from poetry_plugin_lambda import bytecode
 from poetry_plugin_lambda import bytecode_cache
 from poetry_plugin_lambda import pyc_archive
 from poetry_plugin_lambda.assemble import Entry
+from poetry_plugin_lambda.atomic import write_checked
 from poetry_plugin_lambda.bytecode import compile_bytecode
 from poetry_plugin_lambda.bytecode import pyc_path
 from poetry_plugin_lambda.bytecode_cache import BytecodeCache
@@ -23,7 +25,6 @@ from poetry_plugin_lambda.bytecode_cache import interpreter_info
 from poetry_plugin_lambda.errors import BundleError
 from poetry_plugin_lambda.zipread import RawSource
 from tests.fixtures.interpreters import find_python
-from tests.fixtures.wheelfactory import rename_raw
 
 SOURCES = {
     "pkg/__init__.py": b"from pkg.core import VALUE\n",
@@ -242,7 +243,7 @@ def test_a_wheel_checked_against_the_lock_is_not_hashed_again(
     assert any(e.archive in _memo_files(cache) for e in warm.entries)  # from the memo
 
 
-@pytest.mark.parametrize("damage", ["flip", "truncate", "check", "check-not-ascii", "other-selection", "name-not-utf8"])
+@pytest.mark.parametrize("damage", ["flip", "truncate", "index-flip", "index-truncated", "index-not-ours", "other-selection"])
 def test_a_damaged_or_mismatched_memo_is_never_used(
     python312: Path, tmp_path: Path, damage: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -256,20 +257,21 @@ def test_a_damaged_or_mismatched_memo_is_never_used(
         memo.write_bytes(bytes(blob))
     elif damage == "truncate":
         memo.write_bytes(memo.read_bytes()[:-10])
-    elif damage == "check":
-        memo.with_suffix(".sha256").write_text("0" * 64)
-    elif damage == "check-not-ascii":
-        memo.with_suffix(".sha256").write_bytes(b"\xff" + memo.with_suffix(".sha256").read_bytes()[1:])
-    elif damage == "name-not-utf8":  # its SHA-256 matches: zipfile's UnicodeDecodeError is a miss
-        rename_raw(memo, ".lambda-bundle-memo.json", b"\xff\xfe" + b"ambda-bundle-memo.json")
-        memo.with_suffix(".sha256").write_text(hashlib.sha256(memo.read_bytes()).hexdigest())
+    elif damage == "index-flip":
+        index = bytearray(memo.with_suffix(".index").read_bytes())
+        index[-3] ^= 0x01
+        memo.with_suffix(".index").write_bytes(bytes(index))
+    elif damage == "index-truncated":
+        memo.with_suffix(".index").write_bytes(memo.with_suffix(".index").read_bytes()[:-7])
+    elif damage == "index-not-ours":  # whole and checked, but not what a memo's index holds
+        write_checked(memo.with_suffix(".index"), marshal.dumps(("0" * 64, [], {}, [(1, 2)])))
     else:  # the memo of another selection of the wheel's modules, under this key
         without_core = [e for e in entries if e.path != "pkg/core.py"]
         other = tmp_path / "other-cache"
         _compile(without_core, python312, tmp_path, other)
         (other_memo,) = _memo_files(other)
         memo.write_bytes(other_memo.read_bytes())
-        memo.with_suffix(".sha256").write_bytes(other_memo.with_suffix(".sha256").read_bytes())
+        memo.with_suffix(".index").write_bytes(other_memo.with_suffix(".index").read_bytes())
     _no_subprocess(monkeypatch)  # the per-module entries are intact: nothing is compiled
     again = _compile(entries, python312, tmp_path, cache)
     assert (again.fresh, again.cached) == (0, 5)
