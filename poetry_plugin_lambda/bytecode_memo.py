@@ -58,6 +58,16 @@ if TYPE_CHECKING:
 _FORMAT = b"memo 5"  # in every key: a memo of another layout (or without its unpacked copy) is never read
 
 
+def _is_row(row: object) -> bool:
+    """A member as `store` lists it: its name, then eight numbers of its central directory entry
+    (offset, sizes, CRCs, method: deflated, attributes, flags), none negative."""
+    return (
+        isinstance(row, tuple) and len(row) == 9 and isinstance(row[0], str)
+        and all(type(number) is int and number >= 0 for number in row[1:])
+        and row[5] == zipfile.ZIP_DEFLATED
+    )
+
+
 class Memo:
     """What a memo gives back: where each .pyc is, and the modules that did not compile."""
 
@@ -105,7 +115,10 @@ class WheelMemos:
                 return None
             members: dict[str, zipfile.ZipInfo] = {}
             raw_crcs: list[int] = []
-            for name, offset, compressed, size, crc, method, attributes, flags, raw_crc in rows:
+            for row in rows:
+                if not _is_row(row) or row[0] in members:
+                    return None  # not what `store` writes
+                name, offset, compressed, size, crc, method, attributes, flags, raw_crc = row
                 info = zipfile.ZipInfo(name)
                 info.header_offset, info.compress_size, info.file_size, info.CRC = offset, compressed, size, crc
                 info.compress_type, info.external_attr, info.flag_bits = method, attributes, flags

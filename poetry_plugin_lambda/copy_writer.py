@@ -4,20 +4,26 @@ Creating a file costs the kernel far more than Python (10-30 us per file on ext4
 of one process cannot overlap that work well: each of the three system calls a file takes
 hands Python's lock (GIL) back and forth, and on a small VM each handoff costs as much as the
 file. So a run with many files gives a share of them to a second interpreter (this one's,
-`-I -S`, nothing imported but os, zlib and marshal): it creates them in the staged target dirs,
-from the unpacked copies (`unpacked.py`), while this process writes the ZIPs and the rest of the
-files. Each file is held to its member's size and CRC exactly as `emit._Copy` holds it; a file
-whose copy fails that is left for this process, which inflates it from its archive.
+`-I -S`, nothing imported but os, zlib, marshal and signal): it creates them in the staged
+target dirs, from the unpacked copies (`unpacked.py`), while this process writes the ZIPs and
+the rest of the files. Each file is held to its member's size and CRC exactly as `emit._Copy`
+holds it; a file whose copy fails that is left for this process, which inflates it.
 
 The helper only creates files, the way `target_dir.StagedTargetDir` does (new, `O_EXCL |
 O_NOFOLLOW`, final mode), in folders the staged dir already holds; it never removes anything.
-The parent waits for it (or kills it and waits) before a staged dir is committed or removed.
+Paths cross as bytes (`os.fsencode`), so both processes name a file alike whatever the
+locale. It holds the staged dirs' locks with this process (their descriptors are inherited), so
+no other run removes a staged dir it may still write into, and it stops by itself if this
+process dies. It ignores Ctrl-C: this process decides, and kills it and waits for it before a
+staged dir is committed or removed. A helper that never started (no usable interpreter) wrote
+nothing: its files are all left to this process.
 """
 
 from __future__ import annotations
 
 import contextlib
 import marshal
+import os
 import subprocess
 import sys
 import threading
@@ -27,11 +33,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-# Runs in the helper: reads one job (marshal) from stdin, writes one answer (marshal) to stdout.
+# Runs in the helper: reads one job (marshal) from stdin, says it started (b"S"), creates the
+# files, then writes one answer (marshal) to stdout.
 _HELPER = r"""
-import marshal, os, sys, zlib
+import marshal, os, signal, sys, zlib
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides: it kills this process if it stops
 CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 WHOLE = 16 << 20
+PARENT = os.getppid()
 
 def read_whole(path):
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
@@ -54,11 +63,16 @@ def read_whole(path):
 
 def main():
     roots, copies, files = marshal.loads(sys.stdin.buffer.read())
-    bases = [root + "/" for root, _ in roots]
+    out = sys.stdout.buffer
+    out.write(b"S")  # started: from here on, files may exist
+    out.flush()
+    bases = [root + b"/" for root, _ in roots]
     exact = [exact for _, exact in roots]
     missed, errors = [], {}
     current, data, fd = -1, None, None
     for number, (root, path, mode, copy, start, size, crc) in enumerate(files):
+        if number % 32 == 0 and os.getppid() != PARENT:
+            os._exit(3)  # the parent is gone: nobody will use or remove what follows
         if root in errors:
             continue
         if copy != current:
@@ -82,63 +96,69 @@ def main():
             missed.append(number)
             continue
         try:
-            out = os.open(bases[root] + path, CREATE, mode)
+            made = os.open(bases[root] + path, CREATE, mode)
             try:
                 if not exact[root]:
-                    os.fchmod(out, mode)
+                    os.fchmod(made, mode)
                 view = memoryview(piece)
                 while view:
-                    view = view[os.write(out, view):]
+                    view = view[os.write(made, view):]
             finally:
-                os.close(out)
+                os.close(made)
         except OSError as error:
-            errors[root] = (error.errno or 0, error.strerror or type(error).__name__, error.filename or "")
+            name = error.filename if isinstance(error.filename, bytes) else b""
+            errors[root] = (error.errno or 0, error.strerror or type(error).__name__, name)
     if fd is not None:
         os.close(fd)
-    sys.stdout.buffer.write(marshal.dumps((missed, errors)))
+    out.write(marshal.dumps((missed, errors)))
 
 main()
 """
 
-
 # One file for the helper: (root, path, mode, copy, start, size, crc): in staged target dir `root`
-# (an index in the job's roots), at `path`, with `mode`, holding the `size` bytes at `start` of
-# unpacked copy `copy` (an index in the job's copies), whose CRC-32 must be `crc`.
-CopiedFile = tuple[int, str, int, int, int, int, int]
+# (an index in the job's roots), at `path` (bytes, relative), with `mode`, holding the `size`
+# bytes at `start` of unpacked copy `copy` (an index in the job's copies), whose CRC-32 is `crc`.
+CopiedFile = tuple[int, bytes, int, int, int, int, int]
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What the helper did: the files it left (their copy failed its check: `missed`, by index
-    in the job) and, by root, the operating system's refusal that stopped its files there; or,
-    `stopped`, how the helper died (what it wrote is then unknown)."""
+    """What the helper did: the files it left (their copy failed its check, or it never started:
+    `missed`, by index in the job) and, by root, the operating system's refusal that stopped its
+    files there; or, `stopped`, how it died once it had started (what it wrote is unknown)."""
 
     missed: list[int]
     errors: dict[int, OSError]
     stopped: str | None = None
 
 
-class CopyWriter:
-    """The helper process: started early (Python starts while this process lays out the
-    outputs), then `give`n its one job, sent on a thread of its own while this process goes on;
-    `wait` for what it did, or `stop` it (always, at the end: it is a no-op once it is done)."""
+def available() -> bool:
+    """A helper can run here: this interpreter can be started again (not a frozen or embedded
+    one) and has the calls it uses (POSIX)."""
+    return bool(sys.executable) and not getattr(sys, "frozen", False) and os.name == "posix" and hasattr(os, "pread")
 
-    def __init__(self) -> None:
-        self._count = 0
-        self._sender: threading.Thread | None = None
+
+class CopyWriter:
+    """The helper process, started with its one job (sent on a thread of its own while this
+    process goes on); `wait` for what it did, or `stop` it (always, at the end: it is a no-op
+    once it is done)."""
+
+    def __init__(
+        self, roots: Sequence[tuple[bytes, bool, int]], copies: Sequence[bytes], files: Sequence[CopiedFile]
+    ) -> None:
+        """`roots`: each staged target dir's path, whether its modes need no chmod, and the
+        descriptor that holds its lock (inherited: the helper holds it too)."""
+        self._count = len(files)
         self._process: subprocess.Popen[bytes] | None = None
-        with contextlib.suppress(OSError):  # no helper: this process writes every file
+        self._sender: threading.Thread | None = None
+        job = marshal.dumps(([(path, exact) for path, exact, _ in roots], list(copies), list(files)))
+        with contextlib.suppress(OSError, ValueError, TypeError):  # no helper: this process writes every file
             self._process = subprocess.Popen(
                 [sys.executable, "-I", "-S", "-c", _HELPER],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                pass_fds=[fd for _, _, fd in roots],
             )
-
-    def give(self, roots: Sequence[tuple[str, bool]], copies: Sequence[str], files: Sequence[CopiedFile]) -> None:
-        """The job: `roots`, the staged target dirs (and whether their modes need no chmod);
-        `copies`, the unpacked copies' paths; `files`, what to write where."""
-        self._count = len(files)
         if self._process is not None:
-            job = marshal.dumps(([list(root) for root in roots], list(copies), list(files)))
             self._sender = threading.Thread(target=self._send, args=(job,), daemon=True)
             self._sender.start()
 
@@ -149,19 +169,24 @@ class CopyWriter:
             self._process.stdin.close()
 
     def wait(self) -> Outcome:
-        """The helper's outcome once it is done (every file missed if it never started)."""
-        process = self._process
+        """The helper's outcome once it is done."""
+        process, everything = self._process, list(range(self._count))
         if process is None or self._sender is None:
-            return Outcome(list(range(self._count)), {})
+            return Outcome(everything, {})
         self._sender.join()
         assert process.stdout is not None
         out = process.stdout.read()
         code = process.wait()
+        if not out.startswith(b"S"):  # it never got to its first file: not a Python that runs it
+            return Outcome(everything, {})
         try:
             if code != 0:
                 raise ValueError(code)
-            missed, errors = marshal.loads(out)
-            return Outcome(list(missed), {int(root): OSError(*why) for root, why in errors.items()})
+            missed, errors = marshal.loads(out[1:])
+            return Outcome(
+                list(missed),
+                {int(root): OSError(errno, strerror, os.fsdecode(name) if name else None) for root, (errno, strerror, name) in errors.items()},
+            )
         except (ValueError, EOFError, TypeError):
             how = f"signal {-code}" if code < 0 else f"exit code {code}"
             return Outcome([], {}, stopped=f"the helper process writing its files stopped ({how})")

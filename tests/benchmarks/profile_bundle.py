@@ -61,7 +61,9 @@ wrap(pipeline, "_compile", "compile")
 wrap(pipeline, "write_outputs", "outputs")
 wrap(emit._Bundle, "stage", "outputs staged")
 wrap(emit, "_fill", "one pass")
-wrap(emit._Bundle, "complete", "outputs completed")
+wrap(emit._Bundle, "complete_zip", "outputs completed")
+wrap(emit._Share, "collect", "helper waited for")
+wrap(emit._Bundle, "complete_dir", "outputs completed")
 wrap(emit._Bundle, "commit", "outputs committed")
 from poetry.console.application import main
 sys.argv = ["poetry", *sys.argv[1:]]
@@ -109,6 +111,7 @@ def run_child(project: Path, env: dict[str, str], args: list[str]) -> dict[str, 
         "  staged: entries as archive members, the ZIP laid out, folders made": total("outputs staged"),
         "  one pass over the archives: members copied and inflated": total("one pass"),
         "  completed: central directory, fsync, SHA-256; marker": total("outputs completed"),
+        "  the helper's files waited for (and the ones it left written)": total("helper waited for"),
         "  committed: target dir swapped in, ZIP renamed": total("outputs committed"),
         "after the outputs (report, exit)": finished - outputs_end,
     }

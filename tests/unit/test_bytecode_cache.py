@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from poetry_plugin_lambda import bytecode
 from poetry_plugin_lambda import bytecode_cache
 from poetry_plugin_lambda import pyc_archive
 from poetry_plugin_lambda.assemble import Entry
+from poetry_plugin_lambda.atomic import read_checked
 from poetry_plugin_lambda.atomic import write_checked
 from poetry_plugin_lambda.bytecode import compile_bytecode
 from poetry_plugin_lambda.bytecode import pyc_path
@@ -480,3 +482,23 @@ def test_a_memos_damaged_unpacked_copy_costs_speed_never_a_wrong_file(python312:
     with zipfile.ZipFile(warm_zip) as zf:
         for name in zf.namelist():
             assert (warm_dir / name).read_bytes() == zf.read(name) == (cold_dir / name).read_bytes()
+
+
+def _forge(memo: Path, change: Callable[[list[list[object]]], object]) -> None:
+    index = memo.with_suffix(".index")
+    digest, listed, skipped, rows = marshal.loads(read_checked(index))  # type: ignore[arg-type]
+    rows = [list(row) for row in rows]
+    change(rows)
+    write_checked(index, marshal.dumps((digest, listed, skipped, [tuple(r) for r in rows])))
+
+
+@pytest.mark.parametrize("field,value", [(0, 7), (3, "12"), (1, 1.0), (2, -1), (5, 0)])
+def test_a_forged_index_is_a_miss_not_a_traceback(python312: Path, tmp_path: Path, field: int, value: object) -> None:
+    cache = tmp_path / "cache"
+    entries = _entries(tmp_path)
+    _compile(entries, python312, tmp_path, cache)
+    (memo,) = _memo_files(cache)
+    _forge(memo, lambda rows: rows[0].__setitem__(field, value))
+    warm = _compile(entries, python312, tmp_path, cache)  # whole and checked, but not a memo's index: a miss
+    assert (warm.fresh, warm.cached) == (0, 5)
+    assert not any(e.archive in _memo_files(cache) for e in warm.entries)  # not from the forged memo

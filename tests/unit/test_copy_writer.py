@@ -10,6 +10,7 @@ import random
 import stat
 import subprocess
 import sys
+import textwrap
 import zipfile
 import zlib
 from pathlib import Path
@@ -28,28 +29,47 @@ from poetry_plugin_lambda.wheels import parse_wheel
 from tests.fixtures.wheelfactory import build_wheel
 
 EPOCH = 315532800
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # The helper alone --------------------------------------------------------------------------
 
 
+def _run(roots: list[Path], copies: list[Path], files: list[tuple[int, str, int, int, int, int, int]], exact: bool = True) -> copy_writer.Outcome:
+    """The helper's outcome for `files` (paths as text here) in `roots`, each held open as its
+    lock is in a run."""
+    fds = [os.open(root, os.O_RDONLY) if root.is_dir() else os.open(os.devnull, os.O_RDONLY) for root in roots]
+    try:
+        writer = CopyWriter(
+            [(os.fsencode(root), exact, fd) for root, fd in zip(roots, fds)],
+            [os.fsencode(copy) for copy in copies],
+            [(root, os.fsencode(path), *rest) for root, path, *rest in files],  # type: ignore[misc]
+        )
+        try:
+            return writer.wait()
+        finally:
+            writer.stop()
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
 def test_it_writes_each_file_from_its_copy_with_its_mode(tmp_path: Path) -> None:
     copy = tmp_path / "copy"
-    copy.write_bytes(b"hello" + b"#!/bin/sh\n" + b"")
+    copy.write_bytes(b"hello" + b"#!/bin/sh\n")
     root = tmp_path / "root"
     (root / "pkg").mkdir(parents=True)
-    writer = CopyWriter()
-    writer.give([(str(root), True)], [str(copy)], [
+    outcome = _run([root], [copy], [
         (0, "pkg/a.txt", 0o644, 0, 0, 5, zlib.crc32(b"hello")),
         (0, "pkg/run", 0o755, 0, 5, 10, zlib.crc32(b"#!/bin/sh\n")),
         (0, "pkg/empty", 0o644, 0, 15, 0, 0),
+        (0, "pkg/caf\u00e9 \u65e5\u672c.txt", 0o644, 0, 0, 5, zlib.crc32(b"hello")),
     ])
-    outcome = writer.wait()
-    writer.stop()
     assert (outcome.missed, outcome.errors, outcome.stopped) == ([], {}, None)
     assert (root / "pkg" / "a.txt").read_bytes() == b"hello"
     assert (root / "pkg" / "run").read_bytes() == b"#!/bin/sh\n"
     assert (root / "pkg" / "empty").read_bytes() == b""
+    assert (root / "pkg" / "caf\u00e9 \u65e5\u672c.txt").read_bytes() == b"hello"  # named as this process names it
     assert stat.S_IMODE((root / "pkg" / "run").stat().st_mode) == 0o755
     assert stat.S_IMODE((root / "pkg" / "a.txt").stat().st_mode) == 0o644
 
@@ -59,16 +79,32 @@ def test_a_file_whose_copy_fails_its_check_is_left_not_written(tmp_path: Path) -
     copy.write_bytes(b"abcdef")
     root = tmp_path / "root"
     root.mkdir()
-    writer = CopyWriter()
-    writer.give([(str(root), True)], [str(copy), str(tmp_path / "gone")], [
+    outcome = _run([root], [copy, tmp_path / "gone"], [
         (0, "wrong-crc", 0o644, 0, 0, 3, zlib.crc32(b"abd")),
         (0, "short", 0o644, 0, 4, 5, zlib.crc32(b"ef")),
         (0, "right", 0o644, 0, 3, 3, zlib.crc32(b"def")),
         (0, "no-copy", 0o644, 1, 0, 3, zlib.crc32(b"abc")),
     ])
-    outcome = writer.wait()
     assert outcome.missed == [0, 1, 3] and outcome.errors == {}
     assert sorted(p.name for p in root.iterdir()) == ["right"]
+
+
+def test_a_large_copy_read_piece_by_piece_is_held_to_each_crc(tmp_path: Path) -> None:
+    blob = random.Random(2).randbytes((16 << 20) + 100)  # past the size read whole
+    copy = tmp_path / "copy"
+    copy.write_bytes(blob)
+    root = tmp_path / "root"
+    root.mkdir()
+    end = len(blob)
+    outcome = _run([root], [copy], [
+        (0, "first", 0o755, 0, 0, 1000, zlib.crc32(blob[:1000])),
+        (0, "past-end", 0o644, 0, end - 10, 20, zlib.crc32(blob[-10:])),
+        (0, "wrong", 0o644, 0, 5, 10, zlib.crc32(blob[6:16])),
+        (0, "last", 0o644, 0, end - 10, 10, zlib.crc32(blob[-10:])),
+    ], exact=False)
+    assert outcome.missed == [1, 2] and outcome.errors == {}
+    assert (root / "first").read_bytes() == blob[:1000] and (root / "last").read_bytes() == blob[-10:]
+    assert stat.S_IMODE((root / "first").stat().st_mode) == 0o755
 
 
 def test_a_refusal_stops_that_root_and_names_its_path(tmp_path: Path) -> None:
@@ -79,15 +115,13 @@ def test_a_refusal_stops_that_root_and_names_its_path(tmp_path: Path) -> None:
     existing.mkdir()
     (existing / "taken").write_text("someone else's file")
     os.symlink(tmp_path / "elsewhere", existing / "link")
-    writer = CopyWriter()
     crc = zlib.crc32(b"abc")
-    writer.give([(str(good), True), (str(existing), True), (str(tmp_path / "missing"), True)], [str(copy)], [
+    outcome = _run([good, existing, tmp_path / "missing"], [copy], [
         (1, "taken", 0o644, 0, 0, 3, crc),
         (1, "link", 0o644, 0, 0, 3, crc),
         (0, "fine", 0o644, 0, 0, 3, crc),
         (2, "x", 0o644, 0, 0, 3, crc),
     ])
-    outcome = writer.wait()
     assert sorted(outcome.errors) == [1, 2]
     assert outcome.errors[1].filename == str(existing / "taken")  # never overwritten, never followed
     assert (existing / "taken").read_text() == "someone else's file" and not (tmp_path / "elsewhere").exists()
@@ -101,20 +135,96 @@ def test_modes_are_set_whatever_the_umask_when_the_folder_says_so(tmp_path: Path
     root.mkdir()
     old = os.umask(0o077)
     try:
-        writer = CopyWriter()
+        outcome = _run([root], [copy], [(0, "f", 0o644, 0, 0, 3, zlib.crc32(b"abc"))], exact=False)
     finally:
         os.umask(old)
-    writer.give([(str(root), False)], [str(copy)], [(0, "f", 0o644, 0, 0, 3, zlib.crc32(b"abc"))])
-    assert writer.wait().missed == []
+    assert outcome.missed == []
     assert stat.S_IMODE((root / "f").stat().st_mode) == 0o644
 
 
-def test_a_helper_that_cannot_start_leaves_every_file_to_this_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(copy_writer.sys, "executable", str(tmp_path / "no-python"))
-    writer = CopyWriter()
-    writer.give([(str(tmp_path), True)], [str(tmp_path / "copy")], [(0, "a", 0o644, 0, 0, 1, 0), (0, "b", 0o644, 0, 1, 1, 0)])
-    assert writer.wait().missed == [0, 1]
-    writer.stop()
+@pytest.mark.parametrize("executable", ["no file", "not python", None, ""])
+def test_a_helper_that_cannot_start_leaves_every_file_to_this_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, executable: str | None
+) -> None:
+    """No interpreter, or one that never runs the helper (a frozen or embedded host): nothing
+    was written, so every file is this process's to write, and nothing fails."""
+    path = {"no file": str(tmp_path / "no-python"), "not python": "/bin/true"}.get(executable or "", executable)
+    monkeypatch.setattr(copy_writer.sys, "executable", path)
+    outcome = _run([tmp_path], [tmp_path / "copy"], [(0, "a", 0o644, 0, 0, 1, 0), (0, "b", 0o644, 0, 1, 1, 0)])
+    assert (outcome.missed, outcome.stopped) == ([0, 1], None)
+    assert copy_writer.available() == bool(path)
+
+
+def test_the_helper_runs_isolated_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`-I -S`: no PYTHONPATH, no site, no user's sitecustomize can change what it does."""
+    (tmp_path / "os.py").write_text("raise SystemExit('shadowed')\n")
+    copy = tmp_path / "copy"
+    copy.write_bytes(b"abc")
+    root = tmp_path / "root"
+    root.mkdir()
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    outcome = _run([root], [copy], [(0, "f", 0o644, 0, 0, 3, zlib.crc32(b"abc"))])
+    assert outcome.missed == [] and (root / "f").read_bytes() == b"abc"
+
+
+_ORPHANED = r"""
+import os, sys, time
+sys.path[:0] = [sys.argv[2]]
+from poetry_plugin_lambda import copy_writer
+copy_writer._HELPER = copy_writer._HELPER.replace("        if root in errors:", "        time.sleep(0.01)\n        if root in errors:").replace(
+    "import marshal, os, signal, sys, zlib", "import marshal, os, signal, sys, time, zlib").replace("number % 32", "number % 128")
+root = sys.argv[1]
+fd = os.open(root, os.O_RDONLY)
+import fcntl
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.mkdir(root + "/copy-dir")
+with open(root + "/copy-dir/copy", "wb") as f:
+    f.write(b"x")
+import zlib
+writer = copy_writer.CopyWriter([(os.fsencode(root), True, fd)], [os.fsencode(root + "/copy-dir/copy")],
+    [(0, b"f%d" % i, 0o644, 0, 0, 1, zlib.crc32(b"x")) for i in range(5000)])
+print(writer._process.pid, flush=True)
+time.sleep(0.3)
+os._exit(9)  # killed: no clean-up of any kind
+"""
+
+
+def test_a_helper_whose_parent_dies_stops_and_keeps_the_staged_dir_locked_until_then(tmp_path: Path) -> None:
+    import fcntl
+    import time
+
+    root = tmp_path / "staged"
+    root.mkdir()
+    parent = subprocess.run(
+        [sys.executable, "-c", _ORPHANED, str(root), str(Path(__file__).resolve().parents[2])],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    helper = int(parent.stdout.split()[0])
+
+    def alive() -> bool:  # a zombie is not alive: its descriptors, and the lock, are gone
+        try:
+            return Path(f"/proc/{helper}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
+        except OSError:
+            return False
+
+    checked = 0
+    deadline = time.monotonic() + 10
+    while alive() and time.monotonic() < deadline:
+        fd = os.open(root, os.O_RDONLY)
+        try:  # while it lives, the run's lock is held: no other run removes the folder under it
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            assert not alive(), "the staged dir was unlocked while the helper could still write into it"
+        except BlockingIOError:
+            checked += 1
+        finally:
+            os.close(fd)
+        time.sleep(0.02)
+    if alive():
+        os.kill(helper, 9)
+        pytest.fail("the helper outlived its parent")
+    assert checked > 0  # seen locked at least once after the parent died
+    written = len([p for p in root.iterdir() if p.name.startswith("f")])
+    assert 0 < written < 5000  # it stopped on its own, long before its job was done
 
 
 # Inside emit -------------------------------------------------------------------------------
@@ -126,13 +236,13 @@ def always_helped(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     monkeypatch.setattr(emit, "_HELPER_FROM", 1)
     monkeypatch.setattr(emit, "_HELPER_SHARE", 1.0)
     given: list[int] = []
-    original = CopyWriter.give
+    original = CopyWriter.__init__
 
-    def give(self: CopyWriter, roots: object, copies: object, files: list[object]) -> None:
+    def init(self: CopyWriter, roots: object, copies: object, files: list[object]) -> None:
         given.append(len(files))
         original(self, roots, copies, files)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(CopyWriter, "give", give)
+    monkeypatch.setattr(CopyWriter, "__init__", init)
     return given
 
 
@@ -243,68 +353,175 @@ def test_a_helper_that_dies_fails_the_bundle_and_leaves_nothing(
 ) -> None:
     wheels = _wheels(tmp_path)
     contents, copies = _unpacked(tmp_path, wheels)
-    monkeypatch.setattr(copy_writer, "_HELPER", copy_writer._HELPER.replace("\nmain()\n", "\nimport os\nos._exit(3)\n"))
+    died = copy_writer._HELPER.replace("    out.flush()\n", "    out.flush()\n    os._exit(3)\n", 1)
+    assert died != copy_writer._HELPER
+    monkeypatch.setattr(copy_writer, "_HELPER", died)
     with pytest.raises(BundleError, match=r"helper process writing its files stopped \(exit code 3\)\. Run again"):
         emit.write_outputs(assemble(contents), tmp_path / "out" / "fn.zip", tmp_path / "out" / "target", EPOCH, copies)  # type: ignore[arg-type]
     assert not any((tmp_path / "out").iterdir())
 
 
+@pytest.mark.parametrize("executable", ["no file", "not python", None])
 def test_a_helper_that_cannot_start_changes_nothing_but_speed(
+    tmp_path: Path, always_helped: list[int], monkeypatch: pytest.MonkeyPatch, executable: str | None
+) -> None:
+    """The files are written here, from the unpacked copies (not inflated): the same outputs."""
+    wheels = _wheels(tmp_path)
+    contents, copies = _unpacked(tmp_path, wheels)
+    entries = assemble(contents)  # type: ignore[arg-type]
+    path = {"no file": str(tmp_path / "no-python"), "not python": "/bin/true"}.get(executable or "", executable)
+    monkeypatch.setattr(copy_writer.sys, "executable", path)
+    inflated: list[str] = []
+    original = emit.inflated
+    monkeypatch.setattr(emit, "inflated", lambda archive, info, raw: inflated.append(info.filename) or original(archive, info, raw))
+    emit.write_outputs(entries, tmp_path / "out" / "fn.zip", tmp_path / "out" / "target", EPOCH, copies)  # type: ignore[arg-type]
+    on_disk = {p: d for p, (d, _) in _files(tmp_path / "out" / "target").items() if p != emit.MARKER}
+    assert on_disk == _zip_files(tmp_path / "out" / "fn.zip")
+    assert [name for name in inflated if name.startswith(("helped/", "other/"))] == []
+
+
+@pytest.mark.parametrize("where", ["started", "the pass", "ZIP completed", "waited for", "left files written"])
+def test_an_interrupt_anywhere_stops_the_helper_before_anything_is_removed(
+    tmp_path: Path, always_helped: list[int], monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """A helper still writing when the run stops must be gone before the staged dir is removed,
+    or it would leave files behind in a folder being deleted; nothing staged is left, no
+    descriptor is leaked, no process left unwaited for."""
+    wheels = _wheels(tmp_path)
+    contents, copies = _unpacked(tmp_path, wheels)
+    if where == "left files written":
+        copy = copies[wheels[0]]
+        copy.path.write_bytes(b"\0" * copy.path.stat().st_size)  # type: ignore[attr-defined]  # every file left
+    slow = copy_writer._HELPER.replace("    bases = ", "    import time; time.sleep(0.3)\n    bases = ", 1)
+    monkeypatch.setattr(copy_writer, "_HELPER", slow)
+    started: list[CopyWriter] = []
+    original_init = CopyWriter.__init__
+
+    def init(self: CopyWriter, *args: object) -> None:
+        original_init(self, *args)  # type: ignore[arg-type]
+        started.append(self)
+
+    monkeypatch.setattr(CopyWriter, "__init__", init)
+    owner, name = {
+        "started": (emit._Share, "start"), "the pass": (emit, "_fill_archive"), "ZIP completed": (emit._Bundle, "complete_zip"),
+        "waited for": (CopyWriter, "wait"), "left files written": (emit, "_write_left"),
+    }[where]
+    original = getattr(owner, name)
+
+    def interrupted(*args: object, **kwargs: object) -> object:
+        original(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(owner, name, staticmethod(interrupted) if owner is emit._Share else interrupted)
+    fds = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(KeyboardInterrupt):
+        emit.write_outputs(assemble(contents), tmp_path / "out" / "fn.zip", tmp_path / "out" / "target", EPOCH, copies)  # type: ignore[arg-type]
+    assert started and started[0]._process is not None and started[0]._process.returncode is not None  # waited for
+    assert not any((tmp_path / "out").iterdir())
+    assert len(os.listdir("/proc/self/fd")) == fds
+
+
+def _latin1_locale(tmp_path: Path) -> dict[str, str] | None:
+    loc = tmp_path / "loc"
+    loc.mkdir()
+    try:
+        subprocess.run(["localedef", "-i", "en_US", "-f", "ISO-8859-1", str(loc / "en_US.ISO-8859-1")],
+                       check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return {**os.environ, "LOCPATH": str(loc), "LC_ALL": "en_US.ISO-8859-1", "PYTHONUTF8": "1", "PYTHONPATH": str(ROOT)}
+
+
+_CHILD = textwrap.dedent("""
+    import sys, json
+    from pathlib import Path
+    from poetry_plugin_lambda import emit
+    from poetry_plugin_lambda.assemble import assemble
+    from tests.unit.test_copy_writer import _unpacked, EPOCH
+    from tests.fixtures.wheelfactory import build_wheel
+    emit._HELPER_FROM, emit._HELPER_SHARE = 1, 1.0
+    tmp = Path(sys.argv[1])
+    wheel = build_wheel(tmp / "cache" / "artifacts", "enc", "1.0",
+                        files={"enc/__init__.py": "", "enc/" + sys.argv[2]: "x = 1\\n"})
+    contents, copies = _unpacked(tmp, [wheel])
+    try:
+        emit.write_outputs(assemble(contents), tmp / "out" / "fn.zip", tmp / "out" / "target", EPOCH, copies)
+    except Exception as error:
+        print(json.dumps({"error": str(error)})); sys.exit(0)
+    import zipfile, os
+    with zipfile.ZipFile(tmp / "out" / "fn.zip") as zf:
+        names = sorted(n for n in zf.namelist() if not n.endswith("/"))
+    on_disk = sorted(os.path.relpath(os.path.join(d, f), tmp / "out" / "target")
+                     for d, _, fs in os.walk(tmp / "out" / "target") for f in fs if f != emit.MARKER)
+    print(json.dumps({"zip": names, "dir": on_disk}, ensure_ascii=True))
+""")
+
+
+@pytest.mark.parametrize("name", ["caf\u00e9.py", "\u65e5\u672c.py"])
+def test_the_helper_names_files_as_this_process_does_whatever_the_locale(tmp_path: Path, name: str) -> None:
+    """`-I` drops PYTHONUTF8: paths cross to the helper as bytes, so a latin-1 locale with UTF-8
+    mode names the ZIP's members and the helper's files alike."""
+    import json
+
+    env = _latin1_locale(tmp_path)
+    if env is None:
+        pytest.skip("cannot build a latin-1 locale")
+    out = subprocess.run([sys.executable, "-c", _CHILD, str(tmp_path), name], env=env, capture_output=True, text=True, cwd=ROOT, check=False)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "error" not in result, result  # the bundle without the helper is written fine
+    assert result["dir"] == result["zip"]  # same file names in both outputs
+
+
+def test_two_bundles_one_failing_mid_pass_and_one_refused_by_the_helper(
     tmp_path: Path, always_helped: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     wheels = _wheels(tmp_path)
     contents, copies = _unpacked(tmp_path, wheels)
     entries = assemble(contents)  # type: ignore[arg-type]
-    monkeypatch.setattr(copy_writer.sys, "executable", str(tmp_path / "no-python"))
-    emit.write_outputs(entries, tmp_path / "out" / "fn.zip", tmp_path / "out" / "target", EPOCH, copies)  # type: ignore[arg-type]
-    on_disk = {p: d for p, (d, _) in _files(tmp_path / "out" / "target").items() if p != emit.MARKER}
-    assert on_disk == _zip_files(tmp_path / "out" / "fn.zip")
+    names = ("zipfails", "dirtaken", "fine")
+    jobs = [emit.OutputJob(entries, tmp_path / n / "fn.zip", tmp_path / n / "target", EPOCH) for n in names]
+    from poetry_plugin_lambda.zip_output import StagedZip
 
+    original_write = StagedZip.write_at
+    count = {"n": 0}
 
-def test_an_interrupted_pass_stops_the_helper_before_anything_is_removed(
-    tmp_path: Path, always_helped: list[int], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    wheels = _wheels(tmp_path)
-    contents, copies = _unpacked(tmp_path, wheels)
-    # A helper that is still writing when the pass is interrupted: it must be gone before the
-    # staged dir is removed, or it would leave files behind in a folder being deleted.
-    slow = copy_writer._HELPER.replace("    for number, (root,", "    import time; time.sleep(0.5)\n    for number, (root,")
-    monkeypatch.setattr(copy_writer, "_HELPER", slow)
-    started: list[subprocess.Popen[bytes]] = []
+    def write_at(self: StagedZip, offset: int, data: bytes) -> None:
+        if "zipfails" in str(self.staged.path if hasattr(self, "staged") else "") or "zipfails" in repr(vars(self)):
+            count["n"] += 1
+            if count["n"] > 3:
+                raise OSError(28, "No space left on device")
+        original_write(self, offset, data)
+
+    monkeypatch.setattr(StagedZip, "write_at", write_at)
     original_init = CopyWriter.__init__
 
-    def init(self: CopyWriter) -> None:
-        original_init(self)
-        started.append(self._process)  # type: ignore[arg-type]
+    def init(self: CopyWriter, roots, copies_, files) -> None:  # type: ignore[no-untyped-def]
+        taken = next(f for f in files if f[0] == 1)
+        Path(os.fsdecode(roots[1][0]), os.fsdecode(taken[1])).write_bytes(b"squatter")  # the helper's O_EXCL refuses it
+        original_init(self, roots, copies_, files)
 
     monkeypatch.setattr(CopyWriter, "__init__", init)
+    fds = len(os.listdir("/proc/self/fd"))
+    results = emit.write_all_outputs(jobs, copies)  # type: ignore[arg-type]
+    assert "No space left" in str(results[0]) and isinstance(results[1], Exception), results
+    assert "File exists" in str(results[1]) and "\n" not in str(results[1])
+    assert not isinstance(results[2], Exception)
+    assert not any((tmp_path / "zipfails").iterdir()) and not any((tmp_path / "dirtaken").iterdir())
+    on_disk = {p: d for p, (d, m) in _files(tmp_path / "fine" / "target").items() if p != emit.MARKER}
+    assert on_disk == _zip_files(tmp_path / "fine" / "fn.zip")
+    modes = {p: m for p, (d, m) in _files(tmp_path / "fine" / "target").items()}
+    assert modes["helped/tool.py"] == 0o755 and modes["helped/m1.py"] == 0o644
+    assert len(os.listdir("/proc/self/fd")) == fds
 
-    def interrupted(*args: object) -> None:
-        raise KeyboardInterrupt
 
-    monkeypatch.setattr(emit, "_fill_archive", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        emit.write_outputs(assemble(contents), tmp_path / "out" / "fn.zip", tmp_path / "out" / "target", EPOCH, copies)  # type: ignore[arg-type]
-    assert started and started[0].poll() is not None  # killed and waited for
-    assert not any((tmp_path / "out").iterdir())
-
-
-def test_the_helper_runs_isolated_from_the_environment(tmp_path: Path) -> None:
-    """`-I -S`: no PYTHONPATH, no site, no user's sitecustomize can change what it does."""
-    (tmp_path / "os.py").write_text("raise SystemExit('shadowed')\n")
-    copy = tmp_path / "copy"
-    copy.write_bytes(b"abc")
-    root = tmp_path / "root"
-    root.mkdir()
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = str(tmp_path)
-    try:
-        writer = CopyWriter()
-    finally:
-        if old is None:
-            del os.environ["PYTHONPATH"]
-        else:
-            os.environ["PYTHONPATH"] = old
-    writer.give([(str(root), True)], [str(copy)], [(0, "f", 0o644, 0, 0, 3, zlib.crc32(b"abc"))])
-    assert writer.wait().missed == [] and (root / "f").read_bytes() == b"abc"
-    assert sys.executable  # the helper is this interpreter
+def test_no_zombie_and_no_fd_left_after_many_helped_runs(tmp_path: Path, always_helped: list[int]) -> None:
+    wheels = _wheels(tmp_path)
+    contents, copies = _unpacked(tmp_path, wheels)
+    entries = assemble(contents)  # type: ignore[arg-type]
+    fds = len(os.listdir("/proc/self/fd"))
+    for i in range(5):
+        emit.write_outputs(entries, tmp_path / f"o{i}" / "fn.zip", tmp_path / f"o{i}" / "target", EPOCH, copies)  # type: ignore[arg-type]
+    assert len(os.listdir("/proc/self/fd")) == fds
+    children = subprocess.run(["ps", "--ppid", str(os.getpid()), "-o", "stat="], check=False, capture_output=True, text=True).stdout.split()
+    assert not [s for s in children if s.startswith("Z")]
