@@ -518,7 +518,7 @@ class _Share:
         number = {bundle: at for at, bundle in enumerate(share.roots)}
         copies: list[bytes] = []
         files: list[CopiedFile] = []
-        limit, given = _HELPER_SHARE * sum(_weight(members) for _, members in ordered), 0
+        limit, given = _HELPER_SHARE * sum(_files_work(members) for _, members in ordered), 0
         for archive, members in ordered:
             copy = unpacked.get(archive)
             if copy is None or given >= limit:
@@ -614,6 +614,18 @@ def _weight(members: dict[int, _Targets]) -> int:
         info = bundle.entries[index].info
         assert info is not None
         total += info.compress_size + info.file_size + _PER_FILE
+    return total
+
+
+def _files_work(members: dict[int, _Targets]) -> int:
+    """What an archive's files cost the target dirs, in bytes: a file in each target dir that
+    holds a member (the measure of the helper's share)."""
+    total = 0
+    for targets in members.values():
+        bundle, index = targets[0]
+        info = bundle.entries[index].info
+        assert info is not None
+        total += (info.file_size + _PER_FILE) * len(targets)
     return total
 
 
