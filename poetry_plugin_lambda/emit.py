@@ -9,8 +9,10 @@ into a new file of each target dir that holds it; a wheel with an unpacked copy 
 (inflated from the wheel if they fail). So the two outputs of a bundle are written
 from the same bytes, and the bundles of one run share the reading and inflating. The pass runs
 one thread per core, one archive at a time each (largest first; an archive up to 16 MiB read in
-one system call, and a worker's members that follow each other in a ZIP written in one); a
-bundle that fails stops alone, its staged outputs removed.
+one system call, and a worker's members that follow each other in a ZIP written in one); with
+thousands of files, one thread beside a helper process that creates most of the target dirs'
+files from the unpacked copies (`copy_writer`, `_Share`). A bundle that fails stops alone, its
+staged outputs removed.
 
 Only when both outputs of a bundle are complete are they committed: the target dir is swapped
 in, then the ZIP renamed over the previous one; if that rename fails the target dir swap is
