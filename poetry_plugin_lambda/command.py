@@ -28,6 +28,7 @@ from poetry_plugin_lambda.errors import hide
 from poetry_plugin_lambda.errors import redact
 from poetry_plugin_lambda.errors import secrets_hidden
 from poetry_plugin_lambda.interrupts import handled
+from poetry_plugin_lambda.interrupts import never_lost
 from poetry_plugin_lambda.targets import ARCHITECTURES
 from poetry_plugin_lambda.targets import RUNTIMES
 
@@ -155,7 +156,7 @@ class LambdaBundleCommand(Command):
     def handle(self) -> int:
         fmt = self.option("format")
         try:
-            with _collector_paused(), _nothing_left_staged(), secrets_hidden(), output_redacted(self.io, redact):
+            with never_lost(), _collector_paused(), _nothing_left_staged(), secrets_hidden(), output_redacted(self.io, redact):
                 outcome = self._bundle()
         except BundleError as error:
             if isinstance(error, Interrupted):

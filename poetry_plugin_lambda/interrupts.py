@@ -11,8 +11,10 @@ when someone else owns SIGINT) `held()` changes nothing.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import signal
+import sys
 import threading
 from typing import TYPE_CHECKING
 
@@ -50,6 +52,30 @@ def held() -> Iterator[Held]:
         yield state
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@contextlib.contextmanager
+def never_lost() -> Iterator[None]:
+    """A Ctrl-C that lands in code Python runs for itself (a weakref callback, a finalizer, such
+    as an import's module-lock clean-up) is raised again in the main thread instead of being
+    printed as "Exception ignored" and lost, so the run stops as it does for any other Ctrl-C."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable: sys.UnraisableHookArgs) -> None:
+        if issubclass(unraisable.exc_type, KeyboardInterrupt):
+            # As if SIGINT came again (`held()` records it, elsewhere it raises), once this hook
+            # has returned: raised in here, it would only be reported and lost once more.
+            again = threading.Timer(0.01, _thread.interrupt_main)
+            again.daemon = True
+            again.start()
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
 
 
 def handled() -> None:

@@ -65,3 +65,50 @@ def test_a_handled_ctrl_c_exits_with_the_commands_code(tmp_path: Path, told: str
         [sys.executable, "-m", "caught_in_exec", told], check=False, capture_output=True, text=True, env=env
     )
     assert done.returncode == (130 if told == "handled" else -signal.SIGINT), done.stderr
+
+
+def test_a_ctrl_c_python_would_only_print_is_raised_again(capsys: pytest.CaptureFixture[str]) -> None:
+    """A Ctrl-C landing in a weakref callback (an import's module-lock clean-up, in a run) is
+    "Exception ignored" for Python: printed, and lost. Under `never_lost` it is raised again."""
+    import time
+    import weakref
+
+    from poetry_plugin_lambda.interrupts import never_lost
+
+    class Thing:
+        pass
+
+    def callback(_: object) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt), never_lost():
+        thing = Thing()
+        ref = weakref.ref(thing, callback)
+        del thing  # the callback raises: Python can only report it
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # the Ctrl-C comes again at the next check
+            time.sleep(0.001)
+    assert "Exception ignored" not in capsys.readouterr().err
+    assert ref() is None
+
+
+def test_a_held_ctrl_c_python_would_only_print_is_held_too() -> None:
+    import time
+    import weakref
+
+    from poetry_plugin_lambda.interrupts import never_lost
+
+    class Thing:
+        pass
+
+    def callback(_: object) -> None:
+        raise KeyboardInterrupt
+
+    with never_lost(), held() as interrupt:
+        thing = Thing()
+        ref = weakref.ref(thing, callback)
+        del thing
+        deadline = time.monotonic() + 5
+        while not interrupt.interrupted and time.monotonic() < deadline:
+            time.sleep(0.001)
+    assert interrupt.interrupted and ref() is None
