@@ -167,6 +167,32 @@ def test_the_helper_runs_isolated_from_the_environment(tmp_path: Path, monkeypat
     assert outcome.missed == [] and (root / "f").read_bytes() == b"abc"
 
 
+def test_a_ctrl_c_sent_to_the_helper_is_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C reaches the whole process group: the run decides what it means (it stops the
+    helper and waits for it), so the helper itself goes on with its job."""
+    import signal
+    import time
+
+    copy = tmp_path / "copy"
+    copy.write_bytes(b"abc")
+    root = tmp_path / "root"
+    root.mkdir()
+    slow = copy_writer._HELPER.replace("    bases = ", "    import time; time.sleep(0.5)\n    bases = ", 1)
+    monkeypatch.setattr(copy_writer, "_HELPER", slow)
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        writer = CopyWriter([(os.fsencode(root), True, fd)], [os.fsencode(copy)], [(0, b"f", 0o644, 0, 0, 3, zlib.crc32(b"abc"))])
+        time.sleep(0.3)  # started, its job read, not yet writing
+        assert writer._process is not None
+        writer._process.send_signal(signal.SIGINT)
+        outcome = writer.wait()
+        writer.stop()
+    finally:
+        os.close(fd)
+    assert (outcome.missed, outcome.errors, outcome.stopped) == ([], {}, None)
+    assert (root / "f").read_bytes() == b"abc"
+
+
 _ORPHANED = r"""
 import os, sys, time
 sys.path[:0] = [sys.argv[2]]
