@@ -9,14 +9,17 @@ target dirs, from the unpacked copies (`unpacked.py`), while this process writes
 the rest of the files. Each file is held to its member's size and CRC exactly as `emit._Copy`
 holds it; a file whose copy fails that is left for this process, which inflates it.
 
-The helper only creates files, the way `target_dir.StagedTargetDir` does (new, `O_EXCL |
-O_NOFOLLOW`, final mode), in folders the staged dir already holds; it never removes anything.
-Paths cross as bytes (`os.fsencode`), so both processes name a file alike whatever the
-locale. It holds the staged dirs' locks with this process (their descriptors are inherited), so
-no other run removes a staged dir it may still write into, and it stops by itself if this
-process dies. It ignores Ctrl-C: this process decides, and kills it and waits for it before a
-staged dir is committed or removed. A helper that never started (no usable interpreter) wrote
-nothing: its files are all left to this process.
+It starts as soon as the staged target dirs exist, before this process lays out the ZIPs, and
+first makes every folder of those dirs (as `target_dir.StagedTargetDir` makes them: parents
+first, 0755 whatever the umask), says so (`CopyWriter.folders`), then creates its files the
+way `StagedTargetDir` does (new, `O_EXCL | O_NOFOLLOW`, final mode). It never removes
+anything. Paths cross as bytes (`os.fsencode`), so both processes name a file alike whatever
+the locale. It holds the staged dirs' locks with this process (their descriptors are
+inherited), so no other run removes a staged dir it may still write into, and it stops by
+itself if this process dies. It ignores Ctrl-C: this process decides, and kills it and waits
+for it before a staged dir is committed or removed. A helper that never said its folders were
+made (no usable interpreter, or it died first) wrote no file: the folders and files are all
+left to this process.
 """
 
 from __future__ import annotations
@@ -63,14 +66,40 @@ def read_whole(path):
     os.close(fd)
     return b"".join(pieces), None
 
+def folders(bases, wanted):
+    # Each root's folders, parents first, as target_dir._make_folders makes them: whether the
+    # first came out 0755 (then nothing needs a chmod), and the refusal that stopped a root's.
+    exact, errors = [], {}
+    for root, base in enumerate(bases):
+        first = None
+        try:
+            for folder in wanted[root]:
+                path = base + folder
+                os.mkdir(path, 0o755)
+                if first is None:
+                    first = os.stat(path).st_mode & 0o777 == 0o755
+                if not first:
+                    os.chmod(path, 0o755)
+        except OSError as error:
+            errors[root] = described(error)
+        exact.append(bool(first))
+    return exact, errors
+
+def described(error):
+    name = error.filename if isinstance(error.filename, bytes) else b""
+    return (error.errno or 0, error.strerror or type(error).__name__, name)
+
 def main():
-    roots, copies, files = marshal.loads(sys.stdin.buffer.read())
+    roots, wanted, copies, files = marshal.loads(sys.stdin.buffer.read())
     out = sys.stdout.buffer
-    out.write(b"S")  # started: from here on, files may exist
+    out.write(b"S")  # started: from here on, folders may exist
     out.flush()
-    bases = [root + b"/" for root, _ in roots]
-    exact = [exact for _, exact in roots]
-    missed, errors = [], {}
+    bases = [root + b"/" for root in roots]
+    exact, errors = folders(bases, wanted)
+    answer = marshal.dumps((exact, errors))
+    out.write(b"F" + len(answer).to_bytes(4, "big") + answer)  # the folders are made: files may follow
+    out.flush()
+    missed = []
     current, data, fd = -1, None, None
     for number, (root, path, mode, copy, start, size, crc) in enumerate(files):
         if number % 32 == 0 and os.getppid() != PARENT:
@@ -108,8 +137,7 @@ def main():
             finally:
                 os.close(made)
         except OSError as error:
-            name = error.filename if isinstance(error.filename, bytes) else b""
-            errors[root] = (error.errno or 0, error.strerror or type(error).__name__, name)
+            errors[root] = described(error)
     if fd is not None:
         os.close(fd)
     out.write(marshal.dumps((missed, errors)))
@@ -134,6 +162,15 @@ class Outcome:
     stopped: str | None = None
 
 
+@dataclass(frozen=True)
+class Folders:
+    """The folders the helper made: by root, whether they came out with their modes exact (files
+    need no chmod there), and the refusals that stopped a root's folders (and its files)."""
+
+    exact: list[bool]
+    errors: dict[int, OSError]
+
+
 def available() -> bool:
     """A helper can run here: this interpreter can be started again (not a frozen or embedded
     one) and has the calls it uses (POSIX)."""
@@ -142,23 +179,31 @@ def available() -> bool:
 
 class CopyWriter:
     """The helper process, started with its one job (sent on a thread of its own while this
-    process goes on); `wait` for what it did, or `stop` it (always, at the end: it is a no-op
-    once it is done)."""
+    process goes on): it makes every root's folders first (`folders` waits for them), then its
+    files; `wait` for what it did, or `stop` it (always, at the end: it is a no-op once it is
+    done)."""
 
     def __init__(
-        self, roots: Sequence[tuple[bytes, bool, int]], copies: Sequence[bytes], files: Sequence[CopiedFile]
+        self,
+        roots: Sequence[tuple[bytes, int]],
+        folders: Sequence[Sequence[bytes]],
+        copies: Sequence[bytes],
+        files: Sequence[CopiedFile],
     ) -> None:
-        """`roots`: each staged target dir's path, whether its modes need no chmod, and the
-        descriptor that holds its lock (inherited: the helper holds it too)."""
+        """`roots`: each staged target dir's path and the descriptor that holds its lock
+        (inherited: the helper holds it too); `folders`: each root's folders (relative, parents
+        first)."""
         self._count = len(files)
         self._process: subprocess.Popen[bytes] | None = None
         self._sender: threading.Thread | None = None
-        job = marshal.dumps(([(path, exact) for path, exact, _ in roots], list(copies), list(files)))
+        self._folders: Folders | None = None
+        self._answered = False  # `folders` has read the helper's first answer (or found none)
+        job = marshal.dumps(([path for path, _ in roots], [list(f) for f in folders], list(copies), list(files)))
         with contextlib.suppress(OSError, ValueError, TypeError):  # no helper: this process writes every file
             self._process = subprocess.Popen(
                 [sys.executable, "-I", "-S", "-c", _HELPER],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                pass_fds=[fd for _, _, fd in roots],
+                pass_fds=[fd for _, fd in roots],
             )
         if self._process is not None:
             self._sender = threading.Thread(target=self._send, args=(job,), daemon=True)
@@ -170,25 +215,49 @@ class CopyWriter:
             self._process.stdin.write(job)
             self._process.stdin.close()
 
+    def folders(self) -> Folders | None:
+        """The folders made, once the helper has made them; None if it made no answer (it never
+        started, or stopped first): then it is stopped, it wrote no file, and every folder and
+        file is this process's to make."""
+        if not self._answered:
+            try:
+                self._folders = self._read_folders()
+            except BaseException:  # interrupted while waiting: it writes nothing more
+                self.stop()
+                raise
+            self._answered = True
+            if self._folders is None:
+                self.stop()
+        return self._folders
+
+    def _read_folders(self) -> Folders | None:
+        process = self._process
+        if process is None or process.stdout is None:
+            return None
+        head = process.stdout.read(6)
+        if len(head) != 6 or head[:2] != b"SF":
+            return None
+        answer = process.stdout.read(int.from_bytes(head[2:], "big"))
+        try:
+            exact, errors = marshal.loads(answer)
+            return Folders([bool(e) for e in exact], _errors(errors))
+        except (ValueError, EOFError, TypeError):
+            return None
+
     def wait(self) -> Outcome:
         """The helper's outcome once it is done."""
         process, everything = self._process, list(range(self._count))
-        if process is None or self._sender is None:
+        if self.folders() is None or process is None or self._sender is None:
             return Outcome(everything, {})
         self._sender.join()
         assert process.stdout is not None
         out = process.stdout.read()
         code = process.wait()
-        if not out.startswith(b"S"):  # it never got to its first file: not a Python that runs it
-            return Outcome(everything, {})
         try:
             if code != 0:
                 raise ValueError(code)
-            missed, errors = marshal.loads(out[1:])
-            return Outcome(
-                list(missed),
-                {int(root): OSError(errno, strerror, os.fsdecode(name) if name else None) for root, (errno, strerror, name) in errors.items()},
-            )
+            missed, errors = marshal.loads(out)
+            return Outcome(list(missed), _errors(errors))
         except (ValueError, EOFError, TypeError):
             how = f"signal {-code}" if code < 0 else f"exit code {code}"
             return Outcome([], {}, stopped=f"the helper process writing its files stopped ({how})")
@@ -208,3 +277,8 @@ class CopyWriter:
             if pipe is not None:
                 with contextlib.suppress(OSError):
                     pipe.close()
+
+
+def _errors(answer: dict[int, tuple[int, str, bytes]]) -> dict[int, OSError]:
+    """The helper's refusals, by root, as this process's `OSError`s."""
+    return {int(root): OSError(errno, strerror, os.fsdecode(name) if name else None) for root, (errno, strerror, name) in answer.items()}

@@ -25,6 +25,7 @@ first, before any work is done.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 import zlib
@@ -53,6 +54,7 @@ from poetry_plugin_lambda.target_dir import MARKER
 from poetry_plugin_lambda.target_dir import StagedTargetDir
 from poetry_plugin_lambda.target_dir import Swap
 from poetry_plugin_lambda.target_dir import file_mode
+from poetry_plugin_lambda.target_dir import folders_of
 from poetry_plugin_lambda.target_dir import nested
 from poetry_plugin_lambda.target_dir import write_all
 from poetry_plugin_lambda.zip_output import StagedZip
@@ -190,10 +192,14 @@ def write_all_outputs(jobs: Sequence[OutputJob], unpacked: Mapping[Path, Unpacke
     """
     bundles = [_Bundle(job) for job in jobs]
     shares: list[_Share] = []  # the helper process's share of the files, once it is started
+    unpacked = unpacked or {}
     try:
+        share = _Share.start(bundles, unpacked, shares)  # first: it makes the folders meanwhile
         for bundle in bundles:
             bundle.stage()
-        _fill(bundles, unpacked or {}, shares)
+        if share is not None:
+            share.folders_made()
+        _fill(bundles, unpacked, share)
         for bundle in bundles:
             bundle.complete_zip()
         for share in shares:
@@ -222,7 +228,7 @@ class _Bundle:
 
     def __init__(self, job: OutputJob) -> None:
         self.job = job
-        self.entries: list[Entry] = []
+        self.entries: list[Entry] = list(job.entries)  # as archive members once staged (same order)
         self.error: Exception | None = None
         self._scratch: Staged | None = None  # the job's generated and project files, deflated
         self._zip: StagedZip | None = None
@@ -249,12 +255,17 @@ class _Bundle:
         """Its entries as archive members, its ZIP laid out, both outputs' temporaries created.
 
         The target dir's folders (system calls, no GIL held) are made on a thread of their own
-        while this one lays out the ZIP (Python); a ZIP error is this job's error even if the
+        while this one lays out the ZIP (Python), unless the helper process makes them (its
+        target dir is staged already: `stage_dir`); a ZIP error is this job's error even if the
         folders failed too, and folders made for a failed job are discarded with it.
         """
         job = self.job
+        if not self.live:
+            return
         with ThreadPoolExecutor(max_workers=1) as aside:
-            folders = aside.submit(_on_disk, lambda: StagedTargetDir(job.target_dir, job.entries), job.target_dir)
+            folders = None
+            if self._dir is None:
+                folders = aside.submit(_on_disk, lambda: StagedTargetDir(job.target_dir, job.entries), job.target_dir)
             try:
                 self.entries = _on_disk(lambda: self._members(job.entries), job.output)
                 layout = lay_out(self.entries, job.epoch)
@@ -263,9 +274,20 @@ class _Bundle:
                 self.fail(error)
             finally:  # kept even when interrupted, so that discarding the job removes them
                 try:
-                    self._dir = folders.result()
+                    if folders is not None:
+                        self._dir = folders.result()
                 except Exception as error:
                     self.fail(error)
+
+    def stage_dir(self) -> bool:
+        """Its target dir's temporary created, without its folders (the helper makes them);
+        False if that failed (this job's error then)."""
+        try:
+            self._dir = _on_disk(lambda: StagedTargetDir(self.job.target_dir, self.job.entries, folders=False), self.job.target_dir)
+        except Exception as error:  # returned as this job's outcome
+            self.fail(error)
+            return False
+        return True
 
     def _members(self, entries: Sequence[Entry]) -> list[Entry]:
         if all(is_deflated_member(entry) for entry in entries):
@@ -460,20 +482,12 @@ if TYPE_CHECKING:
     _Targets = list[tuple[_Bundle, int]]  # the jobs holding a member, and its index in each
 
 
-def _fill(bundles: Sequence[_Bundle], unpacked: Mapping[Path, Unpacked], shares: list[_Share]) -> None:
+def _fill(bundles: Sequence[_Bundle], unpacked: Mapping[Path, Unpacked], share: _Share | None) -> None:
     """Every member of every live job written into both its outputs, one thread per core, each
     thread one archive at a time (largest first, so the last to finish is a small one); with
-    many files, a share of the target dirs' files is given to a helper process (`_Share`, added
-    to `shares` as soon as it runs): those files are the target dirs' only once it is done
-    (`_Share.collect`)."""
-    groups: dict[Path, dict[int, _Targets]] = {}
-    for bundle in bundles:
-        if bundle.live:
-            for index, entry in enumerate(bundle.entries):
-                assert entry.archive is not None and entry.info is not None
-                groups.setdefault(entry.archive, {}).setdefault(entry.info.header_offset, []).append((bundle, index))
-    ordered = sorted(groups.items(), key=lambda group: (-_weight(group[1]), str(group[0])))
-    share = _Share.start(bundles, ordered, unpacked, shares)
+    a helper process (`share`), one thread, and the files of the helper's share only into the
+    ZIPs: those files are the target dirs' only once it is done (`_Share.collect`)."""
+    ordered = _by_archive(bundles)
     delegated = share.delegated if share is not None else {}
     with ThreadPoolExecutor(max_workers=1 if share is not None else _WORKERS) as pool:
         futures = [
@@ -487,6 +501,20 @@ def _fill(bundles: Sequence[_Bundle], unpacked: Mapping[Path, Unpacked], shares:
             for bundle in bundles:
                 bundle.fail(Cancelled())  # the others stop at their next member
             raise
+
+
+def _by_archive(bundles: Sequence[_Bundle]) -> list[tuple[Path, dict[int, _Targets]]]:
+    """The live jobs' deflated archive members, by archive and header offset: the jobs holding
+    each member and its index in each; heaviest archive first. (Before a job is staged, its
+    other entries are not members yet; staging keeps every entry's index.)"""
+    groups: dict[Path, dict[int, _Targets]] = {}
+    for bundle in bundles:
+        if bundle.live:
+            for index, entry in enumerate(bundle.entries):
+                if is_deflated_member(entry):
+                    assert entry.archive is not None and entry.info is not None
+                    groups.setdefault(entry.archive, {}).setdefault(entry.info.header_offset, []).append((bundle, index))
+    return sorted(groups.items(), key=lambda group: (-_weight(group[1]), str(group[0])))
 
 
 class _Share:
@@ -503,56 +531,57 @@ class _Share:
         self.delegated: dict[Path, dict[int, int]] = {}  # by archive: header offset -> raw CRC-32
 
     @classmethod
-    def start(
-        cls,
-        bundles: Sequence[_Bundle],
-        ordered: Sequence[tuple[Path, dict[int, _Targets]]],
-        unpacked: Mapping[Path, Unpacked],
-        shares: list[_Share],
-    ) -> _Share | None:
-        """The share, its helper started (and the share in `shares` before that, so a run that
-        stops stops its helper too); None when there are too few files for one (or no
-        interpreter to run it)."""
-        if not available() or sum(len(members) for _, members in ordered) < _HELPER_FROM:
+    def start(cls, bundles: Sequence[_Bundle], unpacked: Mapping[Path, Unpacked], shares: list[_Share]) -> _Share | None:
+        """The share, its jobs' target dirs staged and its helper started, before the ZIPs are
+        laid out (the helper makes every folder of those target dirs meanwhile, then its files);
+        the share is in `shares` before the helper starts, so a run that stops stops it too.
+        None when there are too few files for one (or no interpreter to run it)."""
+        if not available():
+            return None
+        ordered = _by_archive(bundles)
+        if sum(len(members) for _, members in ordered) < _HELPER_FROM:
+            return None
+        picked = _pick(ordered, unpacked)
+        if sum(len(targets) for _, _, chosen in picked for *_, targets in chosen) < _HELPER_FROM:
             return None
         share = cls(unpacked)
-        share.roots = [bundle for bundle in bundles if bundle.live]
+        share.roots = [bundle for bundle in bundles if bundle.live and bundle.stage_dir()]
+        if not share.roots:
+            return None
         number = {bundle: at for at, bundle in enumerate(share.roots)}
         copies: list[bytes] = []
         files: list[CopiedFile] = []
-        limit, given = _HELPER_SHARE * sum(_files_work(members) for _, members in ordered), 0
-        for archive, members in ordered:
-            copy = unpacked.get(archive)
-            if copy is None or given >= limit:
-                continue
-            raw_crcs: dict[int, int] = {}
-            for offset, targets in members.items():
-                info = targets[0][0].entries[targets[0][1]].info
-                assert info is not None
-                start, raw_crc = copy.offsets.get(offset, (-1, 0))
-                if start < 0 or info.compress_size > CHUNK or info.file_size > CHUNK:
-                    continue  # not in the copy, or streamed: written here
-                raw_crcs[offset] = raw_crc
+        for archive, copy, chosen in picked:
+            for offset, start, raw_crc, info, targets in chosen:
                 for bundle, index in targets:
-                    entry = bundle.entries[index]
-                    path = os.fsencode(entry.path)
-                    files.append((number[bundle], path, file_mode(entry.executable), len(copies), start, info.file_size, info.CRC))
-                    share.members.append((archive, info, bundle, index))
-                    given += info.file_size + _PER_FILE
-            if raw_crcs:
-                share.delegated[archive] = raw_crcs
-                copies.append(os.fsencode(copy.path))
-        if len(files) < _HELPER_FROM:
-            return None
-        roots = [
-            (os.fsencode(bundle.staged_dir.staged.path), bundle.staged_dir.exact, bundle.staged_dir.staged.fd)
-            for bundle in share.roots
-        ]
+                    if bundle in number:
+                        entry = bundle.entries[index]
+                        files.append((number[bundle], os.fsencode(entry.path), file_mode(entry.executable), len(copies), start, info.file_size, info.CRC))
+                        share.members.append((archive, info, bundle, index))
+                share.delegated.setdefault(archive, {})[offset] = raw_crc
+            copies.append(os.fsencode(copy.path))
+        roots = [(os.fsencode(bundle.staged_dir.staged.path), bundle.staged_dir.staged.fd) for bundle in share.roots]
+        folders = [[os.fsencode(folder) for folder in folders_of(bundle.job.entries)] for bundle in share.roots]
         shares.append(share)
         with held() as interrupt:  # a Ctrl-C never leaves a helper started but unknown
-            share.helper = CopyWriter(roots, copies, files)
+            share.helper = CopyWriter(roots, folders, copies, files)
         interrupt.reraise()
         return share
+
+    def folders_made(self) -> None:
+        """Wait until the helper has made the target dirs' folders (it has had the time the ZIPs
+        took to lay out); its refusals fail their jobs. If it made no answer (it never
+        started, or died first), this process makes them."""
+        assert self.helper is not None
+        made = self.helper.folders()
+        for number, bundle in enumerate(self.roots):
+            staged = bundle.staged_dir
+            if made is None:
+                bundle.attempt(functools.partial(staged.make_folders, bundle.job.entries), bundle.job.target_dir)
+            elif number in made.errors:
+                bundle.fail(os_error(made.errors[number], f"write {bundle.job.target_dir}"))
+            else:
+                staged.exact = made.exact[number]
 
     def collect(self) -> None:
         """Wait for the helper: its refusals fail their jobs, the files it left are written here."""
@@ -575,6 +604,34 @@ class _Share:
     def stop(self) -> None:
         if self.helper is not None:
             self.helper.stop()
+
+
+if TYPE_CHECKING:
+    _Picked = list[tuple[Path, Unpacked, list[tuple[int, int, int, zipfile.ZipInfo, _Targets]]]]
+
+
+def _pick(ordered: Sequence[tuple[Path, dict[int, _Targets]]], unpacked: Mapping[Path, Unpacked]) -> _Picked:
+    """The helper's share: by archive (heaviest first) and while it is under `_HELPER_SHARE` of
+    the target dirs' work, each member the archive's unpacked copy holds that is small enough
+    to be read whole: (header offset, start in the copy, raw CRC-32, member, its jobs)."""
+    limit, given = _HELPER_SHARE * sum(_files_work(members) for _, members in ordered), 0
+    picked: _Picked = []
+    for archive, members in ordered:
+        copy = unpacked.get(archive)
+        if copy is None or given >= limit:
+            continue
+        chosen = []
+        for offset, targets in members.items():
+            info = targets[0][0].entries[targets[0][1]].info
+            assert info is not None
+            start, raw_crc = copy.offsets.get(offset, (-1, 0))
+            if start < 0 or info.compress_size > CHUNK or info.file_size > CHUNK:
+                continue  # not in the copy, or streamed: written here
+            chosen.append((offset, start, raw_crc, info, targets))
+            given += (info.file_size + _PER_FILE) * len(targets)
+        if chosen:
+            picked.append((archive, copy, chosen))
+    return picked
 
 
 def _write_left(archive: Path, members: list[tuple[zipfile.ZipInfo, _Bundle, int]], unpacked: Unpacked | None) -> None:

@@ -116,6 +116,16 @@ def redact(text: str) -> str:
     return text
 
 
+def may_redact(text: str) -> bool:
+    """Whether `redact` could change `text` (a quick test: both of its patterns need an `@`)."""
+    return "@" in text or holds_secret(text)
+
+
+def holds_secret(text: str) -> bool:
+    """Whether `text` holds a password or token the run knows of (`hide`)."""
+    return any(secret in text for secret in _secrets)
+
+
 def hide(secrets: Iterable[str]) -> None:
     """Have `redact` also hide these passwords and tokens wherever they appear: a token given as
     a URL's user name (`https://TOKEN@host`) reaches some messages as `TOKEN@host`."""

@@ -20,7 +20,6 @@ import csv
 import io
 from collections import defaultdict
 from dataclasses import dataclass
-from dataclasses import replace
 from typing import TYPE_CHECKING
 from typing import Any
 
@@ -117,7 +116,7 @@ def _rewrite_records(
         if is_record:
             assert entry.data is not None
             data = _new_record(entry.data, prefix, removed, stripped)
-            entry = replace(entry, data=data, size=len(data))
+            entry = entry._replace(data=data, size=len(data))
         out.append(entry)
     return out
 

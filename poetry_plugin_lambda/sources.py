@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import zipfile
 import zlib
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from poetry_plugin_lambda.errors import WheelError
@@ -193,6 +192,6 @@ def as_archive_members(entries: Sequence[Entry], scratch: BinaryIO, scratch_path
         infos = {info.filename: info for info in zf.infolist()}
     return [
         entry if id(entry) not in names
-        else replace(entry, archive=scratch_path, info=infos[names[id(entry)]], data=None, file=None)
+        else entry._replace(archive=scratch_path, info=infos[names[id(entry)]], data=None, file=None)
         for entry in entries
     ]  # fmt: skip

@@ -15,7 +15,6 @@ import re
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from poetry_plugin_lambda import elf_strip
@@ -77,7 +76,7 @@ def _strip_one(entry: Entry, archives: Archives, cache: Path | None, what: str) 
         return None
     digest = hashlib.sha256(out).digest()
     if cache is None:
-        return Stripped(replace(entry, size=len(out), data=out, archive=None, info=None, file=None), digest)
+        return Stripped(entry._replace(size=len(out), data=out, archive=None, info=None, file=None), digest)
     key = hashlib.sha256(data).hexdigest()
     archive = cache / key[:2] / f"{key}-{what}-v{elf_strip.STRIPPER_VERSION}.zip"
     info = _cached(archive, out, digest)
@@ -89,8 +88,8 @@ def _strip_one(entry: Entry, archives: Archives, cache: Path | None, what: str) 
         write_atomic(archive, buffer.getvalue())
         info = _cached(archive, out, digest)
         if info is None:  # pragma: no cover - the file was just written
-            return Stripped(replace(entry, size=len(out), data=out, archive=None, info=None, file=None), digest)
-    return Stripped(replace(entry, size=len(out), archive=archive, info=info, data=None, file=None), digest)
+            return Stripped(entry._replace(size=len(out), data=out, archive=None, info=None, file=None), digest)
+    return Stripped(entry._replace(size=len(out), archive=archive, info=info, data=None, file=None), digest)
 
 
 def _cached(archive: Path, out: bytes, digest: bytes) -> zipfile.ZipInfo | None:

@@ -18,10 +18,12 @@ committed right after, cannot be).
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from poetry_plugin_lambda.atomic import Staged
+from poetry_plugin_lambda.zipwriter import unsafe_path
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -40,15 +42,26 @@ class StagedTargetDir:
     final mode; `finish` adds the marker. Safe to fill from several threads.
     """
 
-    def __init__(self, target_dir: Path, entries: Sequence[Entry]) -> None:
+    def __init__(self, target_dir: Path, entries: Sequence[Entry], *, folders: bool = True) -> None:
+        """`folders=False`: only the folder itself; its folders are made by the helper process
+        (`copy_writer`), which says whether they came out exact (`exact` is set then), or
+        here by `make_folders` if it cannot."""
         self.target_dir = target_dir
         self.staged = Staged(target_dir, folder=True)
+        self.exact = False
         try:
-            self.exact = _make_folders(self.staged.path, entries)  # modes come out as asked: no chmod
+            if folders:
+                self.exact = _make_folders(self.staged.path, entries)  # modes come out as asked: no chmod
         except BaseException:
             self.staged.discard()
             raise
         self._base = f"{self.staged.path}/"
+
+    def make_folders(self, entries: Sequence[Entry]) -> None:
+        """Every folder the entries need, where the helper may have made some of them already:
+        those are taken if they are folders (not links), and every mode is set by chmod."""
+        self.exact = False
+        _make_folders(self.staged.path, entries, existing=True)
 
     def write(self, path: str, data: bytes, executable: bool) -> None:
         """Create the file `path` (relative to the target dir) holding `data`."""
@@ -142,23 +155,34 @@ def _write_new(dest: str | Path, data: bytes, mode: int, exact: bool = False) ->
         os.close(fd)
 
 
-def _make_folders(root: Path, entries: Sequence[Entry]) -> bool:
-    """Create every folder the entries need, parents first, one system call each.
-
-    True when the first folder came out 0755 as asked: the umask (or default ACL) removes no bit
-    of 0755, so files and folders are created with their final modes and need no chmod.
-    """
+def folders_of(entries: Sequence[Entry]) -> list[str]:
+    """Every folder the entries need (relative), parents before their children."""
     folders: set[str] = set()
     for entry in entries:
         folder = entry.path.rpartition("/")[0]
         while folder and folder not in folders:
             folders.add(folder)
             folder = folder.rpartition("/")[0]
+    return sorted(folders, key=lambda f: (f.count("/"), f))
+
+
+def _make_folders(root: Path, entries: Sequence[Entry], *, existing: bool = False) -> bool:
+    """Create every folder the entries need, parents first, one system call each.
+
+    True when the first folder came out 0755 as asked: the umask (or default ACL) removes no bit
+    of 0755, so files and folders are created with their final modes and need no chmod.
+    `existing`: a folder that is there already (a real folder, not a link) is taken, and every
+    mode is set by chmod.
+    """
     base = f"{root}/"
-    exact: bool | None = None
-    for folder in sorted(folders, key=lambda f: (f.count("/"), f)):
+    exact: bool | None = False if existing else None
+    for folder in folders_of(entries):
         path = base + folder
-        os.mkdir(path, 0o755)
+        try:
+            os.mkdir(path, 0o755)
+        except FileExistsError:
+            if not existing or unsafe_path(folder) or not stat.S_ISDIR(os.lstat(path).st_mode):
+                raise  # `..` exists too: never taken
         if exact is None:
             exact = os.stat(path).st_mode & 0o777 == 0o755
         if not exact:

@@ -136,16 +136,35 @@ def tag_priority(target: Target) -> dict[Tag, int]:
 
 
 def wheel_rank(filename: str, target: Target) -> int | None:
-    """The rank of the best tag of wheel `filename` for the target, or None if none fits."""
+    """The rank of the best tag of wheel `filename` for the target, or None if none fits (or the
+    name is not a valid wheel file name)."""
     from packaging.utils import InvalidWheelFilename
     from packaging.utils import parse_wheel_filename
 
+    parts = filename[:-4].split("-") if filename.endswith(".whl") else []
+    if len(parts) not in (5, 6):
+        return None
+    rank = _best_rank("-".join(parts[-3:]), target)  # a lock lists many wheels; few fit
+    if rank is None:
+        return None
     try:
-        tags = parse_wheel_filename(filename)[3]
+        parse_wheel_filename(filename)  # the rest of the name is valid too
     except InvalidWheelFilename:
         return None
+    return rank
+
+
+@cache
+def _best_rank(tags: str, target: Target) -> int | None:
+    """The best rank among a wheel name's (compressed) tag set `tags`, e.g. `cp312-abi3-manylinux_2_17_x86_64.manylinux2014_x86_64`."""
+    from packaging.tags import parse_tag
+
+    try:
+        parsed = parse_tag(tags)
+    except ValueError:  # packaging 26.3+ (`InvalidTag`): not a wheel name's tags
+        return None
     priority = tag_priority(target)
-    ranks = [priority[tag] for tag in tags if tag in priority]
+    ranks = [priority[tag] for tag in parsed if tag in priority]
     return min(ranks) if ranks else None
 
 

@@ -21,6 +21,7 @@ from email.parser import HeaderParser
 from pathlib import Path
 from pathlib import PurePosixPath
 from typing import Callable
+from typing import NamedTuple
 
 from packaging.requirements import InvalidRequirement
 from packaging.requirements import Requirement
@@ -32,6 +33,8 @@ from packaging.version import Version
 
 from poetry_plugin_lambda import __version__
 from poetry_plugin_lambda.errors import WheelError
+from poetry_plugin_lambda.errors import holds_secret
+from poetry_plugin_lambda.errors import may_redact
 from poetry_plugin_lambda.errors import redact
 from poetry_plugin_lambda.zipread import BrokenZip
 from poetry_plugin_lambda.zipread import parsing_zip
@@ -43,9 +46,9 @@ _HEADERS_END = re.compile(rb"\r?\n\r?\n")
 _DROPPED_DATA_SCHEMES = ("scripts", "headers", "data")
 
 
-@dataclass(frozen=True)
-class WheelMember:
-    """A file of the wheel and the path it installs to, relative to the bundle's site dir."""
+class WheelMember(NamedTuple):
+    """A file of the wheel and the path it installs to, relative to the bundle's site dir (a
+    named tuple, as `assemble.Entry` is: made by the ten thousand)."""
 
     info: zipfile.ZipInfo
     path: str
@@ -384,16 +387,17 @@ def _new_record(
     record_path: str,
 ) -> bytes:
     """RECORD as installed: bundle-relative paths, no dropped files, no absolute paths."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    rows = []
     for member in members:
         entry = record.get(member.info.filename)
         if entry is None:
             raise WheelError(f"{label}: {member.info.filename!r} is not listed in RECORD.")
         if member.data is not None:
             entry = (record_hash(member.data), str(len(member.data)))
-        writer.writerow((member.path, entry[0], entry[1]))
-    writer.writerow((record_path, "", ""))
+        rows.append((member.path, entry[0], entry[1]))
+    rows.append((record_path, "", ""))
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
     return out.getvalue().encode("utf-8")
 
 
@@ -420,11 +424,17 @@ def without_local_urls(metadata: bytes) -> bytes | None:
       dependency, project URLs) loses its user information: credentials never ship.
     The body (the long description) is left as its author wrote it.
     """
+    head = _HEADERS_END.split(metadata, maxsplit=1)[0].decode("utf-8", "surrogateescape")
+    if not may_redact(head):
+        return None  # no URL user information, no secret, no `x @ file:` in the headers
+    secret = holds_secret(head)  # else only a line with an `@` can change
     lines = metadata.split(b"\n")
     changed = False
     for i, line in enumerate(lines):
         if not line.strip():
             break  # the end of the headers
+        if not secret and b"@" not in line:
+            continue
         text = line.decode("utf-8", "surrogateescape")
         if text.startswith("Requires-Dist:") and _LOCAL_URL.search(text):
             try:

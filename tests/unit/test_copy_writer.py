@@ -35,13 +35,16 @@ ROOT = Path(__file__).resolve().parents[2]
 # The helper alone --------------------------------------------------------------------------
 
 
-def _run(roots: list[Path], copies: list[Path], files: list[tuple[int, str, int, int, int, int, int]], exact: bool = True) -> copy_writer.Outcome:
+def _run(
+    roots: list[Path], copies: list[Path], files: list[tuple[int, str, int, int, int, int, int]], folders: list[list[str]] | None = None
+) -> copy_writer.Outcome:
     """The helper's outcome for `files` (paths as text here) in `roots`, each held open as its
-    lock is in a run."""
+    lock is in a run; `folders`: each root's folders for the helper to make first."""
     fds = [os.open(root, os.O_RDONLY) if root.is_dir() else os.open(os.devnull, os.O_RDONLY) for root in roots]
     try:
         writer = CopyWriter(
-            [(os.fsencode(root), exact, fd) for root, fd in zip(roots, fds)],
+            [(os.fsencode(root), fd) for root, fd in zip(roots, fds)],
+            [[os.fsencode(folder) for folder in wanted] for wanted in folders or [[] for _ in roots]],
             [os.fsencode(copy) for copy in copies],
             [(root, os.fsencode(path), *rest) for root, path, *rest in files],  # type: ignore[misc]
         )
@@ -58,13 +61,13 @@ def test_it_writes_each_file_from_its_copy_with_its_mode(tmp_path: Path) -> None
     copy = tmp_path / "copy"
     copy.write_bytes(b"hello" + b"#!/bin/sh\n")
     root = tmp_path / "root"
-    (root / "pkg").mkdir(parents=True)
+    root.mkdir()
     outcome = _run([root], [copy], [
         (0, "pkg/a.txt", 0o644, 0, 0, 5, zlib.crc32(b"hello")),
         (0, "pkg/run", 0o755, 0, 5, 10, zlib.crc32(b"#!/bin/sh\n")),
         (0, "pkg/empty", 0o644, 0, 15, 0, 0),
         (0, "pkg/caf\u00e9 \u65e5\u672c.txt", 0o644, 0, 0, 5, zlib.crc32(b"hello")),
-    ])
+    ], folders=[["pkg"]])
     assert (outcome.missed, outcome.errors, outcome.stopped) == ([], {}, None)
     assert (root / "pkg" / "a.txt").read_bytes() == b"hello"
     assert (root / "pkg" / "run").read_bytes() == b"#!/bin/sh\n"
@@ -101,18 +104,24 @@ def test_a_large_copy_read_piece_by_piece_is_held_to_each_crc(tmp_path: Path) ->
         (0, "past-end", 0o644, 0, end - 10, 20, zlib.crc32(blob[-10:])),
         (0, "wrong", 0o644, 0, 5, 10, zlib.crc32(blob[6:16])),
         (0, "last", 0o644, 0, end - 10, 10, zlib.crc32(blob[-10:])),
-    ], exact=False)
+    ])
     assert outcome.missed == [1, 2] and outcome.errors == {}
     assert (root / "first").read_bytes() == blob[:1000] and (root / "last").read_bytes() == blob[-10:]
     assert stat.S_IMODE((root / "first").stat().st_mode) == 0o755
 
 
-def test_a_refusal_stops_that_root_and_names_its_path(tmp_path: Path) -> None:
+def _abc_and_roots(tmp_path: Path, *names: str) -> tuple[Path, list[Path]]:
+    """A copy holding b"abc", and empty folders `names` for roots."""
     copy = tmp_path / "copy"
     copy.write_bytes(b"abc")
-    good, existing = tmp_path / "good", tmp_path / "existing"
-    good.mkdir()
-    existing.mkdir()
+    roots = [tmp_path / name for name in names]
+    for root in roots:
+        root.mkdir()
+    return copy, roots
+
+
+def test_a_refusal_stops_that_root_and_names_its_path(tmp_path: Path) -> None:
+    copy, (good, existing) = _abc_and_roots(tmp_path, "good", "existing")
     (existing / "taken").write_text("someone else's file")
     os.symlink(tmp_path / "elsewhere", existing / "link")
     crc = zlib.crc32(b"abc")
@@ -128,18 +137,43 @@ def test_a_refusal_stops_that_root_and_names_its_path(tmp_path: Path) -> None:
     assert (good / "fine").read_bytes() == b"abc"
 
 
-def test_modes_are_set_whatever_the_umask_when_the_folder_says_so(tmp_path: Path) -> None:
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_folders_first_then_files_with_their_modes_whatever_the_umask(tmp_path: Path, umask: int) -> None:
     copy = tmp_path / "copy"
     copy.write_bytes(b"abc")
     root = tmp_path / "root"
     root.mkdir()
-    old = os.umask(0o077)
+    old = os.umask(umask)
     try:
-        outcome = _run([root], [copy], [(0, "f", 0o644, 0, 0, 3, zlib.crc32(b"abc"))], exact=False)
+        outcome = _run([root], [copy], [(0, "a/b/f", 0o644, 0, 0, 3, zlib.crc32(b"abc")), (0, "a/x", 0o755, 0, 0, 3, zlib.crc32(b"abc"))],
+                       folders=[["a", "a/b", "c"]])
     finally:
         os.umask(old)
-    assert outcome.missed == []
-    assert stat.S_IMODE((root / "f").stat().st_mode) == 0o644
+    assert (outcome.missed, outcome.errors) == ([], {})
+    modes = {p.relative_to(root).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in root.rglob("*")}
+    assert modes == {"a": 0o755, "a/b": 0o755, "c": 0o755, "a/b/f": 0o644, "a/x": 0o755}
+
+
+def test_a_folder_that_cannot_be_made_stops_that_root_alone(tmp_path: Path) -> None:
+    """A root whose folders fail (here a file squats a folder's name) says why before any file
+    is written, and gets no file; the other roots are made whole."""
+    copy, (good, squatted) = _abc_and_roots(tmp_path, "good", "squatted")
+    (squatted / "a").write_text("a file")
+    fds = [os.open(root, os.O_RDONLY) for root in (good, squatted)]
+    crc = zlib.crc32(b"abc")
+    try:
+        writer = CopyWriter([(os.fsencode(r), fd) for r, fd in zip((good, squatted), fds)], [[b"a"], [b"a", b"a/b"]], [os.fsencode(copy)],
+                            [(1, b"a/b/f", 0o644, 0, 0, 3, crc), (0, b"a/f", 0o644, 0, 0, 3, crc)])
+        made = writer.folders()
+        outcome = writer.wait()
+        writer.stop()
+    finally:
+        for fd in fds:
+            os.close(fd)
+    assert made is not None and list(made.errors) == [1] and made.errors[1].filename == str(squatted / "a")
+    assert "exists" in str(made.errors[1]).lower()
+    assert outcome.missed == [] and list(outcome.errors) == [1]
+    assert (good / "a" / "f").read_bytes() == b"abc" and sorted(p.name for p in squatted.iterdir()) == ["a"]
 
 
 @pytest.mark.parametrize("executable", ["no file", "not python", None, ""])
@@ -181,7 +215,7 @@ def test_a_ctrl_c_sent_to_the_helper_is_ignored(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(copy_writer, "_HELPER", slow)
     fd = os.open(root, os.O_RDONLY)
     try:
-        writer = CopyWriter([(os.fsencode(root), True, fd)], [os.fsencode(copy)], [(0, b"f", 0o644, 0, 0, 3, zlib.crc32(b"abc"))])
+        writer = CopyWriter([(os.fsencode(root), fd)], [[]], [os.fsencode(copy)], [(0, b"f", 0o644, 0, 0, 3, zlib.crc32(b"abc"))])
         time.sleep(0.3)  # started, its job read, not yet writing
         assert writer._process is not None
         writer._process.send_signal(signal.SIGINT)
@@ -207,7 +241,7 @@ os.mkdir(root + "/copy-dir")
 with open(root + "/copy-dir/copy", "wb") as f:
     f.write(b"x")
 import zlib
-writer = copy_writer.CopyWriter([(os.fsencode(root), True, fd)], [os.fsencode(root + "/copy-dir/copy")],
+writer = copy_writer.CopyWriter([(os.fsencode(root), fd)], [[]], [os.fsencode(root + "/copy-dir/copy")],
     [(0, b"f%d" % i, 0o644, 0, 0, 1, zlib.crc32(b"x")) for i in range(5000)])
 print(writer._process.pid, flush=True)
 time.sleep(0.3)
@@ -264,9 +298,9 @@ def always_helped(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     given: list[int] = []
     original = CopyWriter.__init__
 
-    def init(self: CopyWriter, roots: object, copies: object, files: list[object]) -> None:
+    def init(self: CopyWriter, roots: object, folders: object, copies: object, files: list[object]) -> None:
         given.append(len(files))
-        original(self, roots, copies, files)  # type: ignore[arg-type]
+        original(self, roots, folders, copies, files)  # type: ignore[arg-type]
 
     monkeypatch.setattr(CopyWriter, "__init__", init)
     return given
@@ -379,12 +413,45 @@ def test_a_helper_that_dies_fails_the_bundle_and_leaves_nothing(
 ) -> None:
     wheels = _wheels(tmp_path)
     contents, copies = _unpacked(tmp_path, wheels)
-    died = copy_writer._HELPER.replace("    out.flush()\n", "    out.flush()\n    os._exit(3)\n", 1)
+    died = copy_writer._HELPER.replace("    missed = []\n", "    missed = []\n    os._exit(3)\n", 1)  # its folders made
     assert died != copy_writer._HELPER
     monkeypatch.setattr(copy_writer, "_HELPER", died)
     with pytest.raises(BundleError, match=r"helper process writing its files stopped \(exit code 3\)\. Run again"):
         emit.write_outputs(assemble(contents), tmp_path / "out" / "fn.zip", tmp_path / "out" / "target", EPOCH, copies)  # type: ignore[arg-type]
     assert not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("when", ["started", "half the folders made", "folders made, unsaid"])
+def test_a_helper_that_dies_before_its_folders_are_said_made_leaves_the_bundle_to_this_process(
+    tmp_path: Path, always_helped: list[int], monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    """Until it says its folders are made it has written no file: this process makes the
+    folders (taking those the helper made, setting every mode) and writes every file, and the
+    outputs are the same as without a helper."""
+    wheels = _wheels(tmp_path)
+    contents, copies = _unpacked(tmp_path, wheels)
+    entries = assemble(contents)  # type: ignore[arg-type]
+    emit.write_outputs(entries, tmp_path / "plain" / "fn.zip", tmp_path / "plain" / "target", EPOCH, copies)  # type: ignore[arg-type]
+    cut = {
+        "started": ("    bases = ", "    os._exit(3)\n    bases = "),
+        "half the folders made": ("    for root, base in enumerate(bases):\n", "    wanted = [w[: len(w) // 2] for w in wanted]\n    for root, base in enumerate(bases):\n"),
+        "folders made, unsaid": ("    answer = marshal.dumps", "    os._exit(3)\n    answer = marshal.dumps"),
+    }[when]
+    died = copy_writer._HELPER.replace(*cut, 1)
+    if when == "half the folders made":
+        died = died.replace("    answer = marshal.dumps", "    os._exit(3)\n    answer = marshal.dumps", 1)
+    assert died != copy_writer._HELPER
+    monkeypatch.setattr(copy_writer, "_HELPER", died)
+    old = os.umask(0o077)  # every mode set whatever the umask: the helper's folders included
+    try:
+        emit.write_outputs(entries, tmp_path / "out" / "fn.zip", tmp_path / "out" / "target", EPOCH, copies)  # type: ignore[arg-type]
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out" / "fn.zip").read_bytes() == (tmp_path / "plain" / "fn.zip").read_bytes()
+    assert _files(tmp_path / "out" / "target") == _files(tmp_path / "plain" / "target")
+    folders = {p.relative_to(tmp_path / "out" / "target").as_posix(): stat.S_IMODE(p.stat().st_mode)
+               for p in (tmp_path / "out" / "target").rglob("*") if p.is_dir()}
+    assert folders and set(folders.values()) == {0o755}
 
 
 @pytest.mark.parametrize("executable", ["no file", "not python", None])
@@ -522,10 +589,13 @@ def test_two_bundles_one_failing_mid_pass_and_one_refused_by_the_helper(
     monkeypatch.setattr(StagedZip, "write_at", write_at)
     original_init = CopyWriter.__init__
 
-    def init(self: CopyWriter, roots, copies_, files) -> None:  # type: ignore[no-untyped-def]
-        taken = next(f for f in files if f[0] == 1)
-        Path(os.fsdecode(roots[1][0]), os.fsdecode(taken[1])).write_bytes(b"squatter")  # the helper's O_EXCL refuses it
-        original_init(self, roots, copies_, files)
+    def init(self: CopyWriter, roots, folders, copies_, files) -> None:  # type: ignore[no-untyped-def]
+        taken = Path(os.fsdecode(roots[1][0]), os.fsdecode(next(f for f in files if f[0] == 1)[1]))
+        for folder in folders[1]:  # made first, as the helper would: then the helper's O_EXCL refuses the file
+            (Path(os.fsdecode(roots[1][0])) / os.fsdecode(folder)).mkdir()
+        folders[1].clear()
+        taken.write_bytes(b"squatter")
+        original_init(self, roots, folders, copies_, files)
 
     monkeypatch.setattr(CopyWriter, "__init__", init)
     fds = len(os.listdir("/proc/self/fd"))

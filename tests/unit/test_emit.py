@@ -339,6 +339,27 @@ def test_modes_do_not_depend_on_the_umask(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "fn.zip").stat().st_mode & 0o777 == 0o644
 
 
+def test_folders_taken_as_made_by_the_helper_are_real_folders_inside_the_staged_dir(tmp_path: Path) -> None:
+    """The parent's fallback (`existing=True`, when the helper died before saying its folders
+    were made) takes a folder that is there only if it is a real folder of the staged dir:
+    never `..`, never a link."""
+    from poetry_plugin_lambda.target_dir import StagedTargetDir
+
+    outside = tmp_path / "outside"
+    outside.mkdir(mode=0o700)
+    (tmp_path / "t").mkdir(mode=0o700)
+    for path in ("../outside/f.py", "link/f.py"):
+        staged = StagedTargetDir(tmp_path / "t" / "target", [], folders=False)
+        try:
+            os.symlink(outside, staged.staged.path / "link")
+            with pytest.raises(FileExistsError):
+                staged.make_folders([Entry(path=path, owner="o", size=1, data=b"x")])
+        finally:
+            staged.discard()
+    assert stat.S_IMODE((tmp_path / "t").stat().st_mode) == 0o700  # `..` was not chmodded
+    assert stat.S_IMODE(outside.stat().st_mode) == 0o700 and not any(outside.iterdir())
+
+
 def test_every_target_file_is_an_inode_of_its_own(tmp_path: Path) -> None:
     """Writing into one target dir can change nothing else: no file is a hard link."""
     entries = entries_of(tmp_path)

@@ -122,6 +122,23 @@ def test_metadata_loses_local_paths_and_credentials() -> None:
 
 def test_clean_metadata_is_left_as_is() -> None:
     assert without_local_urls(b"Name: x\nVersion: 1\nRequires-Dist: y @ https://host/y.whl\n\nbody\n") is None
+    assert without_local_urls(b"Name: x\nAuthor-email: A <a@b.example>\n\nuser:pw@host in the body\n") is None
+
+
+def test_a_known_token_is_hidden_from_a_header_without_an_at_sign() -> None:
+    """The quick paths (no `@` in the headers, or only in some lines) never skip a line that
+    holds a token the run knows of."""
+    from poetry_plugin_lambda.errors import hide
+    from poetry_plugin_lambda.errors import secrets_hidden
+
+    metadata = b"Name: x\nAuthor-email: A <a@b.example>\nProject-URL: CI, https://ci.example/?t=tok3n-Secret\n\nbody tok3n-Secret\n"
+    with secrets_hidden():
+        assert without_local_urls(metadata) is None  # unknown: nothing to hide
+        hide(["tok3n-Secret"])
+        cleaned = without_local_urls(metadata)
+        alone = without_local_urls(b"Name: x\nProject-URL: CI, https://ci.example/?t=tok3n-Secret\n\n")
+    assert cleaned == b"Name: x\nAuthor-email: A <a@b.example>\nProject-URL: CI, https://ci.example/?t=***\n\nbody tok3n-Secret\n"
+    assert alone == b"Name: x\nProject-URL: CI, https://ci.example/?t=***\n\n"
 
 
 # -- what the command prints: the reports, text and JSON, of one bundle or several ---------------

@@ -73,6 +73,38 @@ def test_rejected(runtime: str, arch: str, tag: str, why: str) -> None:
     assert wheel_rank(wheel(tag), target(runtime, arch)) is None, why
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "pkg-1.0-py3-none-.whl",
+        "pkg-1.0-py3..py2-none-any.whl",
+        "pkg-1.0-3py-none-any.whl",
+        "pkg-1.0-py3-none-any-.whl",
+        "pkg-1.0-cp312-cp312-.manylinux_2_17_x86_64.whl",
+        "pkg-not.a.version!-py3-none-any.whl",
+        "pkg-1.0-x-py3-none-any.whl",  # a build tag must start with a digit
+        "pkg-1.0-py3-none-any.zip",
+        "pkg-py3-none-any.whl",
+    ],
+)
+def test_a_malformed_wheel_name_fits_nothing(name: str) -> None:
+    """Never an error: a lock may list a file with a bad name beside good ones (it is skipped,
+    as `packaging.utils.parse_wheel_filename` refuses it)."""
+    assert wheel_rank(name, target()) is None
+
+
+def test_a_bad_name_beside_a_good_wheel_leaves_the_good_one_chosen() -> None:
+    from types import SimpleNamespace
+
+    from poetry_plugin_lambda.locked_files import choose_locked_file
+
+    package = SimpleNamespace(
+        files=[{"file": "pkg-1.0-py3..py2-none-any.whl"}, {"file": "pkg-1.0-py3-none-any.whl"}],
+        pretty_name="pkg", pretty_version="1.0",
+    )
+    assert choose_locked_file(package, target()) == "pkg-1.0-py3-none-any.whl"  # type: ignore[arg-type]
+
+
 def test_priority_follows_packaging_order() -> None:
     t = target()
     order = [
