@@ -36,8 +36,9 @@ What "warm" and "cold" mean here:
   bundles (a layer, a code bundle, a full bundle without boto3) built by one run: each measured
   run bundles its own copy of the project (without dist/ and build/), made before the run and not
   timed; one unmeasured run on a copy first. Compared with "warm, fresh outputs".
-  These four are measured round by round (plain, uv, `--compile`, three bundles, then the
-  next round), so that the ratios between them compare runs made in the same machine state.
+  These four are measured round by round (plain, `--compile`, three bundles, uv, then the
+  next round once creating files is fast again), so that the ratios between them compare runs
+  made in the same machine state.
 - **warm**: the tool's download cache (POETRY_CACHE_DIR, UV_CACHE_DIR or PIP_CACHE_DIR, each
   inside the work dir) was filled by one unmeasured run first, but every output (the ZIP, the
   target/install dir) is deleted just before each measured run.
@@ -576,8 +577,9 @@ def case_ours_three_bundles(ws: Workspace, runs: int) -> Case:
 
 
 def cases_fresh_interleaved(ws: Workspace, compile_: Compile, runs: int, uv: UvSetUp) -> dict[str, Case]:
-    """The fresh-output cases measured round by round (plain, the uv pipeline, `--compile`,
-    three bundles, then again), not one case after the other: this machine's speed drifts by a
+    """The fresh-output cases measured round by round (plain, `--compile`, three bundles, the
+    uv pipeline, then again: the long uv run last, and the file system left to become quiet
+    after it), not one case after the other: this machine's speed drifts by a
     quarter from one minute to the next (its file system, and on this VM the memory the
     kept outputs fill: see docs/performance.md), and the ratios between these cases are what
     the targets are about, so each round's runs see the same state. The uv pipeline also
@@ -608,16 +610,17 @@ def cases_fresh_interleaved(ws: Workspace, compile_: Compile, runs: int, uv: UvS
         out = root / "ours-warm-fresh-outputs" / str(i)
         timed(plain, functools.partial(ours, ws, ws.poetry_cache, *fresh_output_args(out)))
         digests["plain"].append(sha256(out / "bundle.zip"))
-        pipe = Pipeline(root / "uv-pipeline" / str(i))
-        pipe.root.mkdir(parents=True)
-        timed(uv_fresh, functools.partial(uv_pipeline, ws, pipe, uv_binary_, requirements, ws.base / "uv-cache"))
         out_c = root / "ours-warm-compile-fresh-outputs" / str(i)
         timed(compiled, functools.partial(ours, ws, ws.poetry_cache, *compile_.args, *fresh_output_args(out_c)))
         digests["compile"].append(sha256(out_c / "bundle.zip"))
         project = copy_three_bundles(ws, root / "three-bundles" / str(i) / "project")
         timed(three, functools.partial(bundle_three, ws, project))
-        print(f"    round {i + 1}/{runs}: plain {plain.seconds[-1]:.2f} s, uv {uv_fresh.seconds[-1]:.2f} s,"
-              f" --compile {compiled.seconds[-1]:.2f} s, three bundles {three.seconds[-1]:.2f} s", flush=True)
+        pipe = Pipeline(root / "uv-pipeline" / str(i))
+        pipe.root.mkdir(parents=True)
+        timed(uv_fresh, functools.partial(uv_pipeline, ws, pipe, uv_binary_, requirements, ws.base / "uv-cache"))
+        quiet_file_system(root / "fs-probes", limit=60.0)  # the next round starts as quiet as the first
+        print(f"    round {i + 1}/{runs}: plain {plain.seconds[-1]:.2f} s, --compile {compiled.seconds[-1]:.2f} s,"
+              f" three bundles {three.seconds[-1]:.2f} s, uv {uv_fresh.seconds[-1]:.2f} s", flush=True)
     plain.notes["zip_sha256"] = digests["plain"]
     compiled.notes["zip_sha256"] = digests["compile"]
     return {"ours_fresh_outputs": plain, "uv_warm_fresh_outputs": uv_fresh, "ours_compile_fresh_outputs": compiled,
@@ -1083,7 +1086,7 @@ def bench_project(kind: str, base: Path, args: argparse.Namespace) -> dict[str, 
     cases: dict[str, Case] = {}
     skipped: list[str] = []
     # The fresh-outputs cases first: nothing has been deleted in this work dir before them.
-    print("ours warm, fresh outputs: plain, the uv pipeline, --compile and three bundles, round by"
+    print("ours warm, fresh outputs: plain, --compile, three bundles and the uv pipeline, round by"
           " round (plus one unmeasured run of each) ...", flush=True)
     compile_ = prime_compile(ws)
     build_env = use_project_python(ws)

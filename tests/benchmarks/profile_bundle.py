@@ -59,7 +59,9 @@ wrap(pipeline.SharedWork, "_build_project", "project build")
 wrap(pipeline, "assemble", "assemble")
 wrap(pipeline, "_compile", "compile")
 wrap(pipeline, "write_outputs", "outputs")
+wrap(emit._Share, "start", "helper started")
 wrap(emit._Bundle, "stage", "outputs staged")
+wrap(emit._Share, "folders_made", "helper's folders waited for")
 wrap(emit, "_fill", "one pass")
 wrap(emit._Bundle, "complete_zip", "outputs completed")
 wrap(emit._Share, "collect", "helper waited for")
@@ -108,7 +110,9 @@ def run_child(project: Path, env: dict[str, str], args: list[str]) -> dict[str, 
         "assemble (filters applied, RECORDs written, entries mapped)": total("assemble"),
         "--compile: bytecode found (memos checked) or compiled": total("compile"),
         "outputs (ZIP and target dir in one pass, then committed)": total("outputs"),
-        "  staged: entries as archive members, the ZIP laid out, folders made": total("outputs staged"),
+        "  the helper started: its share chosen, the target dirs staged": total("helper started"),
+        "  staged: entries as archive members, the ZIP laid out (folders made, without the helper)": total("outputs staged"),
+        "  the helper's folders waited for": total("helper's folders waited for"),
         "  one pass over the archives: members copied and inflated": total("one pass"),
         "  completed: central directory, fsync, SHA-256; marker": total("outputs completed"),
         "  the helper's files waited for (and the ones it left written)": total("helper waited for"),
