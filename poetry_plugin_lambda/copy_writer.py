@@ -36,8 +36,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-# Runs in the helper: reads one job (marshal) from stdin, says it started (b"S"), creates the
-# files, then writes one answer (marshal) to stdout.
+# Runs in the helper: reads one job (marshal) from stdin, says it started (b"S"), makes the
+# folders and says so (b"F", the answer's length, the answer: marshal), creates the files, then
+# writes one last answer (marshal) to stdout.
 _HELPER = r"""
 import marshal, os, signal, sys, zlib
 signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides: it kills this process if it stops
@@ -153,8 +154,8 @@ CopiedFile = tuple[int, bytes, int, int, int, int, int]
 
 @dataclass(frozen=True)
 class Outcome:
-    """What the helper did: the files it left (their copy failed its check, or it never started:
-    `missed`, by index in the job) and, by root, the operating system's refusal that stopped its
+    """What the helper did: the files it left (their copy failed its check, or it never said its
+    folders were made: `missed`, by index in the job) and, by root, the operating system's refusal that stopped its
     files there; or, `stopped`, how it died once it had started (what it wrote is unknown)."""
 
     missed: list[int]

@@ -202,20 +202,20 @@ def write_all_outputs(jobs: Sequence[OutputJob], unpacked: Mapping[Path, Unpacke
         _fill(bundles, unpacked, share)
         for bundle in bundles:
             bundle.complete_zip()
-        for share in shares:
-            share.collect()  # the files the helper wrote, and the ones it left
+        for started in shares:
+            started.collect()  # the files the helper wrote, and the ones it left
         for bundle in bundles:
             bundle.complete_dir()
     except BaseException:  # interrupted, or a bug: remove everything that was staged
-        for share in shares:
-            share.stop()  # first: it writes no more into what is removed
+        for started in shares:
+            started.stop()  # first: it writes no more into what is removed
         for bundle in bundles:
             bundle.fail(Cancelled())
             bundle.discard()
         raise
     finally:
-        for share in shares:
-            share.stop()
+        for started in shares:
+            started.stop()
     with held() as interrupt:  # renames and the previous target dirs' removal: not cut in two
         results = [bundle.commit() for bundle in bundles]
     if interrupt.interrupted:

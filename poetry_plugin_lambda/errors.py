@@ -116,13 +116,9 @@ def redact(text: str) -> str:
     return text
 
 
-def may_redact(text: str) -> bool:
-    """Whether `redact` could change `text` (a quick test: both of its patterns need an `@`)."""
-    return "@" in text or holds_secret(text)
-
-
 def holds_secret(text: str) -> bool:
-    """Whether `text` holds a password or token the run knows of (`hide`)."""
+    """Whether `text` holds a password or token the run knows of (`hide`): without one, and
+    without an `@` (both of `redact`'s patterns need one), `redact` leaves `text` as it is."""
     return any(secret in text for secret in _secrets)
 
 

@@ -34,7 +34,6 @@ from packaging.version import Version
 from poetry_plugin_lambda import __version__
 from poetry_plugin_lambda.errors import WheelError
 from poetry_plugin_lambda.errors import holds_secret
-from poetry_plugin_lambda.errors import may_redact
 from poetry_plugin_lambda.errors import redact
 from poetry_plugin_lambda.zipread import BrokenZip
 from poetry_plugin_lambda.zipread import parsing_zip
@@ -425,9 +424,9 @@ def without_local_urls(metadata: bytes) -> bytes | None:
     The body (the long description) is left as its author wrote it.
     """
     head = _HEADERS_END.split(metadata, maxsplit=1)[0].decode("utf-8", "surrogateescape")
-    if not may_redact(head):
+    secret = holds_secret(head)  # without one, only a line with an `@` can change
+    if not secret and "@" not in head:
         return None  # no URL user information, no secret, no `x @ file:` in the headers
-    secret = holds_secret(head)  # else only a line with an `@` can change
     lines = metadata.split(b"\n")
     changed = False
     for i, line in enumerate(lines):

@@ -473,7 +473,7 @@ def test_a_helper_that_cannot_start_changes_nothing_but_speed(
     assert [name for name in inflated if name.startswith(("helped/", "other/"))] == []
 
 
-@pytest.mark.parametrize("where", ["started", "the pass", "ZIP completed", "waited for", "left files written"])
+@pytest.mark.parametrize("where", ["started", "folders waited for", "the pass", "ZIP completed", "waited for", "left files written"])
 def test_an_interrupt_anywhere_stops_the_helper_before_anything_is_removed(
     tmp_path: Path, always_helped: list[int], monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
@@ -496,7 +496,7 @@ def test_an_interrupt_anywhere_stops_the_helper_before_anything_is_removed(
 
     monkeypatch.setattr(CopyWriter, "__init__", init)
     owner, name = {
-        "started": (emit._Share, "start"), "the pass": (emit, "_fill_archive"), "ZIP completed": (emit._Bundle, "complete_zip"),
+        "started": (emit._Share, "start"), "folders waited for": (CopyWriter, "_read_folders"), "the pass": (emit, "_fill_archive"), "ZIP completed": (emit._Bundle, "complete_zip"),
         "waited for": (CopyWriter, "wait"), "left files written": (emit, "_write_left"),
     }[where]
     original = getattr(owner, name)
