@@ -182,18 +182,19 @@ def compile_bytecode(
         groups.setdefault(entry.archive, []).append(entry)
     folder = scratch / "bytecode"
     keys: dict[Path, str] = {}  # each wheel's memo key
-    memo_of: dict[str, Memo] = {}  # source path -> the memo holding its bytecode
+    used: list[Memo] = []  # the memos that gave their wheel's modules
+    made: list[Entry] = []
+    skipped: dict[str, str] = {}  # source path -> the warning saying why it has no bytecode
     outcomes: dict[str, Outcome] = {}
     misses: list[tuple[Entry, str]] = []  # and their cache keys
     frames: list[bytes] = []  # what the compiler reads: (dfile, source) of each miss
     with ThreadPoolExecutor(max(1, workers)) as pool:  # hashing and inflating let go of the GIL
         wheels = [archive for archive in groups if archive is not None]
-        tag = interpreter.cache_tag
-        memo_args = (memos, layer, tag)
-        for archive, key, memo in pool.map(lambda a: _memo(a, known.get(a), groups[a], *memo_args), wheels):
+        for archive, key, memo in pool.map(lambda a: _memo(a, known.get(a), groups[a], memos, layer), wheels):
             keys[archive] = key
             if memo is not None:
-                memo_of.update((entry.path, memo) for entry in groups.pop(archive))
+                used.append(memo)
+                made += _from_memo(memo, groups.pop(archive), skipped)
         for looked_up in pool.map(lambda group: _look_up(group, cache, layer), groups.values()):
             for entry, key, found, data in looked_up:
                 if found is not None:
@@ -220,59 +221,51 @@ def compile_bytecode(
             _store_memo(memos, keys[wheel], group, outcomes, interpreter.cache_tag)
     # One archive per distribution, as its wheel: the target dir is written one thread per archive.
     by_owner: dict[str, list[tuple[str, Deflated]]] = {}
-    made: list[Entry] = []
-    warnings: list[str] = []
-    for entry in sources:
-        name = pyc_path(entry.path, interpreter.cache_tag)
-        if entry.path in memo_of:
-            memo = memo_of[entry.path]
-            if entry.path in memo.skipped:
-                warnings.append(f"Skipped bytecode for {entry.path} ({entry.owner}): {memo.skipped[entry.path]}")
+    for group in groups.values():
+        for entry in group:
+            outcome = outcomes[entry.path]
+            if outcome.pyc is None:
+                skipped[entry.path] = f"Skipped bytecode for {entry.path} ({entry.owner}): {outcome.error}"
             else:
-                info = memo.members[name]
-                made.append(Entry(path=name, owner=entry.owner, size=info.file_size, archive=memo.path, info=info))
-            continue
-        outcome = outcomes[entry.path]
-        if outcome.pyc is None:
-            warnings.append(f"Skipped bytecode for {entry.path} ({entry.owner}): {outcome.error}")
-            continue
-        by_owner.setdefault(entry.owner, []).append((name, outcome.pyc))
+                by_owner.setdefault(entry.owner, []).append((pyc_path(entry.path, interpreter.cache_tag), outcome.pyc))
     made += [
         Entry(path=path, owner=owner, size=info.file_size, archive=archive, info=info)
         for owner, members in by_owner.items()
         for path, (archive, info) in write_archives(folder / "zip", members).items()
     ]
-    unpacked = {memo.path: memo.unpacked for memo in memo_of.values() if memo.unpacked is not None}
-    return Compiled(tuple(made), tuple(warnings), cached=len(sources) - len(misses), fresh=len(misses), unpacked=unpacked)
+    warnings = tuple(skipped[path] for path in sorted(skipped))  # in the bundle's order, warm or cold
+    unpacked = {memo.path: memo.unpacked for memo in used if memo.unpacked is not None}
+    return Compiled(tuple(made), warnings, cached=len(sources) - len(misses), fresh=len(misses), unpacked=unpacked)
 
 
-def _memo(
-    archive: Path,
-    sha256: str | None,
-    group: Sequence[Entry],
-    memos: WheelMemos,
-    layer: bool,
-    cache_tag: str,
-) -> tuple[Path, str, Memo | None]:
+def _from_memo(memo: Memo, group: Sequence[Entry], skipped: dict[str, str]) -> list[Entry]:
+    """The .pyc entries of a wheel's modules, where its memo holds them; the modules that did
+    not compile go to `skipped`."""
+    made = []
+    for entry in group:
+        info = memo.by_source.get(entry.path)
+        if info is None:  # `load` took only a memo whose every module is compiled or skipped
+            skipped[entry.path] = f"Skipped bytecode for {entry.path} ({entry.owner}): {memo.skipped[entry.path]}"
+        else:
+            made.append(Entry(info.filename, entry.owner, info.file_size, False, memo.path, info))
+    return made
+
+
+def _memo(archive: Path, sha256: str | None, group: Sequence[Entry], memos: WheelMemos, layer: bool) -> tuple[Path, str, Memo | None]:
     """The wheel's memo key, and its memo if it holds exactly these modules' bytecode."""
     sources = [e.path for e in group]
     key = memos.key(sha256 or file_digest(archive), layer, sources)
-    memo = memos.load(key, sources)
-    if memo is not None and any(
-        e.path not in memo.skipped and pyc_path(e.path, cache_tag) not in memo.members for e in group
-    ):
-        memo = None  # it does not hold what its index says: the modules come from the cache
-    return archive, key, memo
+    return archive, key, memos.load(key, sources)
 
 
 def _store_memo(
     memos: WheelMemos, key: str, group: Sequence[Entry], outcomes: dict[str, Outcome], cache_tag: str
 ) -> None:
-    pycs = [(pyc_path(e.path, cache_tag), outcomes[e.path].pyc) for e in group]
+    pycs = [(e.path, pyc_path(e.path, cache_tag), pyc) for e in group if (pyc := outcomes[e.path].pyc) is not None]
     skipped = {e.path: outcomes[e.path].error or "" for e in group if outcomes[e.path].pyc is None}
     if any(why.startswith(_CRASHED) for why in skipped.values()):
         return  # a crash may not happen again: neither kept in the cache nor in a memo
-    memos.store(key, [e.path for e in group], [(name, pyc) for name, pyc in pycs if pyc is not None], skipped)
+    memos.store(key, [e.path for e in group], pycs, skipped)
 
 
 def _run_compiler(items: list[bytes], python: Path, folder: Path, workers: int) -> list[bytes]:

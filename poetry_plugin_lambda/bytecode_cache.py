@@ -70,15 +70,13 @@ def interpreter_info(python: Path, cache_root: Path) -> Interpreter:
     pyenv shim may run another Python tomorrow without changing itself, so it is asked each run.
     """
     try:
-        st = python.stat()
+        stamp = _stamp(python)
     except OSError as error:
         raise BundleError(f"Cannot run {python} to compile bytecode: {error.strerror}.") from None
-    stamp = [str(python), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
-    record = cache_root / "interpreters" / (hashlib.sha256(str(python).encode()).hexdigest()[:32] + ".checked")
-    with contextlib.suppress(ValueError, TypeError, KeyError):  # damaged or missing: probed again
-        known = json.loads(read_checked(record) or b"null")
-        if known["stamp"] == stamp:
-            return Interpreter(python, bytes.fromhex(known["magic"]), known["cache_tag"], known["version"])
+    record = _record(python, cache_root)
+    known = _remembered(python, record, stamp)
+    if known is not None:
+        return known
     try:
         result = subprocess.run(
             [str(python), "-I", "-S", "-c", _PROBE], capture_output=True, text=True, timeout=60, check=False
@@ -98,6 +96,41 @@ def interpreter_info(python: Path, cache_root: Path) -> Interpreter:
         with contextlib.suppress(OSError):  # not remembered: asked again next time
             write_checked(record, json.dumps(info).encode())
     return found
+
+
+def remembered_version(python: Path, cache_root: Path) -> str | None:
+    """'3.12' if an earlier run probed this very binary (`interpreter_info`), else None: finding
+    the interpreter for `--compile` then starts no Python to ask it (about 15 ms a run).
+
+    Only interpreters already known to be CPython are probed and remembered there.
+    """
+    try:
+        known = _remembered(python, _record(python, cache_root), _stamp(python))
+    except OSError:
+        return None
+    if known is None or not known.cache_tag.startswith("cpython-"):
+        return None
+    return ".".join(known.version.split(".")[:2])
+
+
+def _stamp(python: Path) -> list[object]:
+    """What changes when another binary is at `python`: its path, device, inode, size, mtime."""
+    st = python.stat()
+    return [str(python), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
+
+
+def _record(python: Path, cache_root: Path) -> Path:
+    return cache_root / "interpreters" / (hashlib.sha256(str(python).encode()).hexdigest()[:32] + ".checked")
+
+
+def _remembered(python: Path, record: Path, stamp: list[object]) -> Interpreter | None:
+    """The probe's answer kept in `record`, if it was for this binary (`stamp`); damaged or
+    missing: None, and the binary is probed again."""
+    with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError):
+        known = json.loads(read_checked(record) or b"null")
+        if known["stamp"] == stamp:
+            return Interpreter(python, bytes.fromhex(known["magic"]), str(known["cache_tag"]), str(known["version"]))
+    return None
 
 
 class BytecodeCache:

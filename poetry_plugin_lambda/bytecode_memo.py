@@ -30,11 +30,13 @@ Layout, under the interpreter's folder of the bytecode cache::
 
 from __future__ import annotations
 
+import array
 import contextlib
 import hashlib
 import io
 import json
 import marshal
+import sys
 import zipfile
 import zlib
 from typing import TYPE_CHECKING
@@ -55,26 +57,40 @@ if TYPE_CHECKING:
     from poetry_plugin_lambda.pyc_archive import Deflated
     from poetry_plugin_lambda.unpacked import Unpacked
 
-_FORMAT = b"memo 5"  # in every key: a memo of another layout (or without its unpacked copy) is never read
-
-
-def _is_row(row: object) -> bool:
-    """A member as `store` lists it: its name, then eight numbers of its central directory entry
-    (offset, sizes, CRCs, method: deflated, attributes, flags), none negative."""
-    return (
-        isinstance(row, tuple) and len(row) == 9 and isinstance(row[0], str)
-        and all(type(number) is int and number >= 0 for number in row[1:])
-        and row[5] == zipfile.ZIP_DEFLATED
-    )
+_FORMAT = b"memo 6"  # in every key: a memo of another layout (or without its unpacked copy) is never read
+# Per member, in the index's packed numbers: offset, compressed size, size, CRC-32, attributes,
+# flags, and the CRC-32 of its compressed bytes (its method is always DEFLATE: `store` writes it).
+_NUMBERS = 7
 
 
 class Memo:
-    """What a memo gives back: where each .pyc is, and the modules that did not compile."""
+    """What a memo gives back: each compiled module's .pyc member (by the module's bundle path),
+    and the modules that did not compile, with why."""
 
     def __init__(
-        self, path: Path, members: dict[str, zipfile.ZipInfo], skipped: dict[str, str], unpacked: Unpacked | None = None
+        self, path: Path, by_source: dict[str, zipfile.ZipInfo], skipped: dict[str, str], unpacked: Unpacked | None = None
     ) -> None:
-        self.path, self.members, self.skipped, self.unpacked = path, members, skipped, unpacked
+        self.path, self.by_source, self.skipped, self.unpacked = path, by_source, skipped, unpacked
+
+
+def _members(names: object, modules: object, packed: object, listed: list[str], skipped: dict[str, str]) -> list[tuple[str, str, tuple[int, ...]]] | None:
+    """The index's members as `store` lists them (name, module, numbers), or None if they are not
+    that: every module of `listed` either compiled (one member each) or skipped, never both, and
+    no number negative. Checked with whole-list operations: a memo has thousands of members."""
+    if type(names) is not list or type(modules) is not list or type(packed) is not bytes:
+        return None
+    numbers = array.array("q")
+    if len(packed) != numbers.itemsize * _NUMBERS * len(names) or len(modules) != len(names):
+        return None
+    numbers.frombytes(packed)
+    if sys.byteorder == "big":  # packed little-endian, whatever machine wrote or reads the cache
+        numbers.byteswap()
+    if (numbers and min(numbers) < 0) or not all(type(name) is str for name in names) or len(set(names)) != len(names):
+        return None
+    compiled = set(modules)
+    if len(compiled) != len(modules) or not compiled.isdisjoint(skipped) or compiled | skipped.keys() != set(listed):
+        return None
+    return list(zip(names, modules, zip(*(numbers[k::_NUMBERS] for k in range(_NUMBERS)))))
 
 
 class WheelMemos:
@@ -107,54 +123,58 @@ class WheelMemos:
         if blob is None:
             return None
         try:
-            digest, listed, skipped, rows = marshal.loads(blob)
-            if listed != sorted(sources) or not isinstance(skipped, dict):
+            digest, listed, skipped, names, modules, packed = marshal.loads(blob)
+            if listed != sorted(sources) or type(skipped) is not dict:
                 return None
+            members = _members(names, modules, packed, listed, skipped)
+            if members is None:
+                return None  # not what `store` writes
             data = path.read_bytes()
             if hashlib.sha256(data).hexdigest() != digest:
                 return None
-            members: dict[str, zipfile.ZipInfo] = {}
-            raw_crcs: list[int] = []
-            for row in rows:
-                if not _is_row(row) or row[0] in members:
-                    return None  # not what `store` writes
-                name, offset, compressed, size, crc, method, attributes, flags, raw_crc = row
-                info = zipfile.ZipInfo(name)
-                info.header_offset, info.compress_size, info.file_size, info.CRC = offset, compressed, size, crc
-                info.compress_type, info.external_attr, info.flag_bits = method, attributes, flags
-                members[name] = info
-                raw_crcs.append(raw_crc)
         except (OSError, ValueError, TypeError, EOFError):  # not what `store` writes: a miss
             return None
-        unpacked = unpacked_copy(self._unpacked_path(key), list(members.values()), raw_crcs)
-        return Memo(path, members, {str(k): str(v) for k, v in skipped.items()}, unpacked)
+        by_source: dict[str, zipfile.ZipInfo] = {}
+        raw_crcs: list[int] = []
+        for name, module, (offset, compressed, size, crc, attributes, flags, raw_crc) in members:
+            info = zipfile.ZipInfo(name)
+            info.header_offset, info.compress_size, info.file_size, info.CRC = offset, compressed, size, crc
+            info.compress_type, info.external_attr, info.flag_bits = zipfile.ZIP_DEFLATED, attributes, flags
+            by_source[module] = info
+            raw_crcs.append(raw_crc)
+        unpacked = unpacked_copy(self._unpacked_path(key), list(by_source.values()), raw_crcs)
+        return Memo(path, by_source, {str(k): str(v) for k, v in skipped.items()}, unpacked)
 
     def store(
-        self, key: str, sources: Sequence[str], pycs: Sequence[tuple[str, Deflated]], skipped: dict[str, str]
+        self, key: str, sources: Sequence[str], pycs: Sequence[tuple[str, str, Deflated]], skipped: dict[str, str]
     ) -> None:
-        """Write the memo, its unpacked copy, then its index; a cache that cannot be written only
-        costs speed."""
+        """Write the memo (`pycs`: each compiled module, its .pyc's name and bytes), its unpacked
+        copy, then its index; a cache that cannot be written only costs speed."""
         out = io.BytesIO()
-        in_order = sorted(pycs, key=lambda item: item[0])
+        in_order = sorted(pycs, key=lambda item: item[1])
         with DeterministicZipWriter(out, epoch=DOS_EPOCH_MIN) as writer:
-            for name, pyc in in_order:
+            for _, name, pyc in in_order:
                 writer.add_deflated(name, pyc.data, pyc.crc, pyc.size)
         data = out.getvalue()
         with zipfile.ZipFile(io.BytesIO(data)) as written:  # the members as a reader finds them
             infos = written.infolist()
-        rows = [
-            (
-                info.filename, info.header_offset, info.compress_size, info.file_size, info.CRC,
-                info.compress_type, info.external_attr, info.flag_bits, zlib.crc32(pyc.data),
-            )
-            for info, (_, pyc) in zip(infos, in_order)
-        ]
+        numbers = array.array("q")
+        for info, (_, _, pyc) in zip(infos, in_order):
+            if info.compress_type != zipfile.ZIP_DEFLATED:
+                return  # not what `load` takes: no memo
+            numbers.extend((
+                info.header_offset, info.compress_size, info.file_size, info.CRC, info.external_attr,
+                info.flag_bits, zlib.crc32(pyc.data),
+            ))  # fmt: skip
         path, index_path = self._paths(key)
-        unpacked = UnpackedWriter(self._unpacked_path(key), sum(pyc.size for _, pyc in in_order))
-        for _, pyc in in_order:
+        unpacked = UnpackedWriter(self._unpacked_path(key), sum(pyc.size for _, _, pyc in in_order))
+        for _, _, pyc in in_order:
             unpacked.write(zlib.decompress(pyc.data, -15))  # deflated here, by this run
         unpacked.commit()
-        index = marshal.dumps((hashlib.sha256(data).hexdigest(), sorted(sources), dict(skipped), rows))
+        if sys.byteorder == "big":
+            numbers.byteswap()
+        names, modules = [info.filename for info in infos], [module for module, _, _ in in_order]
+        index = marshal.dumps((hashlib.sha256(data).hexdigest(), sorted(sources), dict(skipped), names, modules, numbers.tobytes()))
         with contextlib.suppress(OSError):
             write_atomic(path, data)
             write_checked(index_path, index)

@@ -194,12 +194,13 @@ def write_all_outputs(jobs: Sequence[OutputJob], unpacked: Mapping[Path, Unpacke
     shares: list[_Share] = []  # the helper process's share of the files, once it is started
     unpacked = unpacked or {}
     try:
-        share = _Share.start(bundles, unpacked, shares)  # first: it makes the folders meanwhile
+        members = _by_archive(bundles)  # the wheels' (and memos') members: staging adds its own
+        share = _Share.start(bundles, members, unpacked, shares)  # first: it makes the folders meanwhile
         for bundle in bundles:
             bundle.stage()
         if share is not None:
             share.folders_made()
-        _fill(bundles, unpacked, share)
+        _fill(bundles, _staged_members(members, bundles), unpacked, share)
         for bundle in bundles:
             bundle.complete_zip()
         for started in shares:
@@ -235,6 +236,7 @@ class _Bundle:
         self._dir: StagedTargetDir | None = None
         self._result: ZipResult | None = None  # both complete: the ZIP's facts and the staged folder
         self._staged_dir: Staged | None = None
+        self.staged: list[int] = []  # the entries staging made members of its scratch archive
         self._lock = threading.Lock()
 
     @property
@@ -294,7 +296,8 @@ class _Bundle:
             return list(entries)
         self._scratch = Staged(self.job.output)  # beside the output: removed by the next run if killed
         with os.fdopen(os.dup(self._scratch.fd), "w+b", buffering=CHUNK) as scratch:
-            return as_archive_members(entries, scratch, self._scratch.path)
+            members, self.staged = as_archive_members(entries, scratch, self._scratch.path)
+        return members
 
     def put(self, index: int, raw: bytes, data: bytes, runs: _ZipRuns) -> None:
         """Member `index`, small enough to hold: its compressed bytes into the ZIP (with the
@@ -482,17 +485,19 @@ if TYPE_CHECKING:
     _Targets = list[tuple[_Bundle, int]]  # the jobs holding a member, and its index in each
 
 
-def _fill(bundles: Sequence[_Bundle], unpacked: Mapping[Path, Unpacked], share: _Share | None) -> None:
+def _fill(bundles: Sequence[_Bundle], members: _Members, unpacked: Mapping[Path, Unpacked], share: _Share | None) -> None:
     """Every member of every live job written into both its outputs, one thread per core, each
     thread one archive at a time (largest first, so the last to finish is a small one); with
     a helper process (`share`), one thread, and the files of the helper's share only into the
     ZIPs: those files are the target dirs' only once it is done (`_Share.collect`)."""
-    ordered = _by_archive(bundles)
+    if not all(bundle.live for bundle in bundles):  # failed while staged: the others' members only
+        members = _by_archive(bundles)
+    ordered = _heaviest_first(members)
     delegated = share.delegated if share is not None else {}
     with ThreadPoolExecutor(max_workers=1 if share is not None else _WORKERS) as pool:
         futures = [
-            pool.submit(_fill_archive, archive, members, unpacked.get(archive), delegated.get(archive))
-            for archive, members in ordered
+            pool.submit(_fill_archive, archive, held, unpacked.get(archive), delegated.get(archive))
+            for archive, held in ordered
         ]
         try:
             for future in futures:
@@ -503,17 +508,36 @@ def _fill(bundles: Sequence[_Bundle], unpacked: Mapping[Path, Unpacked], share: 
             raise
 
 
-def _by_archive(bundles: Sequence[_Bundle]) -> list[tuple[Path, dict[int, _Targets]]]:
+if TYPE_CHECKING:
+    _Members = dict[Path, dict[int, _Targets]]  # by archive and header offset: the jobs' entries
+
+
+def _by_archive(bundles: Sequence[_Bundle]) -> _Members:
     """The live jobs' deflated archive members, by archive and header offset: the jobs holding
-    each member and its index in each; heaviest archive first. (Before a job is staged, its
-    other entries are not members yet; staging keeps every entry's index.)"""
-    groups: dict[Path, dict[int, _Targets]] = {}
+    each member and its index in each. (Before a job is staged, its other entries are not
+    members yet: `_staged_members` adds them; staging keeps every entry's index.)"""
+    groups: _Members = {}
     for bundle in bundles:
         if bundle.live:
             for index, entry in enumerate(bundle.entries):
                 if is_deflated_member(entry):
                     assert entry.archive is not None and entry.info is not None
                     groups.setdefault(entry.archive, {}).setdefault(entry.info.header_offset, []).append((bundle, index))
+    return groups
+
+
+def _staged_members(groups: _Members, bundles: Sequence[_Bundle]) -> _Members:
+    """`groups`, with the entries that staging made members of each job's scratch archive."""
+    for bundle in bundles:
+        if bundle.live:
+            for index in bundle.staged:
+                entry = bundle.entries[index]
+                assert entry.archive is not None and entry.info is not None
+                groups.setdefault(entry.archive, {}).setdefault(entry.info.header_offset, []).append((bundle, index))
+    return groups
+
+
+def _heaviest_first(groups: _Members) -> list[tuple[Path, dict[int, _Targets]]]:
     return sorted(groups.items(), key=lambda group: (-_weight(group[1]), str(group[0])))
 
 
@@ -531,17 +555,18 @@ class _Share:
         self.delegated: dict[Path, dict[int, int]] = {}  # by archive: header offset -> raw CRC-32
 
     @classmethod
-    def start(cls, bundles: Sequence[_Bundle], unpacked: Mapping[Path, Unpacked], shares: list[_Share]) -> _Share | None:
+    def start(
+        cls, bundles: Sequence[_Bundle], members: _Members, unpacked: Mapping[Path, Unpacked], shares: list[_Share]
+    ) -> _Share | None:
         """The share, its jobs' target dirs staged and its helper started, before the ZIPs are
         laid out (the helper makes every folder of those target dirs meanwhile, then its files);
         the share is in `shares` before the helper starts, so a run that stops stops it too.
         None when there are too few files for one (or no interpreter to run it)."""
         if not available():
             return None
-        ordered = _by_archive(bundles)
-        if sum(len(members) for _, members in ordered) < _HELPER_FROM:
+        if sum(len(archive) for archive in members.values()) < _HELPER_FROM:
             return None
-        picked = _pick(ordered, unpacked)
+        picked = _pick(_heaviest_first(members), unpacked)
         if sum(len(targets) for _, _, chosen in picked for *_, targets in chosen) < _HELPER_FROM:
             return None
         share = cls(unpacked)

@@ -78,27 +78,37 @@ def _on_path(name: str) -> Path | None:
     return None
 
 
-def find_interpreter(version: str, project_python: Callable[[], Path | None] | None = None) -> Path | None:
-    """The first candidate that really is CPython `version`, else the project's env's Python.
+def find_interpreter(
+    version: str,
+    project_python: Callable[[], Path | None] | None = None,
+    version_of: Callable[[Path], str | None] = interpreter_version,
+) -> Path | None:
+    """The first candidate that really is CPython `version` (`version_of` says), else the
+    project's env's Python.
 
     Finding the project's env costs Poetry a few hundred milliseconds, so `project_python` is a
     function, called only when no other place has the version.
     """
     for candidate in candidates(version):
-        if candidate.exists() and interpreter_version(candidate) == version:
+        if candidate.exists() and version_of(candidate) == version:
             return candidate
     last = project_python() if project_python is not None else None
-    if last is not None and last.exists() and interpreter_version(last) == version:
+    if last is not None and last.exists() and version_of(last) == version:
         return last
     return None
 
 
 def require_interpreter(
-    version: str, explicit: Path | None, why: str, project_python: Callable[[], Path | None] | None = None
+    version: str,
+    explicit: Path | None,
+    why: str,
+    project_python: Callable[[], Path | None] | None = None,
+    version_of: Callable[[Path], str | None] = interpreter_version,
 ) -> Path:
-    """An interpreter for `why`, or an error that says which version is needed and how to get one."""
+    """An interpreter for `why`, or an error that says which version is needed and how to get one.
+    `version_of` answers for each interpreter looked at (by default, by running it)."""
     if explicit is not None:
-        actual = interpreter_version(explicit)
+        actual = version_of(explicit)
         if actual != version:
             what = f"CPython {actual}" if actual else "not a CPython interpreter that runs here"
             raise ConfigError(
@@ -106,7 +116,7 @@ def require_interpreter(
                 " target runtime's version."
             )
         return explicit
-    found = find_interpreter(version, project_python)
+    found = find_interpreter(version, project_python, version_of)
     if found is None:
         raise ConfigError(
             f"{why} needs a CPython {version} interpreter (the target runtime's version), and"

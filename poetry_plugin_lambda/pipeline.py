@@ -194,7 +194,7 @@ class SharedWork:
         target = spec.target
         named = f" (bundle <c1>{spec.name}</>)" if spec.name else ""
         self._progress.line(f"Bundling for <c1>{target.describe()}</> from the lock file{named}")
-        compiler = _interpreter(self._poetry, spec, "--compile") if spec.compile else None
+        compiler = _compiler(self._poetry, spec, self.bytecode_cache) if spec.compile else None
         checker = _handler_checker(self._poetry, spec)
         key = (target, spec.groups, spec.extras, spec.exclude, spec.includes_dependencies)
         if key not in self._plans:
@@ -372,11 +372,18 @@ def _includes(spec: BundleSpec, outputs: Outputs) -> list[Entry]:
     return project_files(spec.project.root, spec.include, spec.project.name, outputs)
 
 
-def _interpreter(poetry: Poetry, spec: BundleSpec, why: str) -> Path:
+def _compiler(poetry: Poetry, spec: BundleSpec, cache_dir: Path) -> Path:
+    """The interpreter for `--compile`; one this cache already probed is not run again to be found."""
+    from poetry_plugin_lambda.bytecode_cache import remembered_version
+    from poetry_plugin_lambda.interpreters import interpreter_version
     from poetry_plugin_lambda.interpreters import require_interpreter
 
+    def version_of(python: Path) -> str | None:
+        return remembered_version(python, cache_dir) or interpreter_version(python)
+
     version = spec.target.runtime.python_version
-    return require_interpreter(version, spec.compile_with, why, lambda: compat.project_python(poetry))
+    project_python = lambda: compat.project_python(poetry)  # noqa: E731
+    return require_interpreter(version, spec.compile_with, "--compile", project_python, version_of)
 
 
 def _compile(

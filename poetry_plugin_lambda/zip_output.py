@@ -22,6 +22,9 @@ from poetry_plugin_lambda.atomic import Staged
 from poetry_plugin_lambda.digests import fd_sha256
 from poetry_plugin_lambda.errors import OutputError
 from poetry_plugin_lambda.errors import unwritable_entry
+from poetry_plugin_lambda.zipread import FLAG_ENCRYPTED
+from poetry_plugin_lambda.zipread import FLAG_STRONG_ENCRYPTION
+from poetry_plugin_lambda.zipread import ZIP32_LIMIT
 from poetry_plugin_lambda.zipread import ZipWriteError
 from poetry_plugin_lambda.zipread import check_source_member
 from poetry_plugin_lambda.zipwriter import Record
@@ -32,6 +35,8 @@ from poetry_plugin_lambda.zipwriter import external_attr
 from poetry_plugin_lambda.zipwriter import local_header
 from poetry_plugin_lambda.zipwriter import name_flags
 from poetry_plugin_lambda.zipwriter import validate_name
+
+_ENCRYPTED = FLAG_ENCRYPTED | FLAG_STRONG_ENCRYPTION
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -65,33 +70,42 @@ def lay_out(entries: Sequence[Entry], epoch: int) -> ZipLayout:
     heads: list[bytes] = []
     offsets: list[int] = []
     records: list[Record] = []
-    names: set[str] = set()
     offset = 0
-    for entry in entries:
+    for entry in entries:  # a bundle's ten thousand members: the checks' usual outcome is tested inline
         info = entry.info
         assert info is not None and entry.archive is not None, "as_archive_members makes every entry a member"
         try:
             name = validate_name(entry.path)
-            if entry.path in names:
-                raise ValueError(f"duplicate member name: {entry.path!r}")
-            check_source_member(info)
-            if info.compress_type != zipfile.ZIP_DEFLATED:
+            if info.compress_type != zipfile.ZIP_DEFLATED or info.flag_bits & _ENCRYPTED:
+                check_source_member(info)
                 raise ZipWriteError(f"{info.filename}: a stored member must be deflated first")
-            check_zip32(entry.path, offset, info.compress_size, info.file_size)
+            if max(offset, info.compress_size, info.file_size) > ZIP32_LIMIT:
+                check_zip32(entry.path, offset, info.compress_size, info.file_size)
         except (ValueError, ZipWriteError) as error:
             raise unwritable_entry(entry.path, entry.owner, error) from None
-        names.add(entry.path)
         flags = name_flags(entry.path)
         head = local_header(name, flags, info.CRC, info.compress_size, info.file_size, dos_time, dos_date)
         heads.append(head)
         offsets.append(offset)
         records.append(Record(name, info.CRC, info.compress_size, info.file_size, flags, offset, external_attr(entry.executable)))
         offset += len(head) + info.compress_size
+    _refuse_duplicates(entries)
     try:
         central = central_directory(records, offset, dos_time, dos_date)
     except ZipWriteError as error:
         raise OutputError(f"Cannot write the ZIP: {error}") from None
     return ZipLayout(tuple(heads), tuple(offsets), offset, central)
+
+
+def _refuse_duplicates(entries: Sequence[Entry]) -> None:
+    """Two members of one name (never from `assemble`, which refuses them first)."""
+    if len({entry.path for entry in entries}) == len(entries):
+        return
+    seen: set[str] = set()
+    for entry in entries:
+        if entry.path in seen:
+            raise unwritable_entry(entry.path, entry.owner, ValueError(f"duplicate member name: {entry.path!r}"))
+        seen.add(entry.path)
 
 
 class StagedZip:

@@ -9,6 +9,7 @@ import pytest
 from poetry_plugin_lambda.assemble import Entry
 from poetry_plugin_lambda.assemble import assemble
 from poetry_plugin_lambda.assemble import entries_for_wheel
+from poetry_plugin_lambda.assemble import merge
 from poetry_plugin_lambda.assemble import unzipped_size
 from poetry_plugin_lambda.errors import BundleError
 from poetry_plugin_lambda.errors import ConfigError
@@ -151,3 +152,45 @@ def test_an_included_file_named_as_the_marker_is_refused(tmp_path: Path) -> None
     included = Entry(path=MARKER, owner="fn (include)", size=1, file=tmp_path / MARKER)
     with pytest.raises(ConfigError, match=f"include would ship {MARKER} at the bundle's root"):
         assemble([], extra=[included])
+
+
+def _generated(path: str, owner: str = "gen 1.0") -> Entry:
+    return Entry(path=path, owner=owner, size=1, data=b"x")
+
+
+BASE = ["a/__init__.py", "a/b/c.py", "a/b/d.py", "a.py", "z/z.py"]
+
+
+@pytest.mark.parametrize("more", [
+    ["a/__pycache__/__init__.cpython-312.pyc", "a/b/__pycache__/c.cpython-312.pyc", "__pycache__/a.cpython-312.pyc"],
+    ["0.py", "a/b/c.pyc", "a/b0", "a/b.py", "zz/y.py", "a.py.txt"],  # beside, before and after existing names
+    [],
+])
+def test_merge_gives_what_assembling_everything_gives(more: list[str]) -> None:
+    """`merge` checks only the new entries, for the same outcome as assembling them all."""
+    entries = assemble((), "", [_generated(p, "base 1.0") for p in BASE])
+    new = [_generated(p) for p in more]
+    assert merge(entries, new) == assemble((), "", [*entries, *new])
+
+
+@pytest.mark.parametrize(("more", "message"), [
+    (["a/b/c.py"], "base 1.0 and gen 1.0 both install 'a/b/c.py'"),
+    (["n/x.py", "n/x.py"], "gen 1.0 and gen 1.0 both install 'n/x.py'"),
+    (["a.py/x.pyc"], "base 1.0 installs a file at 'a.py' where gen 1.0 needs a folder (for 'a.py/x.pyc')"),
+    (["a/b"], "gen 1.0 installs a file at 'a/b' where base 1.0 needs a folder (for 'a/b/c.py')"),
+    (["z"], "gen 1.0 installs a file at 'z' where base 1.0 needs a folder (for 'z/z.py')"),
+    (["n/x", "n/x/y/z.pyc"], "gen 1.0 installs a file at 'n/x' where gen 1.0 needs a folder (for 'n/x/y/z.pyc')"),
+    (["n/x/y/z.pyc", "n/x"], "gen 1.0 installs a file at 'n/x' where gen 1.0 needs a folder (for 'n/x/y/z.pyc')"),
+])
+def test_merge_refuses_what_assemble_refuses(more: list[str], message: str) -> None:
+    entries = assemble((), "", [_generated(p, "base 1.0") for p in BASE])
+    with pytest.raises(BundleError) as caught:
+        merge(entries, [_generated(p) for p in more])
+    assert message in str(caught.value)
+    with pytest.raises(BundleError):
+        assemble((), "", [*entries, *(_generated(p) for p in more)])
+
+
+def test_merge_never_adds_the_marker() -> None:
+    with pytest.raises(WheelError, match="reserved"):
+        merge(assemble((), "", [_generated("a.py")]), [_generated(MARKER)])

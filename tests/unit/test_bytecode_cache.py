@@ -266,7 +266,7 @@ def test_a_damaged_or_mismatched_memo_is_never_used(
     elif damage == "index-truncated":
         memo.with_suffix(".index").write_bytes(memo.with_suffix(".index").read_bytes()[:-7])
     elif damage == "index-not-ours":  # whole and checked, but not what a memo's index holds
-        write_checked(memo.with_suffix(".index"), marshal.dumps(("0" * 64, [], {}, [(1, 2)])))
+        write_checked(memo.with_suffix(".index"), marshal.dumps(("0" * 64, [], {}, [(1, 2)], [], b"")))
     else:  # the memo of another selection of the wheel's modules, under this key
         without_core = [e for e in entries if e.path != "pkg/core.py"]
         other = tmp_path / "other-cache"
@@ -323,6 +323,34 @@ def test_interpreter_info_is_probed_once_per_binary(python312: Path, tmp_path: P
     blob[blob.index(b"cpython-312") + 9] ^= 0x02  # a flipped bit: cpython-302, still JSON
     record.write_bytes(bytes(blob))
     assert interpreter_info(python312, cache) == info  # damaged: probed again, never believed
+
+
+def test_a_probed_binary_is_found_again_without_running_it(
+    python312: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding the `--compile` interpreter asks the record `interpreter_info` keeps, so a warm
+    run starts no Python to learn a version it already knows; another binary is asked again."""
+    from poetry_plugin_lambda import interpreters
+    from poetry_plugin_lambda.bytecode_cache import remembered_version
+    from poetry_plugin_lambda.interpreters import require_interpreter
+
+    cache = tmp_path / "cache"
+    assert remembered_version(python312, cache) is None  # never probed
+    interpreter_info(python312, cache)
+    with monkeypatch.context() as patch:
+        _no_subprocess(patch)
+        patch.setattr(interpreters.subprocess, "run", bytecode_cache.subprocess.run)
+        assert remembered_version(python312, cache) == "3.12"
+        found = require_interpreter("3.12", python312, "--compile", version_of=lambda p: remembered_version(p, cache))
+        assert found == python312
+    record = next((cache / "interpreters").iterdir())
+    text = (read_checked(record) or b"").decode()
+    write_checked(record, text.replace(str(python312.stat().st_size), "1").encode())
+    assert remembered_version(python312, cache) is None  # another binary at that path
+    write_checked(record, text.replace('"cpython-312"', '"pypy39"').encode())
+    assert remembered_version(python312, cache) is None  # only CPython is ever taken
+    record.write_bytes(record.read_bytes()[:-3])
+    assert remembered_version(python312, cache) is None  # damaged: never believed
 
 
 def test_entries_of_another_interpreter_version_are_not_used(python312: Path, tmp_path: Path) -> None:
@@ -484,21 +512,47 @@ def test_a_memos_damaged_unpacked_copy_costs_speed_never_a_wrong_file(python312:
             assert (warm_dir / name).read_bytes() == zf.read(name) == (cold_dir / name).read_bytes()
 
 
-def _forge(memo: Path, change: Callable[[list[list[object]]], object]) -> None:
+def _forge(memo: Path, change: Callable[[list[object]], object]) -> None:
+    """Rewrite the memo's index (digest, listed, skipped, names, modules, packed numbers) as
+    `change` says, checked again: whole, but no longer what `store` wrote."""
     index = memo.with_suffix(".index")
-    digest, listed, skipped, rows = marshal.loads(read_checked(index))  # type: ignore[arg-type]
-    rows = [list(row) for row in rows]
-    change(rows)
-    write_checked(index, marshal.dumps((digest, listed, skipped, [tuple(r) for r in rows])))
+    fields = list(marshal.loads(read_checked(index)))  # type: ignore[arg-type]
+    change(fields)
+    write_checked(index, marshal.dumps(tuple(fields)))
 
 
-@pytest.mark.parametrize("field,value", [(0, 7), (3, "12"), (1, 1.0), (2, -1), (5, 0)])
-def test_a_forged_index_is_a_miss_not_a_traceback(python312: Path, tmp_path: Path, field: int, value: object) -> None:
+def _set(fields: list[object], field: int, value: object) -> None:
+    fields[field] = value
+
+
+def _first(fields: list[object], field: int, value: object) -> None:
+    items = list(fields[field])  # type: ignore[call-overload]
+    items[0] = value
+    fields[field] = items
+
+
+_FORGERIES: dict[str, Callable[[list[object]], object]] = {
+    "a name not a string": lambda f: _first(f, 3, 7),
+    "two members of one name": lambda f: _first(f, 3, f[3][1]),  # type: ignore[index]
+    "a module not listed": lambda f: _first(f, 4, "other.py"),
+    "a module twice": lambda f: _first(f, 4, f[4][1]),  # type: ignore[index]
+    "a module compiled and skipped": lambda f: _set(f, 2, {**f[2], f[4][0]: "no"}),  # type: ignore[index,dict-item]
+    "a module neither": lambda f: _set(f, 2, {}),
+    "fewer names than modules": lambda f: _set(f, 3, f[3][1:]),  # type: ignore[index]
+    "numbers cut short": lambda f: _set(f, 5, f[5][:-1]),  # type: ignore[index]
+    "numbers not bytes": lambda f: _set(f, 5, list(f[5])),  # type: ignore[call-overload]
+    "a negative number": lambda f: _set(f, 5, (-1).to_bytes(8, "little", signed=True) + f[5][8:]),  # type: ignore[index,operator]
+    "not six fields": lambda f: f.pop(),
+}
+
+
+@pytest.mark.parametrize("forgery", list(_FORGERIES))
+def test_a_forged_index_is_a_miss_not_a_traceback(python312: Path, tmp_path: Path, forgery: str) -> None:
     cache = tmp_path / "cache"
     entries = _entries(tmp_path)
     _compile(entries, python312, tmp_path, cache)
     (memo,) = _memo_files(cache)
-    _forge(memo, lambda rows: rows[0].__setitem__(field, value))
+    _forge(memo, _FORGERIES[forgery])
     warm = _compile(entries, python312, tmp_path, cache)  # whole and checked, but not a memo's index: a miss
     assert (warm.fresh, warm.cached) == (0, 5)
     assert not any(e.archive in _memo_files(cache) for e in warm.entries)  # not from the forged memo
