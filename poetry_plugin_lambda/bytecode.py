@@ -190,7 +190,8 @@ def compile_bytecode(
     frames: list[bytes] = []  # what the compiler reads: (dfile, source) of each miss
     with ThreadPoolExecutor(max(1, workers)) as pool:  # hashing and inflating let go of the GIL
         wheels = [archive for archive in groups if archive is not None]
-        for archive, key, memo in pool.map(lambda a: _memo(a, known.get(a), groups[a], memos, layer), wheels):
+        memo_args = (memos, layer, interpreter.cache_tag)
+        for archive, key, memo in pool.map(lambda a: _memo(a, known.get(a), groups[a], *memo_args), wheels):
             keys[archive] = key
             if memo is not None:
                 used.append(memo)
@@ -251,11 +252,17 @@ def _from_memo(memo: Memo, group: Sequence[Entry], skipped: dict[str, str]) -> l
     return made
 
 
-def _memo(archive: Path, sha256: str | None, group: Sequence[Entry], memos: WheelMemos, layer: bool) -> tuple[Path, str, Memo | None]:
-    """The wheel's memo key, and its memo if it holds exactly these modules' bytecode."""
+def _memo(
+    archive: Path, sha256: str | None, group: Sequence[Entry], memos: WheelMemos, layer: bool, cache_tag: str
+) -> tuple[Path, str, Memo | None]:
+    """The wheel's memo key, and its memo if it holds exactly these modules' bytecode, each
+    under its module's .pyc name (the name its index gives is the path that ships)."""
     sources = [e.path for e in group]
     key = memos.key(sha256 or file_digest(archive), layer, sources)
-    return archive, key, memos.load(key, sources)
+    memo = memos.load(key, sources)
+    if memo is not None and any(info.orig_filename != pyc_path(module, cache_tag) for module, info in memo.by_source.items()):
+        memo = None  # not these modules' .pyc files: they come from the per-module cache
+    return archive, key, memo
 
 
 def _store_memo(

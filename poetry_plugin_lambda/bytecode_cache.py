@@ -108,8 +108,8 @@ def remembered_version(python: Path, cache_root: Path) -> str | None:
         known = _remembered(python, _record(python, cache_root), _stamp(python))
     except OSError:
         return None
-    if known is None or not known.cache_tag.startswith("cpython-"):
-        return None
+    if known is None or not known.cache_tag.startswith("cpython-") or not os.access(python, os.X_OK):
+        return None  # a binary no longer executable is asked (and refused) as before
     return ".".join(known.version.split(".")[:2])
 
 
@@ -126,7 +126,7 @@ def _record(python: Path, cache_root: Path) -> Path:
 def _remembered(python: Path, record: Path, stamp: list[object]) -> Interpreter | None:
     """The probe's answer kept in `record`, if it was for this binary (`stamp`); damaged or
     missing: None, and the binary is probed again."""
-    with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError):
+    with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError, RecursionError):  # not a record
         known = json.loads(read_checked(record) or b"null")
         if known["stamp"] == stamp:
             return Interpreter(python, bytes.fromhex(known["magic"]), str(known["cache_tag"]), str(known["version"]))

@@ -71,6 +71,7 @@ def lay_out(entries: Sequence[Entry], epoch: int) -> ZipLayout:
     offsets: list[int] = []
     records: list[Record] = []
     offset = 0
+    _refuse_duplicates(entries)
     for entry in entries:  # a bundle's ten thousand members: the checks' usual outcome is tested inline
         info = entry.info
         assert info is not None and entry.archive is not None, "as_archive_members makes every entry a member"
@@ -89,7 +90,6 @@ def lay_out(entries: Sequence[Entry], epoch: int) -> ZipLayout:
         offsets.append(offset)
         records.append(Record(name, info.CRC, info.compress_size, info.file_size, flags, offset, external_attr(entry.executable)))
         offset += len(head) + info.compress_size
-    _refuse_duplicates(entries)
     try:
         central = central_directory(records, offset, dos_time, dos_date)
     except ZipWriteError as error:

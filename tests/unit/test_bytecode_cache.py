@@ -353,6 +353,27 @@ def test_a_probed_binary_is_found_again_without_running_it(
     assert remembered_version(python312, cache) is None  # damaged: never believed
 
 
+def test_a_remembered_binary_that_no_longer_runs_is_asked_again(tmp_path: Path) -> None:
+    """A `chmod -x` changes none of the stamp (path, inode, size, mtime): the record is not
+    believed for a binary this user cannot execute, so it is asked, and refused, as before."""
+    import json
+
+    from poetry_plugin_lambda.bytecode_cache import remembered_version
+
+    python = tmp_path / "python3.12"
+    python.write_bytes(b"\x7fELF not really")
+    python.chmod(0o755)
+    cache = tmp_path / "cache"
+    record = {"stamp": bytecode_cache._stamp(python), "magic": "cb0d0d0a", "cache_tag": "cpython-312", "version": "3.12.1"}
+    write_checked(bytecode_cache._record(python, cache), json.dumps(record).encode())
+    assert remembered_version(python, cache) == "3.12"
+    python.chmod(0o644)
+    assert remembered_version(python, cache) is None
+    write_checked(bytecode_cache._record(python, cache), b"[" * 100_000 + b"]" * 100_000)  # whole, but no record
+    python.chmod(0o755)
+    assert remembered_version(python, cache) is None
+
+
 def test_entries_of_another_interpreter_version_are_not_used(python312: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     info = interpreter_info(python312, cache)
@@ -543,6 +564,9 @@ _FORGERIES: dict[str, Callable[[list[object]], object]] = {
     "numbers not bytes": lambda f: _set(f, 5, list(f[5])),  # type: ignore[call-overload]
     "a negative number": lambda f: _set(f, 5, (-1).to_bytes(8, "little", signed=True) + f[5][8:]),  # type: ignore[index,operator]
     "not six fields": lambda f: f.pop(),
+    "a member named for another module": lambda f: _first(f, 3, f[3][0].replace("__init__", "other")),  # type: ignore[index]
+    "another interpreter's names": lambda f: _set(f, 3, [n.replace("312", "311") for n in f[3]]),  # type: ignore[attr-defined,union-attr]
+    "names cut at a NUL": lambda f: _set(f, 3, [f"{n}\x00{i}" for i, n in enumerate(f[3])]),  # type: ignore[arg-type]
 }
 
 
