@@ -500,8 +500,8 @@ def _fill(bundles: Sequence[_Bundle], members: _Members, unpacked: Mapping[Path,
     delegated = share.delegated if share is not None else {}
     with ThreadPoolExecutor(max_workers=1 if share is not None else _WORKERS) as pool:
         futures = [
-            pool.submit(_fill_archive, archive, held, unpacked.get(archive), delegated.get(archive))
-            for archive, held in ordered
+            pool.submit(_fill_archive, archive, group, unpacked.get(archive), delegated.get(archive))
+            for archive, group in ordered
         ]
         try:
             for future in futures:

@@ -382,8 +382,7 @@ def _compiler(poetry: Poetry, spec: BundleSpec, cache_dir: Path) -> Path:
         return remembered_version(python, cache_dir) or interpreter_version(python)
 
     version = spec.target.runtime.python_version
-    project_python = lambda: compat.project_python(poetry)  # noqa: E731
-    return require_interpreter(version, spec.compile_with, "--compile", project_python, version_of)
+    return require_interpreter(version, spec.compile_with, "--compile", lambda: compat.project_python(poetry), version_of)
 
 
 def _compile(
