@@ -28,6 +28,8 @@ from poetry_plugin_lambda.locked_files import verify_hash
 from poetry_plugin_lambda.targets import is_pure
 from poetry_plugin_lambda.targets import wheel_rank
 from poetry_plugin_lambda.wheels import check_built_wheel
+from poetry_plugin_lambda.wheels import required_names
+from poetry_plugin_lambda.wheels import same_version
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -95,7 +97,7 @@ class Builder:
             _cache_copy(wheel, sdist.parent / wheel.name)  # the next run refuses at once
         return _cache_copy(self._checked(package, sdist, wheel), sdist.parent / wheel.name)
 
-    def from_git(self, package: Package) -> Path:
+    def from_git(self, package: Package, listed: frozenset[str] | None = None) -> Path:
         """The lock's resolved commit, cloned and built (pure only); the wheel cached per commit."""
         assert package.source_url is not None
         revision = package.source_resolved_reference or package.source_reference
@@ -115,7 +117,7 @@ class Builder:
                 f"Could not clone {label} from {redact_url(url)} at {revision}: {first_line(error)}"
             ) from None
         source = checkout / package.source_subdirectory if package.source_subdirectory else checkout
-        wheel = self.build(package, source)
+        wheel = self.build(package, source, listed)
         try:
             cache.mkdir(parents=True, exist_ok=True)
         except OSError:
@@ -132,14 +134,14 @@ class Builder:
             path = path / package.source_subdirectory
         return path.resolve()
 
-    def from_directory(self, package: Package) -> Path:
+    def from_directory(self, package: Package, listed: frozenset[str] | None = None) -> Path:
         """A path dependency to a project: built into a real wheel, never an editable one."""
         path = self.local_path(package)
         if not (path / "pyproject.toml").is_file() and not (path / "setup.py").is_file():
             raise FetchError(f"{package.pretty_name}: {path} is not a Python project to build.")
-        return self.build(package, path)
+        return self.build(package, path, listed)
 
-    def from_file(self, package: Package) -> Path:
+    def from_file(self, package: Package, listed: frozenset[str] | None = None) -> Path:
         """A path dependency to a wheel (used as is) or an sdist (built), both hash-checked."""
         path = self.local_path(package)
         if not path.is_file():
@@ -149,11 +151,15 @@ class Builder:
             if wheel_rank(path.name, self._target) is None:
                 raise no_wheel_error(package, self._target, f"{path.name} is for another platform")
             return path
-        return self.build(package, path)
+        return self.build(package, path, listed)
 
-    def build(self, package: Package, source: Path) -> Path:
-        """Build a source tree or sdist for the target: only a pure-Python wheel is accepted."""
-        return self._checked(package, source, self._build(package, source))
+    def build(self, package: Package, source: Path, listed: frozenset[str] | None = None) -> Path:
+        """Build a source tree or sdist for the target: only a pure-Python wheel is accepted, and
+        only as the package poetry.lock describes (its version; with `listed`, the names its lock
+        entry lists as requirements, no other)."""
+        wheel = self._checked(package, source, self._build(package, source))
+        _check_as_locked(package, source, wheel, listed)
+        return wheel
 
     def _fits(self, wheel: Path) -> bool:
         return is_pure(wheel) and wheel_rank(wheel.name, self._target) is not None
@@ -222,3 +228,30 @@ def _cache_copy(wheel: Path, final: Path) -> Path:
     except OSError:
         return wheel
     return final
+
+
+def _check_as_locked(package: Package, source: Path, wheel: Path, listed: frozenset[str] | None) -> None:
+    """A path (or git) dependency's build is the package poetry.lock describes: its version, and
+    no requirement the lock does not list for it. Poetry's lock check covers only the project's
+    own pyproject.toml, so a path dependency edited since the lock was written would otherwise
+    ship its new version without its new requirements: a function that fails at import."""
+    from packaging.utils import InvalidWheelFilename
+    from packaging.utils import canonicalize_name
+    from packaging.utils import parse_wheel_filename
+
+    label = label_of(package)
+    advice = "its source changed since poetry.lock was written. Run `poetry lock` to lock it again."
+    try:
+        built = str(parse_wheel_filename(wheel.name)[1])
+    except InvalidWheelFilename:
+        built = package.version.text  # a name no installer takes is refused when it is read
+    if not same_version(built, package.version.text):
+        raise FetchError(f"{label} was built from {source} as version {built}, not the locked {package.pretty_version}: {advice}")
+    if listed is None:
+        return
+    new = sorted(required_names(wheel) - {canonicalize_name(n) for n in listed} - {package.name})
+    if new:
+        raise FetchError(
+            f"{label} was built from {source} and now requires {', '.join(new)}, which poetry.lock"
+            f" does not list for it: {advice}"
+        )

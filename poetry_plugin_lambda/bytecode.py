@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 # Runs inside the target's interpreter: reads (dfile, source) frames, writes one outcome frame each:
 # b"c" + the .pyc, as py_compile writes an unchecked-hash one, or b"e" + why it does not compile.
 _COMPILER = r"""
-import importlib.util, marshal, struct, sys, warnings
+import importlib.util, marshal, os, struct, sys, threading, time, warnings
 from concurrent.futures import ProcessPoolExecutor
 
 warnings.simplefilter("ignore")  # SyntaxWarnings say nothing about the bytecode
@@ -83,6 +83,16 @@ def compile_one(item):
     del keep
     return b"c" + importlib.util.MAGIC_NUMBER + flags + importlib.util.source_hash(source) + data
 
+def ends_with(parent):
+    # This process ends soon after the one that started it: the plugin kills only this
+    # interpreter's main process (a signal sent to the plugin's process alone, not its group),
+    # and the pool's workers, which hold both ends of their pipes, would wait forever.
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True).start()
+
 def frames(data):
     at = 0
     while at < len(data):
@@ -93,13 +103,14 @@ def frames(data):
         at += size_d + size_s
 
 if __name__ == "__main__":
+    ends_with(os.getppid())
     items = list(frames(sys.stdin.buffer.read()))
     workers = int(sys.argv[1])
     out = sys.stdout.buffer
     out.write(b"R")  # ready: what follows is one frame per module, in order, as each is done
     out.flush()
     if workers > 1:  # the caller asks for a pool only for more than _POOLED_FROM modules
-        with ProcessPoolExecutor(workers) as pool:
+        with ProcessPoolExecutor(workers, initializer=ends_with, initargs=(os.getpid(),)) as pool:
             results = pool.map(compile_one, items, chunksize=32)
             for result in results:
                 out.write(struct.pack("<L", len(result)) + result)

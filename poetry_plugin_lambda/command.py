@@ -22,6 +22,7 @@ from poetry_plugin_lambda.compat import known_secrets
 from poetry_plugin_lambda.compat import lock_parse_kept
 from poetry_plugin_lambda.compat import output_redacted
 from poetry_plugin_lambda.compat import schema_validators_kept
+from poetry_plugin_lambda.compat import stdout_to_stderr
 from poetry_plugin_lambda.errors import BundleError
 from poetry_plugin_lambda.errors import Interrupted
 from poetry_plugin_lambda.errors import hide
@@ -156,7 +157,9 @@ class LambdaBundleCommand(Command):
     def handle(self) -> int:
         fmt = self.option("format")
         try:
-            with never_lost(), _collector_paused(), _nothing_left_staged(), secrets_hidden(), output_redacted(self.io, redact):
+            # with --format json, stdout carries the report alone: whatever else prints goes to stderr
+            report_only = stdout_to_stderr(self.io) if fmt == "json" else contextlib.nullcontext()
+            with never_lost(), _collector_paused(), _nothing_left_staged(), secrets_hidden(), output_redacted(self.io, redact), report_only:
                 outcome = self._bundle()
         except BundleError as error:
             if isinstance(error, Interrupted):

@@ -730,6 +730,20 @@ def link_for(url: str) -> Link:
 
 
 @contextmanager
+def stdout_to_stderr(io: IO) -> Iterator[None]:
+    """While this runs, what `io` would print on stdout goes to stderr: with `--format json`,
+    stdout carries the report alone, whatever Poetry or a build prints meanwhile, at any
+    verbosity (poetry-core's build lines, Poetry's debug lines). cleo keeps the two outputs in
+    `IO._output` and `IO._error_output`."""
+    saved = io._output
+    io._output = io._error_output
+    try:
+        yield
+    finally:
+        io._output = saved
+
+
+@contextmanager
 def output_redacted(io: IO, redact: Callable[[str], str]) -> Iterator[None]:
     """Every line `io` prints while this runs goes through `redact`: Poetry's own lines too (its
     debug lines and its logger's warnings quote a source's URL, or a host as `user:password@`,

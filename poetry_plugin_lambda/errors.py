@@ -11,8 +11,6 @@ import contextlib
 import errno
 import re
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
-from urllib.parse import urlunsplit
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -89,37 +87,48 @@ def unwritable_entry(path: str, owner: str, error: Exception) -> OutputError:
 # One redaction for the whole code base: every URL a message or the bundle carries goes through
 # `redact_url` (a URL) or `redact` (free text, e.g. an error from git or the network layer).
 
-_USERINFO = re.compile(r"(?<=://)[^/?#@\s]*@")
+# User information ends at the host's last @, as Poetry, requests and urllib read a URL: a
+# password may hold an @ (or a # or ?) that was not percent-encoded.
+_USERINFO = re.compile(r"(?<=://)[^/\s]*@")
 # A host given without its scheme (`user:password@host`, as Poetry's network errors and debug
-# lines quote one): a word with a colon, right before an @ that a host name follows.
-_BARE_USERINFO = re.compile(r"(?<![^\s'\"(\[<,=])[^\s/@:'\"<>()\[\],]+:[^\s/@'\"<>()\[\],]*@(?=[\w\[])")
+# lines quote one): a word with a colon, then up to the last @ that a host name follows.
+_BARE_USERINFO = re.compile(r"(?<![^\s'\"(\[<,=])[^\s/@:'\"<>()\[\],]+:[^\s/'\"<>()\[\],]*@(?=[\w\[])")
+# A token passed in a URL's query (`?private_token=...`, `X-Amz-Signature=...`): the value of a
+# parameter one of whose words (split at - _ .) names a secret.
+_QUERY_SECRET = re.compile(
+    r"(?<=[?&])((?:[^=&#\s'\"<>]*[-_.])?"
+    r"(?:token|secret|password|passwd|pwd|key|apikey|sig|signature|credential|auth|authorization)"
+    r"(?:[-_.][^=&#\s'\"<>]*)?=)[^&#\s'\"<>]+",
+    re.IGNORECASE,
+)
 _SHORTEST_SECRET = 6  # shorter strings are too common to hide wherever they appear
 _secrets: set[str] = set()  # passwords and tokens this run knows of (`hide`)
 
 
 def redact_url(url: str) -> str:
-    """`url` without its user information (`user:token@`); everything else is kept."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    """`url` without its user information (`user:token@`, up to the host's last @) and with the
+    value of a query parameter that names a secret hidden; everything else is kept."""
+    url = _USERINFO.sub("", url, count=1)
+    return _QUERY_SECRET.sub(r"\1***", url) if "=" in url else url
 
 
 def redact(text: str) -> str:
     """Free text with the user information of every URL (or `user:password@host`) in it removed,
-    and every password or token the run knows of (`hide`) replaced with `***`."""
-    text = _BARE_USERINFO.sub("", _USERINFO.sub("", text))
-    for secret in _secrets:
+    every password or token the run knows of (`hide`) and the value of every query parameter
+    named like a token, key, signature or password replaced with `***`."""
+    for secret in _secrets:  # first: a password holding an @ is whole only before the URL rules
         if secret in text:
             text = text.replace(secret, "***")
-    return text
+    text = _BARE_USERINFO.sub("", _USERINFO.sub("", text))
+    return _QUERY_SECRET.sub(r"\1***", text) if "=" in text else text
 
 
-def holds_secret(text: str) -> bool:
-    """Whether `text` holds a password or token the run knows of (`hide`): without one, and
-    without an `@` (both of `redact`'s patterns need one), `redact` leaves `text` as it is."""
-    return any(secret in text for secret in _secrets)
+def redactable(text: str) -> bool:
+    """Whether `redact` could change `text`: it holds a password or token the run knows of
+    (`hide`), an `@` (the user information rules need one) or a query parameter naming a secret."""
+    return "@" in text or any(secret in text for secret in _secrets) or (
+        "=" in text and _QUERY_SECRET.search(text) is not None
+    )
 
 
 def hide(secrets: Iterable[str]) -> None:

@@ -37,6 +37,7 @@ from poetry_plugin_lambda.wheels import same_version
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from collections.abc import Mapping
     from pathlib import Path
 
     from cleo.io.io import IO
@@ -75,6 +76,7 @@ class Fetcher:
         self._retries = compat.max_retries(poetry.config)
         own_cache = compat.cache_dir(poetry.config) / "lambda-bundle"
         self._index = ArchiveIndex(own_cache.parent)
+        self._listed: Mapping[str, frozenset[str]] = {}  # the plan's (`Plan.listed`)
         legacy = own_cache / "unpacked"  # version 0.1 unpacked wheels here; nothing reads them now
         if legacy.is_dir():
             shutil.rmtree(legacy, ignore_errors=True)
@@ -85,6 +87,7 @@ class Fetcher:
         hash checks and downloads of the others)."""
         if not plan.packages:
             return []
+        self._listed = plan.listed
 
         def fetch(package: Package) -> Artifact:
             artifact = self.fetch(package)
@@ -101,11 +104,11 @@ class Fetcher:
         if kind in (None, "", "legacy"):
             wheel, sha256 = self._from_index(package)
         elif kind == "file":
-            wheel = self._builder.from_file(package)
+            wheel = self._builder.from_file(package, self._listed.get(package.name))
         elif kind == "directory":
-            wheel = self._builder.from_directory(package)
+            wheel = self._builder.from_directory(package, self._listed.get(package.name))
         elif kind == "git":
-            wheel = self._builder.from_git(package)
+            wheel = self._builder.from_git(package, self._listed.get(package.name))
         elif kind == "url":
             wheel, sha256 = self._from_url(package)
         else:

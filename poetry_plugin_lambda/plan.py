@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from dataclasses import field
+from dataclasses import replace
 from typing import TYPE_CHECKING
 from typing import Any
 
@@ -36,6 +38,10 @@ class Plan:
     warnings: tuple[str, ...] = ()
     # `exclude` and what only it needed: the handler check says "excluded" when one is missing
     excluded: frozenset[str] = frozenset()
+    # For each package built here from its source (a path, git or local file dependency), the
+    # names its lock entry lists as requirements (its extras' too): a build that requires more
+    # was edited since the lock was written (`builds`)
+    listed: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 def check_lock(poetry: Poetry) -> None:
@@ -108,11 +114,20 @@ def make_plan(poetry: Poetry, spec: BundleSpec, env: Env, lock: compat.LockedDat
     # The walk above does not carry each package's requirements; the lock's own packages do.
     requires: dict[tuple[str, Any], list[Dependency]] = {(p.name, p.version): p.requires for p in locked}
     check_complete(packages, roots, dict(env.marker_env), requires, spec.target.describe(), poetry.package.name)
+    listed = {str(p.name): _listed_names(p) for p in locked if p.source_type in ("directory", "git", "file")}
     if not spec.exclude:
-        return Plan(tuple(packages))
-    return apply_exclusions(
+        return Plan(tuple(packages), listed=listed)
+    plan = apply_exclusions(
         packages, roots, spec.exclude, dict(env.marker_env), requires, frozenset(p.name for p in locked)
     )
+    return replace(plan, listed=listed)
+
+
+def _listed_names(package: Package) -> frozenset[str]:
+    """The names a locked package's entry lists as its requirements, its extras' included."""
+    names = {d.name for d in package.all_requires}
+    names.update(d.name for deps in package.extras.values() for d in deps)
+    return frozenset(names)
 
 
 def _root_names(poetry: Poetry, spec: BundleSpec, env: Env) -> list[Dependency]:

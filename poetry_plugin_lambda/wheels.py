@@ -33,8 +33,8 @@ from packaging.version import Version
 
 from poetry_plugin_lambda import __version__
 from poetry_plugin_lambda.errors import WheelError
-from poetry_plugin_lambda.errors import holds_secret
 from poetry_plugin_lambda.errors import redact
+from poetry_plugin_lambda.errors import redactable
 from poetry_plugin_lambda.zipread import BrokenZip
 from poetry_plugin_lambda.zipread import parsing_zip
 from poetry_plugin_lambda.zipread import read_member
@@ -176,6 +176,25 @@ def check_built_wheel(wheel: Path) -> None:
             source.validate_record()
     except (BrokenZip, OSError) as error:
         raise WheelError(f"Building gave {wheel.name}, whose files do not match its RECORD: {error}") from None
+
+
+def required_names(wheel: Path) -> frozenset[str]:
+    """The names a built wheel's METADATA requires (`Requires-Dist`, whatever their markers),
+    canonicalized; a requirement that cannot be parsed counts by its leading name."""
+    from installer.sources import WheelFile
+
+    try:
+        with parsing_zip(), WheelFile.open(wheel) as source:
+            metadata = source.read_dist_info("METADATA")
+    except (BrokenZip, OSError, ValueError) as error:
+        raise WheelError(f"Building gave {wheel.name}, whose METADATA cannot be read: {error}") from None
+    names = set()
+    for value in HeaderParser().parsestr(metadata).get_all("Requires-Dist") or []:
+        try:
+            names.add(canonicalize_name(Requirement(value).name))
+        except InvalidRequirement:
+            names.add(canonicalize_name(re.split(r"[\s;\[(<>=!~@]", value.strip(), maxsplit=1)[0]))
+    return frozenset(names)
 
 
 def read_wheel(archive: Path, drop: Callable[[str], bool] | None = None) -> WheelContents:
@@ -424,17 +443,16 @@ def without_local_urls(metadata: bytes) -> bytes | None:
     The body (the long description) is left as its author wrote it.
     """
     head = _HEADERS_END.split(metadata, maxsplit=1)[0].decode("utf-8", "surrogateescape")
-    secret = holds_secret(head)  # without one, only a line with an `@` can change
-    if not secret and "@" not in head:
+    if not redactable(head):
         return None  # no URL user information, no secret, no `x @ file:` in the headers
     lines = metadata.split(b"\n")
     changed = False
     for i, line in enumerate(lines):
         if not line.strip():
             break  # the end of the headers
-        if not secret and b"@" not in line:
-            continue
         text = line.decode("utf-8", "surrogateescape")
+        if not redactable(text):
+            continue
         if text.startswith("Requires-Dist:") and _LOCAL_URL.search(text):
             try:
                 requirement = Requirement(text[len("Requires-Dist:") :].strip())

@@ -101,6 +101,37 @@ def test_monorepo_service_with_a_develop_path_dependency(index: LoopbackIndex, t
     assert "extrapkg/__init__.py" in zip_files(Path(extra.report["zip"]))
 
 
+@pytest.mark.parametrize("edit", ["new requirement", "new version"])
+def test_a_path_dependency_edited_since_the_lock_is_refused(index: LoopbackIndex, tmp_path: Path, edit: str) -> None:
+    """Poetry's lock check covers only the project's own pyproject.toml: a sibling library that
+    gained a requirement (or a version) since the lock was written must not ship without it."""
+    repo = tmp_path / "repo"
+    lib = _shared_library(repo)
+    service = write_project(
+        repo / "services" / "billing", "billing", dependencies={"myco-shared": {"path": "../../libs/myco-shared"}},
+        index_url=index.url, requires_python=">=3.12,<3.13", handler_source=SERVICE_HANDLER,
+    )
+    cache = _lock(service, tmp_path)
+    first = bundle(service, cache, "--format", "json")
+    assert first.returncode == 0, first.stderr
+    pyproject = lib / "pyproject.toml"
+    if edit == "new requirement":
+        pyproject.write_text(pyproject.read_text().replace('"tinydep>=1"', '"tinydep>=1", "extrapkg>=1"'))
+        expected = "myco-shared (1.2.3) was built from"
+        detail = "now requires extrapkg, which poetry.lock does not list for it"
+    else:
+        pyproject.write_text(pyproject.read_text().replace('version = "1.2.3"', 'version = "1.3.0"'))
+        expected = "myco-shared (1.2.3) was built from"
+        detail = "as version 1.3.0, not the locked 1.2.3"
+    before = Path(first.report["zip"]).read_bytes()
+    result = bundle(service, cache)
+    assert result.returncode == 1, result.stdout + result.stderr
+    message = result.stderr.strip()
+    assert "\n" not in message and "Traceback" not in message, message
+    assert expected in message and detail in message and "poetry lock" in message, message
+    assert Path(first.report["zip"]).read_bytes() == before  # the previous outputs are left as they were
+
+
 def test_shared_library_kept_in_a_group_ships_with_with(index: LoopbackIndex, tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     _shared_library(repo)

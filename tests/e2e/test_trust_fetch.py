@@ -169,37 +169,50 @@ def test_a_locked_version_that_is_not_the_files_is_refused(index: LoopbackIndex,
     assert not (project / "dist").exists()
 
 
-def test_url_dependency_credentials_never_ship(index: LoopbackIndex, private: LoopbackIndex, tmp_path: Path) -> None:
-    wheel = private.add(build_wheel(tmp_path / "built", "privwheel", "1.0"))
-    url = f"http://user:{TOKEN}@127.0.0.1:{private.port}/files/{wheel.name}"
-    project = write_project(
-        tmp_path / "svc", "svc", dependencies={"privwheel": {"url": url}},
-        index_url=index.url, requires_python=">=3.12,<3.13",
-    )
-    cache = _cache(tmp_path)
-    poetry_lock(project, cache)
-    result = bundle(project, cache, "--format", "json")
+# A password may hold an @ that was not percent-encoded: the host is after the last one. Both
+# hold TOKEN, so any piece of either that leaks is found.
+PASSWORDS = [TOKEN, f"p@ss-{TOKEN}"]
+
+
+@pytest.mark.parametrize("password", PASSWORDS)
+def test_url_dependency_credentials_never_ship(index: LoopbackIndex, tmp_path: Path, password: str) -> None:
+    with LoopbackIndex(tmp_path / "private", auth=("user", password)) as private:
+        wheel = private.add(build_wheel(tmp_path / "built", "privwheel", "1.0"))
+        port = private.port
+        url = f"http://user:{password}@127.0.0.1:{port}/files/{wheel.name}?a=1&private_token={TOKEN}"
+        project = write_project(
+            tmp_path / "svc", "svc", dependencies={"privwheel": {"url": url}},
+            index_url=index.url, requires_python=">=3.12,<3.13",
+        )
+        cache = _cache(tmp_path)
+        poetry_lock(project, cache)
+        result = bundle(project, cache, "--format", "json", "-vvv")
+    assert result.returncode == 0, result.stderr
+    assert result.report["zip"]  # stdout is the JSON report alone, even with -vvv (else it fails to parse)
     assert result.returncode == 0, result.stderr
     files = zip_files(Path(result.report["zip"]))
     metadata = files["svc-0.1.0.dist-info/METADATA"].decode()
     # the project's own wheel still says where privwheel comes from, without the credentials
-    assert f"privwheel @ http://127.0.0.1:{private.port}/files/{wheel.name}" in metadata
+    assert f"privwheel @ http://127.0.0.1:{port}/files/{wheel.name}?a=1&private_token=***" in metadata
     assert "privwheel/__init__.py" in files
     _no_token_anywhere(result, Path(result.report["target_dir"]))
     for name, data in files.items():
         assert TOKEN.encode() not in data, name
 
 
+@pytest.mark.parametrize("password", PASSWORDS)
 @pytest.mark.parametrize("where", ["url dependency", "source"])
-def test_credentials_in_urls_are_never_printed_even_with_vvv(index: LoopbackIndex, tmp_path: Path, where: str) -> None:
+def test_credentials_in_urls_are_never_printed_even_with_vvv(
+    index: LoopbackIndex, tmp_path: Path, where: str, password: str
+) -> None:
     """Poetry's own lines (its debug lines, its logger's warnings, its network errors) quote a
     source's URL or a host as `user:password@host`: no line printed carries the password, at any
     verbosity, when the server is down or refuses it."""
-    with LoopbackIndex(tmp_path / "private", auth=("user", TOKEN)) as private:
+    with LoopbackIndex(tmp_path / "private", auth=("user", password)) as private:
         wheel = private.add(build_wheel(tmp_path / "built", "privwheel", "1.0"))
-        secret_url = private.url.replace("http://", f"http://user:{TOKEN}@")
+        secret_url = private.url.replace("http://", f"http://user:{password}@")
         if where == "url dependency":
-            url = f"http://user:{TOKEN}@127.0.0.1:{private.port}/files/{wheel.name}"
+            url = f"http://user:{password}@127.0.0.1:{private.port}/files/{wheel.name}"
             project = write_project(tmp_path / "svc", "svc", dependencies={"privwheel": {"url": url}},
                                     index_url=index.url, requires_python=">=3.12,<3.13")
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,53 @@ def test_two_wheels_writing_the_same_file_is_an_error_naming_both(tmp_path: Path
     assert "'shared/__init__.py'" in text
 
 
+PKGUTIL_STUB = "__path__ = __import__('pkgutil').extend_path(__path__, __name__)\n"
+PKGUTIL_STUB_2 = "# a namespace package\nfrom pkgutil import extend_path\n__path__ = extend_path(__path__, __name__)\n"
+PKG_RESOURCES_STUB = '"""A namespace."""\n__import__("pkg_resources").declare_namespace(__name__)\n'
+FALLING_BACK_STUB = (
+    "try:\n    __import__('pkg_resources').declare_namespace(__name__)\nexcept ImportError:\n"
+    "    from pkgutil import extend_path\n    __path__ = extend_path(__path__, __name__)\n"
+)
+
+
+@pytest.mark.parametrize(("one", "two", "kept"), [
+    (PKGUTIL_STUB, PKGUTIL_STUB_2, "backports-a 1.0"),  # both pkgutil: the owner that sorts first
+    (PKG_RESOURCES_STUB, PKGUTIL_STUB, "backports-b 2.0"),  # the stub that needs nothing else
+    (FALLING_BACK_STUB, PKG_RESOURCES_STUB, "backports-a 1.0"),  # it falls back to pkgutil
+    ("VALUE = 1\n", "VALUE = 1\n", "backports-a 1.0"),  # the same bytes
+])  # fmt: skip
+def test_namespace_stubs_and_equal_files_share_their_path(tmp_path: Path, one: str, two: str, kept: str) -> None:
+    """backports.tarfile and backports.datetime-fromisoformat each ship `backports/__init__.py`
+    (pip lets the last one win): one stub is shipped, the same whatever the wheels' order."""
+    a = read_wheel(build_wheel(tmp_path / "1", "backports-a", "1.0", files={"backports/__init__.py": one, "backports/a.py": ""}))
+    b = read_wheel(build_wheel(tmp_path / "2", "backports-b", "2.0", files={"backports/__init__.py": two, "backports/b.py": ""}))
+    for order in ([a, b], [b, a]):
+        entries = {e.path: e for e in assemble(order)}
+        assert entries["backports/__init__.py"].owner == kept
+        assert {"backports/a.py", "backports/b.py"} <= set(entries)
+
+
+@pytest.mark.parametrize("other", ["import os\n__path__ = __import__('pkgutil').extend_path(__path__, __name__)\n", "X = 1\n"])
+def test_an_init_that_is_more_than_a_stub_still_clashes(tmp_path: Path, other: str) -> None:
+    a = read_wheel(build_wheel(tmp_path / "1", "ns-a", "1.0", files={"ns/__init__.py": PKGUTIL_STUB}))
+    b = read_wheel(build_wheel(tmp_path / "2", "ns-b", "1.0", files={"ns/__init__.py": other}))
+    with pytest.raises(BundleError, match=r"ns-a 1\.0 and ns-b 1\.0 both install 'ns/__init__\.py'"):
+        assemble([a, b])
+
+
+def test_every_clash_is_named_in_one_message_with_the_setting_that_fixes_it(tmp_path: Path) -> None:
+    """Wheels that ship a LICENSE and a CHANGELOG.md at the bundle's root: both clashes at once,
+    each with the --exclude-files that leaves it out (also for a layer, without python/)."""
+    a = read_wheel(build_wheel(tmp_path / "1", "asyncmy", "0.2", files={"LICENSE": "MIT a", "CHANGELOG.md": "a", "asyncmy/__init__.py": ""}))
+    b = read_wheel(build_wheel(tmp_path / "2", "pypika", "0.1", files={"LICENSE": "MIT b", "CHANGELOG.md": "b", "pypika/__init__.py": ""}))
+    with pytest.raises(BundleError) as caught:
+        assemble([a, b], "python/")
+    text = str(caught.value)
+    assert "asyncmy 0.2 and pypika 0.1 both install 'python/CHANGELOG.md'" in text
+    assert "asyncmy 0.2 and pypika 0.1 both install 'python/LICENSE'" in text
+    assert "--exclude-files 'CHANGELOG.md' --exclude-files 'LICENSE'" in text
+
+
 def test_same_file_through_data_purelib_is_a_conflict(tmp_path: Path) -> None:
     first = read_wheel(build_wheel(tmp_path / "1", "one", "1.0", files={"common.py": "A"}))
     second = read_wheel(build_wheel(tmp_path / "2", "two", "1.0", files={"two/__init__.py": ""},
@@ -128,8 +176,8 @@ def test_layer_prefix(tmp_path: Path) -> None:
 
 
 def test_layer_prefix_conflicts_still_detected(tmp_path: Path) -> None:
-    a = read_wheel(build_wheel(tmp_path / "1", "a", "1.0", files={"same.py": ""}))
-    b = read_wheel(build_wheel(tmp_path / "2", "b", "1.0", files={"same.py": ""}))
+    a = read_wheel(build_wheel(tmp_path / "1", "a", "1.0", files={"same.py": "A = 1"}))
+    b = read_wheel(build_wheel(tmp_path / "2", "b", "1.0", files={"same.py": "B = 1"}))
     with pytest.raises(BundleError, match="'python/same.py'"):
         assemble([a, b], prefix="python/")
 
@@ -154,8 +202,13 @@ def test_an_included_file_named_as_the_marker_is_refused(tmp_path: Path) -> None
         assemble([], extra=[included])
 
 
+_MADE = itertools.count()
+
+
 def _generated(path: str, owner: str = "gen 1.0") -> Entry:
-    return Entry(path=path, owner=owner, size=1, data=b"x")
+    """A generated file whose bytes differ from every other's (equal bytes may share a path)."""
+    data = str(next(_MADE)).encode()
+    return Entry(path=path, owner=owner, size=len(data), data=data)
 
 
 BASE = ["a/__init__.py", "a/b/c.py", "a/b/d.py", "a.py", "z/z.py"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import marshal
@@ -580,3 +581,56 @@ def test_a_forged_index_is_a_miss_not_a_traceback(python312: Path, tmp_path: Pat
     warm = _compile(entries, python312, tmp_path, cache)  # whole and checked, but not a memo's index: a miss
     assert (warm.fresh, warm.cached) == (0, 5)
     assert not any(e.archive in _memo_files(cache) for e in warm.entries)  # not from the forged memo
+
+
+def _children(pid: int) -> set[int]:
+    """Every process below `pid` (Linux's /proc)."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found.update(int(c) for c in (task / "children").read_text().split())
+    return found | {g for c in found for g in _children(c)}
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs /proc to find the compiler's workers")
+def test_the_compilers_workers_end_with_it(python312: Path, tmp_path: Path) -> None:
+    """The plugin, interrupted by a signal sent to its own process alone, kills only the
+    compiler's main process: its pool's workers, which hold both ends of their pipes, must
+    still end (they used to wait forever, their parent gone)."""
+    import os
+    import signal
+    import struct
+    import time
+
+    script = tmp_path / "lambda_bundle_compiler.py"
+    script.write_text(bytecode._COMPILER)
+    source = ("x = [" + ", ".join(str(i) for i in range(20_000)) + "]\n").encode()
+    items = b"".join(struct.pack("<LL", len(b"/var/task/m.py"), len(source)) + b"/var/task/m.py" + source for _ in range(400))
+    compiler = subprocess.Popen([str(python312), "-s", "-S", str(script), "2"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert compiler.stdin is not None and compiler.stdout is not None
+    compiler.stdin.write(items)
+    compiler.stdin.close()
+    assert compiler.stdout.read(1) == b"R"
+    deadline = time.monotonic() + 20
+    while not (workers := _children(compiler.pid)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert workers, "the pool started no worker"
+    compiler.send_signal(signal.SIGKILL)  # what subprocess.run does to it on KeyboardInterrupt
+    compiler.wait()
+    deadline = time.monotonic() + 5
+    alive = set(workers)
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+        alive = {w for w in alive if Path(f"/proc/{w}").exists() and "Z" not in _state(w)}
+    for w in alive:
+        with contextlib.suppress(OSError):
+            os.kill(w, signal.SIGKILL)
+    assert not alive, f"workers {sorted(alive)} outlived the compiler"
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "Z"

@@ -27,6 +27,17 @@ from poetry_plugin_lambda.wheels import without_local_urls
         ("git+https://u:p@host/org/repo.git@v1", "git+https://host/org/repo.git@v1"),
         ("https://host/path@v1", "https://host/path@v1"),  # an @ in the path is not user info
         ("/some/local/path", "/some/local/path"),
+        # a password with an @, # or ? not percent-encoded: the host follows the last @
+        ("http://alice:p@ssword1@127.0.0.1:8080/x.whl", "http://127.0.0.1:8080/x.whl"),
+        ("https://alice:pass#word@host/x", "https://host/x"),
+        ("https://alice:pa?ss@host/x?b=1", "https://host/x?b=1"),
+        # a token in the query: the value of a parameter one of whose words names a secret
+        ("https://host/x.whl?private_token=S3cr3t&a=1", "https://host/x.whl?private_token=***&a=1"),
+        (
+            "https://b.example/x.whl?X-Amz-Algorithm=A&X-Amz-Credential=AKIA/1&X-Amz-Signature=ab&X-Amz-Security-Token=z",
+            "https://b.example/x.whl?X-Amz-Algorithm=A&X-Amz-Credential=***&X-Amz-Signature=***&X-Amz-Security-Token=***",
+        ),
+        ("https://h/x?author=bob&monkey=1&api_key=k&sig=s#frag", "https://h/x?author=bob&monkey=1&api_key=***&sig=***#frag"),
     ],
 )
 def test_redact_url(url: str, expected: str) -> None:
@@ -44,6 +55,8 @@ def test_redact_free_text() -> None:
         ("All attempts to connect to user:s3cret@127.0.0.1:8080 failed.", "All attempts to connect to 127.0.0.1:8080 failed."),
         ("Creating new session for user:pw@host.example", "Creating new session for host.example"),
         ("(alice:pw@[::1]:80)", "([::1]:80)"),
+        ("Creating new session for alice:p@ssword1@127.0.0.1:8080", "Creating new session for 127.0.0.1:8080"),
+        ("Adding repository x (http://alice:p@ssword1@127.0.0.1/simple)", "Adding repository x (http://127.0.0.1/simple)"),
         ("clone git@github.com:org/repo and mail a@b.c", "clone git@github.com:org/repo and mail a@b.c"),
         ("Requires-Dist: x @ file:///a/b", "Requires-Dist: x @ file:///a/b"),
     ],
@@ -62,6 +75,24 @@ def test_known_secrets_are_hidden_wherever_they_appear() -> None:
         hide(["ghp_0123456789", "abc"])  # too short to hide everywhere: left to the URL rules
         assert redact("connect to ghp_0123456789@127.0.0.1 failed; abc") == "connect to ***@127.0.0.1 failed; abc"
     assert redact("ghp_0123456789") == "ghp_0123456789"  # forgotten after the run
+
+
+def test_a_known_password_with_an_at_is_hidden_whole() -> None:
+    """The user information ends at the host's last @; a known password is replaced before the
+    URL rules cut anything, so no piece of it is left wherever it appears."""
+    from poetry_plugin_lambda.errors import hide
+    from poetry_plugin_lambda.errors import secrets_hidden
+
+    with secrets_hidden():
+        hide(["p@ssword1"])
+        assert redact("session for p@ssword1@127.0.0.1 and ssword1") == "session for ***@127.0.0.1 and ssword1"
+        metadata = b"Metadata-Version: 2.1\nRequires-Dist: g @ http://alice:p@ssword1@127.0.0.1:8/g.whl?token=p@ssword1\n\nbody\n"
+        shipped = without_local_urls(metadata)
+        assert shipped == b"Metadata-Version: 2.1\nRequires-Dist: g @ http://127.0.0.1:8/g.whl?token=***\n\nbody\n"
+    assert without_local_urls(b"Metadata-Version: 2.1\nProject-URL: Home, https://h/?private_token=abc\n\n") == (
+        b"Metadata-Version: 2.1\nProject-URL: Home, https://h/?private_token=***\n\n"
+    )
+    assert without_local_urls(b"Metadata-Version: 2.1\nProject-URL: Home, https://h/?page=2\n\n") is None
 
 
 @pytest.mark.parametrize(
