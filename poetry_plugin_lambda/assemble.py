@@ -80,7 +80,7 @@ def assemble(
     by_path: dict[str, Entry] = {}
     clashes: list[tuple[Entry, Entry]] = []
     for entry in _chain(wheels, prefix, extra):
-        if entry.path == MARKER:
+        if entry.path == MARKER or entry.path.startswith(_MARKER_FOLDER):
             raise _reserved(entry)
         other = by_path.get(entry.path)
         if other is not None:
@@ -186,17 +186,22 @@ def _clashes(clashes: list[tuple[Entry, Entry]], prefix: str) -> BundleError:
     )
 
 
+_MARKER_FOLDER = MARKER + "/"
+
+
 def _reserved(entry: Entry) -> BundleError:
-    """The marker at the target dir's root says the folder is ours to replace; a file of the
-    bundle cannot take its place (the write would fail, or the file be the marker)."""
+    """The marker at the target dir's root says the folder is ours to replace; a file (or a
+    folder) of the bundle cannot take its place (the write would fail, or the file be the marker)."""
+    what = f"{MARKER} at the bundle's root" if entry.path == MARKER else f"{entry.path!r}, in a folder named {MARKER} at the bundle's root"
+    pattern = MARKER if entry.path == MARKER else f"{MARKER}/*"
     if entry.file is not None:
         return ConfigError(
-            f"include would ship {MARKER} at the bundle's root: that name is reserved for the target"
-            f" dir's marker. Rename the file, or leave it out with '!{MARKER}' in include."
+            f"include would ship {what}: that name is reserved for the target"
+            f" dir's marker. Rename the file, or leave it out with '!{pattern}' in include."
         )
     return WheelError(
-        f"{entry.owner} ships {MARKER} at the bundle's root: that name is reserved for the target"
-        f" dir's marker. Leave the file out with exclude-files = [\"{MARKER}\"], or the package with --exclude."
+        f"{entry.owner} ships {what}: that name is reserved for the target"
+        f" dir's marker. Leave the file out with exclude-files = [\"{pattern}\"], or the package with --exclude."
     )
 
 

@@ -7,6 +7,7 @@ is checked against the hash it records before anything reads it.
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import TYPE_CHECKING
 
 from packaging.utils import parse_wheel_filename
@@ -126,10 +127,45 @@ def choose_locked_file(
 
 
 def no_wheel_error(package: Package, target: Target, cause: str) -> FetchError:
-    tags = wheel_tags(package)
+    """No locked wheel fits: the tags the lock has (the target's Python and architecture first),
+    and, when its wheels for them only need a newer glibc than the runtime's, that."""
+    tags = sorted(wheel_tags(package), key=lambda t: (not _near(t, target), t))
     shown = ", ".join(tags[:12]) + (" …" if len(tags) > 12 else "") if tags else "none"
+    glibc = _glibc_needed(tags, target)
+    newer = (
+        f" Its wheels for {target.describe()} need glibc {glibc[0]}.{glibc[1]} or newer"
+        f" (manylinux_{glibc[0]}_{glibc[1]}); the {target.runtime.name} runtime has glibc"
+        f" {target.runtime.glibc[0]}.{target.runtime.glibc[1]}."
+        if glibc else ""
+    )
     return FetchError(
         f"No wheel of {package.pretty_name} {package.pretty_version} fits {target.describe()}"
-        f" ({cause}). Wheel tags in the lock: {shown}. Pin a version that publishes wheels for"
-        " this target, or choose another runtime or architecture."
+        f" ({cause}). Wheel tags in the lock: {shown}.{newer} Pin a version that publishes wheels for"
+        " this target, or choose another runtime or architecture (or build the wheel in a Linux"
+        " image for the runtime and depend on it as a file)."
     )
+
+
+def _near(tag: str, target: Target) -> bool:
+    """A tag for the target's CPython (or the stable ABI, or any Python) on Linux for its
+    architecture, or for any platform."""
+    interpreter, abi, platform = tag.split("-", 2)
+    python = interpreter in (target.runtime.interpreter, "py3") or (abi == "abi3" and interpreter.startswith("cp3"))
+    return python and (platform == "any" or ("linux" in platform and platform.endswith(target.machine)))
+
+
+def _glibc_needed(tags: list[str], target: Target) -> tuple[int, int] | None:
+    """The oldest glibc the lock's manylinux wheels for the target's Python and architecture
+    need, when that is newer than the runtime's (None otherwise)."""
+    needed = []
+    for tag in tags:
+        if not _near(tag, target):
+            continue
+        match = _MANYLINUX.fullmatch(tag.split("-", 2)[2])
+        if match and match.group(3) == target.machine:
+            needed.append((int(match.group(1)), int(match.group(2))))
+    oldest = min(needed, default=None)
+    return oldest if oldest is not None and oldest > target.runtime.glibc else None
+
+
+_MANYLINUX = re.compile(r"manylinux_(\d+)_(\d+)_(\w+)")

@@ -195,6 +195,17 @@ def test_a_wheel_shipping_the_target_dirs_marker_is_refused_naming_it(tmp_path: 
     assert f"python/{MARKER}" in [e.path for e in assemble([evil], prefix="python/")]
 
 
+def test_a_wheel_shipping_a_folder_named_as_the_marker_is_refused_naming_it(tmp_path: Path) -> None:
+    """A folder named as the marker would stand where the marker goes: refused in words that say
+    which file and how to leave it out (it used to fail as 'File exists' in the staged dir)."""
+    evil = read_wheel(build_wheel(tmp_path, "markerdir", "1.0", files={f"{MARKER}/x.py": ""}))
+    with pytest.raises(WheelError) as caught:
+        assemble([evil])
+    text = str(caught.value)
+    assert f"markerdir 1.0 ships '{MARKER}/x.py', in a folder named {MARKER} at the bundle's root" in text
+    assert f'exclude-files = ["{MARKER}/*"]' in text
+
+
 def test_an_included_file_named_as_the_marker_is_refused(tmp_path: Path) -> None:
     (tmp_path / MARKER).write_text("x")
     included = Entry(path=MARKER, owner="fn (include)", size=1, file=tmp_path / MARKER)

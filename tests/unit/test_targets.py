@@ -160,3 +160,23 @@ def test_manylinux_wheels_fit_the_runtime_os_glibc(glibc: str, runtime: str, fit
     tag = f"cp3{runtime[-2:]}-cp3{runtime[-2:]}-manylinux_{glibc}_x86_64"
     rank = wheel_rank(f"pkg-1.0-{tag}.whl", Target(RUNTIMES[runtime], "x86_64"))
     assert (rank is not None) == fits
+
+
+def test_no_wheel_says_when_the_wheels_need_a_newer_glibc() -> None:
+    """numpy 2.4 publishes manylinux_2_27+ wheels only: the python3.11 runtime (glibc 2.26) fits
+    none, and the message says so, with the tags for its Python and architecture shown first."""
+    from types import SimpleNamespace
+
+    from poetry_plugin_lambda.locked_files import no_wheel_error
+
+    files = [f"numpy-2.4.6-{t}.whl" for t in (
+        "cp310-cp310-manylinux_2_27_x86_64", "cp311-cp311-macosx_14_0_arm64", "cp311-cp311-manylinux_2_28_aarch64",
+        "cp311-cp311-manylinux_2_27_x86_64", "cp311-cp311-manylinux_2_28_x86_64", "cp311-cp311-win_amd64",
+    )]
+    package = SimpleNamespace(files=[{"file": f} for f in files], pretty_name="numpy", pretty_version="2.4.6")
+    message = str(no_wheel_error(package, target("python3.11"), "building it gave a wheel for this machine"))  # type: ignore[arg-type]
+    assert "Wheel tags in the lock: cp311-cp311-manylinux_2_27_x86_64, cp311-cp311-manylinux_2_28_x86_64, cp310" in message
+    assert "need glibc 2.27 or newer (manylinux_2_27); the python3.11 runtime has glibc 2.26." in message
+    arm = str(no_wheel_error(package, target("python3.11", "arm64"), "x"))  # type: ignore[arg-type]
+    assert "glibc 2.28 or newer" in arm
+    assert "glibc" not in str(no_wheel_error(package, target("python3.12"), "x"))  # type: ignore[arg-type]
