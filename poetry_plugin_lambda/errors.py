@@ -109,7 +109,7 @@ def redact_url(url: str) -> str:
     """`url` without its user information (`user:token@`, up to the host's last @) and with the
     value of a query parameter that names a secret hidden; everything else is kept."""
     url = _USERINFO.sub("", url, count=1)
-    return _QUERY_SECRET.sub(r"\1***", url) if "=" in url else url
+    return _QUERY_SECRET.sub(r"\1***", url) if "?" in url else url
 
 
 def redact(text: str) -> str:
@@ -120,15 +120,18 @@ def redact(text: str) -> str:
         if secret in text:
             text = text.replace(secret, "***")
     text = _BARE_USERINFO.sub("", _USERINFO.sub("", text))
-    return _QUERY_SECRET.sub(r"\1***", text) if "=" in text else text
+    return _QUERY_SECRET.sub(r"\1***", text) if "?" in text else text  # a query follows a ?
+
+
+def holds_secret(text: str) -> bool:
+    """Whether `text` holds a password or token the run knows of (`hide`)."""
+    return any(secret in text for secret in _secrets)
 
 
 def redactable(text: str) -> bool:
-    """Whether `redact` could change `text`: it holds a password or token the run knows of
-    (`hide`), an `@` (the user information rules need one) or a query parameter naming a secret."""
-    return "@" in text or any(secret in text for secret in _secrets) or (
-        "=" in text and _QUERY_SECRET.search(text) is not None
-    )
+    """Whether `redact` could change `text`: it holds a password or token the run knows of, an
+    `@` (the user information rules need one) or a query parameter naming a secret."""
+    return "@" in text or holds_secret(text) or ("?" in text and _QUERY_SECRET.search(text) is not None)
 
 
 def hide(secrets: Iterable[str]) -> None:

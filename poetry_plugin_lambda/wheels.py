@@ -33,6 +33,7 @@ from packaging.version import Version
 
 from poetry_plugin_lambda import __version__
 from poetry_plugin_lambda.errors import WheelError
+from poetry_plugin_lambda.errors import holds_secret
 from poetry_plugin_lambda.errors import redact
 from poetry_plugin_lambda.errors import redactable
 from poetry_plugin_lambda.zipread import BrokenZip
@@ -445,14 +446,15 @@ def without_local_urls(metadata: bytes) -> bytes | None:
     head = _HEADERS_END.split(metadata, maxsplit=1)[0].decode("utf-8", "surrogateescape")
     if not redactable(head):
         return None  # no URL user information, no secret, no `x @ file:` in the headers
+    secret = holds_secret(head)  # without one, only a line with an `@` or a `?` (a query) can change
     lines = metadata.split(b"\n")
     changed = False
     for i, line in enumerate(lines):
         if not line.strip():
             break  # the end of the headers
-        text = line.decode("utf-8", "surrogateescape")
-        if not redactable(text):
+        if not secret and b"@" not in line and b"?" not in line:
             continue
+        text = line.decode("utf-8", "surrogateescape")
         if text.startswith("Requires-Dist:") and _LOCAL_URL.search(text):
             try:
                 requirement = Requirement(text[len("Requires-Dist:") :].strip())
