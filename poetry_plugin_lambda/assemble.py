@@ -7,7 +7,6 @@ they ship the same bytes or both a namespace package's stub there.
 
 from __future__ import annotations
 
-import zipfile
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,13 +15,12 @@ from typing import NamedTuple
 from poetry_plugin_lambda.errors import BundleError
 from poetry_plugin_lambda.errors import ConfigError
 from poetry_plugin_lambda.errors import WheelError
+from poetry_plugin_lambda.sources import Archives
 from poetry_plugin_lambda.target_dir import MARKER
 from poetry_plugin_lambda.wheels import record_path
-from poetry_plugin_lambda.zipread import BrokenZip
-from poetry_plugin_lambda.zipread import parsing_zip
-from poetry_plugin_lambda.zipread import read_member
 
 if TYPE_CHECKING:
+    import zipfile
     from collections.abc import Callable
     from collections.abc import Iterable
     from collections.abc import Sequence
@@ -108,26 +106,19 @@ def _settled(one: Entry, other: Entry) -> Entry | None:
     if one.size != other.size and not stub:
         return None
     try:
-        first, second = _entry_bytes(one), _entry_bytes(other)
-    except (OSError, BrokenZip, zipfile.BadZipFile):
+        with Archives() as archives:
+            first, second = archives.read(one), archives.read(other)
+    except (OSError, WheelError):
         return None  # refused in words when the bundle is written
     if first == second:
         return min(one, other, key=lambda e: e.owner)
-    kinds = _stub_kind(first), _stub_kind(second)
-    if None in kinds:
+    kinds = {one.owner: _stub_kind(first), other.owner: _stub_kind(second)}
+    if None in kinds.values():
         return None
-    return min((one, other), key=lambda e: (_stub_kind(first if e is one else second) != "pkgutil", e.owner))
+    return min((one, other), key=lambda e: (kinds[e.owner] != "pkgutil", e.owner))
 
 
 _STUB_LIMIT = 4096  # a namespace stub is a few lines; a larger __init__.py is read only if sizes match
-
-
-def _entry_bytes(entry: Entry) -> bytes:
-    if entry.data is not None:
-        return entry.data
-    assert entry.archive is not None and entry.info is not None
-    with parsing_zip(), zipfile.ZipFile(entry.archive) as zf:
-        return read_member(zf, entry.info)
 
 
 def _stub_kind(source: bytes) -> str | None:
